@@ -1,0 +1,215 @@
+"""The ``sopforecast`` command line.
+
+User errors (:class:`~sopforecast.errors.SopforecastError`) print as one clear message on
+stderr and exit with code 2, without a traceback; anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.markup import escape
+from rich.table import Table
+
+from .console import console, err_console, progress, setup_logging
+from .errors import ConfigError, SopforecastError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="sopforecast",
+    help="Demand forecasting for S&OP: validate sales history, forecast, plan and monitor.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+WorkdirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--workdir",
+        help="Work directory for data, MLflow store, database and reports "
+        "[default: $SOPFORECAST_HOME or ./sopforecast-work].",
+        show_default=False,
+    ),
+]
+
+
+class NegativePolicy(str, Enum):
+    error = "error"
+    clip = "clip"
+
+
+class MissingPolicy(str, Enum):
+    error = "error"
+    zero = "zero"
+
+
+class DuplicatePolicy(str, Enum):
+    error = "error"
+    sum = "sum"
+
+
+class ShortPolicy(str, Enum):
+    error = "error"
+    report = "report"
+
+
+@app.callback()
+def _root(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and results.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    setup_logging(quiet=quiet, verbose=verbose)
+
+
+@app.command()
+def demo(
+    workdir: WorkdirOption = None,
+    series: Annotated[int, typer.Option(help="Bottom series in the demo data.")] = 500,
+    seed: Annotated[int, typer.Option(help="Seed of the demo data generator.")] = 0,
+    horizon: Annotated[int, typer.Option(help="Forecast horizon in months.")] = 18,
+) -> None:
+    """Generate the demo data and run the main job on it, end to end."""
+    from .demo import run_demo
+    from .workdir import resolve_workdir
+
+    wd = resolve_workdir(workdir)
+    with progress() as bar:
+        result = run_demo(wd, n_series=series, seed=seed, horizon=horizon, progress=bar)
+    _print_summary(result.report, result.levels, result.classes)
+    table = Table(title="Outputs", show_header=True)
+    table.add_column("what")
+    table.add_column("where")
+    for name, path in result.outputs.items():
+        table.add_row(name, str(path))
+    console.print(table)
+    console.print(f"Work directory: {wd.root}")
+
+
+@app.command()
+def generate(
+    output: Annotated[Path, typer.Option("--output", "-o", help="CSV or Parquet file to write.")],
+    series: Annotated[int, typer.Option(help="Bottom series.")] = 500,
+    periods: Annotated[int, typer.Option(help="Months of history.")] = 60,
+    seed: Annotated[int, typer.Option(help="Seed of the generator.")] = 0,
+) -> None:
+    """Write synthetic S&OP demand history (the demo data) at any size."""
+    from .data.datasets import generate_demand
+    from .data.io import write_frame
+
+    frame = generate_demand(n_series=series, periods=periods, seed=seed)
+    path = write_frame(frame, output)
+    console.print(f"Wrote {len(frame):,} rows of {series:,} series to {path}")
+
+
+@app.command("validate")
+def validate_cmd(
+    data: Annotated[str, typer.Option("--data", "-d", help="CSV/Parquet/Excel file or database URL.")],
+    table: Annotated[str | None, typer.Option(help="Table to read from a database URL.")] = None,
+    query: Annotated[str | None, typer.Option(help="SQL query to run on a database URL.")] = None,
+    sheet: Annotated[str | None, typer.Option(help="Excel sheet name.")] = None,
+    id_col: Annotated[str, typer.Option(help="Series id column (when no hierarchy).")] = "unique_id",
+    time_col: Annotated[str, typer.Option(help="Date column.")] = "ds",
+    target_col: Annotated[str, typer.Option(help="Demand column.")] = "y",
+    hierarchy: Annotated[
+        list[str] | None,
+        typer.Option(help="Key chain top to bottom, e.g. category/family/sku; repeat for grouped."),
+    ] = None,
+    driver: Annotated[list[str] | None, typer.Option(help="Driver column (repeatable).")] = None,
+    freq: Annotated[str, typer.Option(help="Frequency: MS, W-MON, D, QS, YS.")] = "MS",
+    date_format: Annotated[str | None, typer.Option(help="Date format, e.g. %d.%m.%Y.")] = None,
+    align_dates: Annotated[bool, typer.Option(help="Move dates to their period's start.")] = False,
+    negative: Annotated[NegativePolicy, typer.Option(help="Negative demand.")] = NegativePolicy.error,
+    missing: Annotated[MissingPolicy, typer.Option(help="Empty demand cells.")] = MissingPolicy.error,
+    duplicates: Annotated[DuplicatePolicy, typer.Option(help="Repeated series/period rows.")] = DuplicatePolicy.error,
+    min_length: Annotated[int, typer.Option(help="Fewest periods the models need.")] = 1,
+    short_series: Annotated[ShortPolicy, typer.Option(help="Series below --min-length.")] = ShortPolicy.report,
+    output: Annotated[Path | None, typer.Option(help="Write the validated long frame here.")] = None,
+) -> None:
+    """Check a demand history file against the data contract and summarise it."""
+    from .config import DataConfig
+    from .data.hierarchy import series_per_level
+    from .data.io import read_source, write_frame
+    from .data.profile import class_counts, classify_demand
+    from .data.schema import validate
+
+    config = _build(
+        DataConfig,
+        path=data, table=table, query=query, sheet=sheet, id_col=id_col, time_col=time_col,
+        target_col=target_col, hierarchy=hierarchy or [], drivers=driver or [], freq=freq,
+        date_format=date_format, align_dates=align_dates, negative=negative.value,
+        missing=missing.value, duplicates=duplicates.value, min_length=min_length,
+        short_series=short_series.value,
+    )
+    raw = read_source(data, table=table, query=query, sheet=sheet)
+    validated = validate(raw, config)
+    levels = series_per_level(validated.frame, config.hierarchy) if config.hierarchy else None
+    _print_summary(validated.report, levels, class_counts(classify_demand(validated.frame)))
+    if output is not None:
+        console.print(f"Wrote the validated history to {write_frame(validated.frame, output)}")
+
+
+def _build(model, **values):
+    """Build a pydantic config from CLI values, turning its errors into a ConfigError."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'options'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid options: {problems}") from exc
+
+
+def _print_summary(report, levels, classes) -> None:
+    head = (
+        f"{report.source}: {report.n_series:,} series, {report.n_rows:,} rows, "
+        f"{report.start:%Y-%m-%d} to {report.end:%Y-%m-%d} ({report.freq})"
+    )
+    console.print(f"[bold]Validated[/bold] {escape(head)}", highlight=False)
+    for note in report.notes():
+        console.print(f"  - {escape(note)}", highlight=False)
+    if levels is not None:
+        table = Table(title="Series per level")
+        table.add_column("level")
+        table.add_column("series", justify="right")
+        for row in levels.itertuples():
+            table.add_row(row.level, f"{row.series:,}")
+        console.print(table)
+    table = Table(title="Demand classes")
+    for col in ("class", "series", "share"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for row in classes.itertuples():
+        table.add_row(str(row.demand_class), f"{row.series:,}", f"{row.share:.0%}")
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except SopforecastError as exc:
+        err_console.print(f"[bold red]Error:[/bold red] {escape(str(exc))}", highlight=False)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        err_console.print("Aborted.")
+        return 130
+    except Exception as exc:
+        # usage errors (click's, vendored by typer) show themselves and carry an exit code
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Configuration models: one place for every setting and its default.
+
+A pipeline YAML, the CLI options and the Python API all build these pydantic models, so a bad
+setting is caught at the door with a message that names the key and the valid choices.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = ["DataConfig", "check_freq"]
+
+
+def check_freq(freq: str) -> str:
+    """Return ``freq`` if pandas understands it as a frequency, else raise ``ValueError``."""
+    try:
+        pd.tseries.frequencies.to_offset(freq)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(
+            f"unknown frequency {freq!r}; use a pandas alias such as MS (month start), "
+            "W-MON (weeks starting Monday), D (daily), QS (quarter start) or YS (year start)"
+        ) from exc
+    return freq
+
+
+class DataConfig(BaseModel):
+    """Where demand history comes from and how to read it into the data contract.
+
+    The contract is long format: one row per series and period with a series key, a date
+    and the demand. A series is named either by one id column or by hierarchy key columns
+    (``category``, ``family``, ``sku``, ``region``, ``channel``), whose values joined with
+    ``/`` become its ``unique_id``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = Field(
+        None, description="File (CSV, Parquet, Excel) or SQLAlchemy URL; empty means the demo data."
+    )
+    table: str | None = Field(None, description="Table to read from a database URL.")
+    query: str | None = Field(None, description="SQL query to run against a database URL.")
+    sheet: str | int | None = Field(None, description="Excel sheet; default the first.")
+    id_col: str = Field("unique_id", description="Column naming the series (if no keys).")
+    time_col: str = Field("ds", description="Column with the period's date.")
+    target_col: str = Field("y", description="Column with the demand quantity.")
+    keys: list[str] = Field(
+        default_factory=list,
+        description="Hierarchy key columns, top to bottom, e.g. [category, family, sku, region, channel].",
+    )
+    hierarchy: list[str] = Field(
+        default_factory=list,
+        description="Nesting of the keys, one chain per dimension, top to bottom: "
+        "['category/family/sku', 'region/channel']. Sets keys when keys is empty.",
+    )
+    drivers: list[str] = Field(
+        default_factory=list, description="Driver columns kept beside the demand (price, promo)."
+    )
+    freq: str = Field("MS", description="pandas frequency of the buckets: MS, W-MON, D, QS, YS.")
+    date_format: str | None = Field(None, description="strftime format of the dates, if unusual.")
+    align_dates: bool = Field(
+        False, description="Snap each date to the start of its period (invoice dates to months)."
+    )
+    negative: Literal["error", "clip"] = Field(
+        "error", description="Negative demand (returns): stop with an error, or clip to zero."
+    )
+    missing: Literal["error", "zero"] = Field(
+        "error", description="Empty demand cells: stop with an error, or read them as zero."
+    )
+    duplicates: Literal["error", "sum"] = Field(
+        "error", description="Several rows for one series and period: error, or add them up."
+    )
+    min_length: int = Field(1, ge=1, description="Fewest periods of history the models need.")
+    short_series: Literal["error", "report"] = Field(
+        "report",
+        description="Series shorter than min_length: stop, or report them and forecast them "
+        "with the short-history fallback.",
+    )
+
+    @field_validator("freq")
+    @classmethod
+    def _freq_known(cls, value: str) -> str:
+        return check_freq(value)
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> DataConfig:
+        chained = [c for chain in self.hierarchy for c in chain.split("/") if c]
+        if self.hierarchy and not self.keys:
+            self.keys = chained
+        elif self.hierarchy and sorted(chained) != sorted(self.keys):
+            raise ValueError(
+                f"hierarchy {self.hierarchy} names columns {chained} but keys are {self.keys}; "
+                "give the same columns (or leave keys empty)"
+            )
+        roles = [self.time_col, self.target_col, *self.keys, *self.drivers]
+        repeated = sorted({c for c in roles if roles.count(c) > 1})
+        if repeated:
+            raise ValueError(f"column(s) {repeated} are given more than one role")
+        if self.table and self.query:
+            raise ValueError("give either table or query, not both")
+        return self
+
+    @property
+    def series_columns(self) -> list[str]:
+        """The columns that name a series in the source: the keys, else the id column."""
+        return list(self.keys) if self.keys else [self.id_col]

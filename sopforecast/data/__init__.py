@@ -1,0 +1,1 @@
+"""Data layer: reading sources, validating the contract, hierarchies, datasets."""

@@ -1,0 +1,1 @@
+"""Forecasting layer: models, backtests, selection and reconciliation."""
