@@ -11,7 +11,7 @@ from typing import Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["DataConfig", "check_freq"]
+__all__ = ["DataConfig", "ForecastConfig", "RECONCILERS", "check_freq"]
 
 
 def check_freq(freq: str) -> str:
@@ -106,3 +106,55 @@ class DataConfig(BaseModel):
     def series_columns(self) -> list[str]:
         """The columns that name a series in the source: the keys, else the id column."""
         return list(self.keys) if self.keys else [self.id_col]
+
+
+RECONCILERS = ("none", "bottom_up", "top_down", "middle_out", "ols", "wls_struct", "wls_var",
+               "mint_shrink")
+
+
+class ForecastConfig(BaseModel):
+    """How to forecast: models, horizon, backtest, intervals, hierarchy and reconciliation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    horizon: int = Field(18, description="Periods ahead to forecast (months for MS data).")
+    freq: str = Field("MS", description="pandas frequency of the data.")
+    models: str | list[str] = Field(
+        "auto", description="'auto' (select per series by backtest) or names: ets, arima, ..."
+    )
+    level: list[int] = Field(default_factory=lambda: [80, 95], description="Interval levels, %.")
+    season_length: int | list[int] | None = Field(
+        None, description="Periods per season; default from freq (MS 12, W 52, D 7, QS 4, YS 1)."
+    )
+    windows: int = Field(2, ge=1, description="Backtest windows (rolling origins).")
+    step: int | None = Field(None, ge=1, description="Periods between origins; default horizon.")
+    hierarchy: list[str] = Field(default_factory=list, description="Key chains to aggregate.")
+    reconcile: Literal[RECONCILERS] = Field(  # type: ignore[valid-type]
+        "mint_shrink", description="Reconciliation method for hierarchies."
+    )
+    middle_level: str | None = Field(None, description="Level for middle_out, e.g. category/family.")
+    nonnegative: bool = Field(False, description="Non-negative reconciliation (MinTrace).")
+    clip: bool = Field(True, description="Clip forecasts and lower bounds at zero.")
+    params: dict[str, dict] = Field(default_factory=dict, description="Per-model overrides.")
+    n_jobs: int = Field(-1, description="Cores for local fitting; -1 = all.")
+    top_k: list[int] = Field(default_factory=lambda: [2, 3], description="Top-k ensembles tried.")
+
+    @field_validator("freq")
+    @classmethod
+    def _freq_known(cls, value: str) -> str:
+        return check_freq(value)
+
+    @field_validator("horizon")
+    @classmethod
+    def _positive_horizon(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError(f"horizon must be a positive number of periods, got {value}")
+        return value
+
+    @field_validator("level")
+    @classmethod
+    def _levels(cls, value: list[int]) -> list[int]:
+        bad = [v for v in value if not 0 < v < 100]
+        if bad:
+            raise ValueError(f"interval levels must lie between 0 and 100, got {bad}")
+        return sorted(set(value))

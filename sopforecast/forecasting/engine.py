@@ -1,0 +1,265 @@
+"""The forecasting engine: backtest, select, forecast with intervals, reconcile.
+
+``forecast`` and ``backtest`` are the public verbs; both take a long frame and a
+:class:`~sopforecast.config.ForecastConfig` and return frames. The engine is a setting
+(``n_jobs`` locally today), not a different API.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..config import ForecastConfig
+from ..data.profile import classify_demand
+from ..errors import ConfigError, DataError
+from .intervals import conformal_bounds
+from .metrics import evaluate_backtest, summarise_metrics
+from .models import CATALOGUE, CLASS_CANDIDATES, default_season_length, resolve_models
+from .selection import Selection, combine_forecasts, select_models, series_scale
+from .stats import StatsRun, stats_backtest, stats_forecast
+
+__all__ = ["ForecastResult", "BacktestResult", "run_backtest", "run_forecast", "check_backtest_fits"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class BacktestResult:
+    """Backtest of every candidate model: the raw frame, per-series scores, the summary."""
+
+    cv: pd.DataFrame
+    scores: pd.DataFrame
+    summary: pd.DataFrame
+    selection: Selection | None = None
+    chosen_cv: pd.DataFrame | None = None
+
+
+@dataclass
+class ForecastResult:
+    """The forecast frame and everything a planner or data scientist asks about it."""
+
+    forecast: pd.DataFrame
+    backtest: BacktestResult | None
+    classes: pd.DataFrame
+    short_history: list[str] = field(default_factory=list)
+
+
+def _season(config: ForecastConfig) -> int | list[int]:
+    return config.season_length if config.season_length is not None else default_season_length(config.freq)
+
+
+def _main_season(season: int | list[int]) -> int:
+    return max(season) if isinstance(season, list) else season
+
+
+def _candidates(config: ForecastConfig, classes: pd.DataFrame) -> tuple[list[str], dict[str, list[str]]]:
+    """Catalogue names to run and the aliases each demand class may choose from."""
+    auto = isinstance(config.models, str) and config.models.strip().lower() == "auto"
+    names = resolve_models(config.models)
+    names = [n for n in names if CATALOGUE[n].kind == "stats"]  # lgbm joins via its own module
+    if auto:
+        present = set(classes["demand_class"].astype(str))
+        names = sorted({m for c in present for m in CLASS_CANDIDATES.get(c, ())})
+        per_class = {c: [CATALOGUE[m].alias for m in CLASS_CANDIDATES[c]] for c in CLASS_CANDIDATES}
+    else:
+        aliases = [CATALOGUE[n].alias for n in names]
+        per_class = {c: aliases for c in CLASS_CANDIDATES}
+    if not names:
+        raise ConfigError("no statistical model selected; add one of " + ", ".join(CATALOGUE))
+    return names, per_class
+
+
+def _model_groups(df, config, classes, names) -> list[tuple[pd.DataFrame, tuple[str, ...]]]:
+    """Split the panel so each series runs only its class's candidates under ``auto``
+    (no ARIMA on lumpy demand, no Croston on smooth); otherwise one group, every model."""
+    auto = isinstance(config.models, str) and config.models.strip().lower() == "auto"
+    if not auto:
+        return [(df, tuple(names))]
+    cls = df["unique_id"].map(classes.set_index("unique_id")["demand_class"].astype(str))
+    groups = []
+    for name, part in df.groupby(cls, sort=True):
+        models = tuple(m for m in CLASS_CANDIDATES.get(name, ("naive",)) if m in names) or ("naive",)
+        groups.append((part, models))
+    return groups
+
+
+def _stats_run(config: ForecastConfig, models: tuple[str, ...]) -> StatsRun:
+    return StatsRun(models, config.freq, _season(config), tuple(config.level), config.params,
+                    config.n_jobs)
+
+
+def check_backtest_fits(df: pd.DataFrame, config: ForecastConfig) -> None:
+    """Raise when no series has the history the requested backtest windows need."""
+    step = config.step or config.horizon
+    need = config.horizon + step * (config.windows - 1) + 2
+    longest = int(df.groupby("unique_id").size().max())
+    if longest < need:
+        raise DataError(
+            f"too little history for {config.windows} backtest window(s) of {config.horizon} "
+            f"periods every {step}: that needs at least {need} periods, the longest series has "
+            f"{longest}. Use fewer --windows or a shorter --horizon."
+        )
+
+
+def run_backtest(df: pd.DataFrame, config: ForecastConfig, classes: pd.DataFrame | None = None,
+                 *, select: bool = True) -> BacktestResult:
+    """Rolling-origin backtest of the candidate models, with metrics and selection.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Long history ``unique_id, ds, y``.
+    config : ForecastConfig
+        Models, horizon, windows and step.
+    classes : pandas.DataFrame, optional
+        Demand classes (:func:`classify_demand`); computed when missing.
+    select : bool, default True
+        Also choose a strategy per demand class and score the chosen forecasts.
+    """
+    check_backtest_fits(df, config)
+    classes = classes if classes is not None else classify_demand(df)
+    names, per_class = _candidates(config, classes)
+    season = _season(config)
+    logger.info("Backtesting %d model(s) on %d series: %d window(s) of %d periods",
+                len(names), df["unique_id"].nunique(), config.windows, config.horizon)
+    cv = pd.concat(
+        [stats_backtest(part, config.horizon, _stats_run(config, models),
+                        n_windows=config.windows, step_size=config.step)
+         for part, models in _model_groups(df, config, classes, names)],
+        ignore_index=True,
+    )
+    if config.clip:
+        num = [c for c in cv.columns if c not in ("unique_id", "ds", "cutoff", "y")]
+        cv[num] = cv[num].clip(lower=0.0)
+    train = df[df["ds"] <= cv["cutoff"].min()]
+    aliases = [CATALOGUE[n].alias for n in names if CATALOGUE[n].alias in cv.columns]
+    scores = evaluate_backtest(cv, train, aliases, season_length=_main_season(season),
+                               level=tuple(config.level))
+    summary = summarise_metrics(scores, cv)
+    if not select:
+        return BacktestResult(cv, scores, summary)
+    scale = series_scale(train, _main_season(season))
+    class_of = classes.set_index("unique_id")["demand_class"].astype(str)
+    class_of = class_of[class_of.index.isin(cv["unique_id"].unique())]
+    selection = select_models(cv, scale, class_of, per_class, top_k=tuple(config.top_k))
+    chosen = combine_forecasts(cv, selection.per_series)
+    chosen["y"] = cv.set_index(["unique_id", "cutoff", "ds"]).loc[
+        pd.MultiIndex.from_frame(chosen[["unique_id", "cutoff", "ds"]]), "y"].to_numpy()
+    chosen_scores = evaluate_backtest(
+        chosen.rename(columns={"forecast": "auto"}), train, ["auto"],
+        season_length=_main_season(season),
+    )
+    summary = pd.concat([summary, summarise_metrics(chosen_scores, chosen.rename(columns={"forecast": "auto"}))],
+                        ignore_index=True)
+    return BacktestResult(cv, pd.concat([scores, chosen_scores], ignore_index=True), summary,
+                          selection, chosen)
+
+
+def run_forecast(df: pd.DataFrame, config: ForecastConfig, progress=None) -> ForecastResult:
+    """Forecast every series; with several candidate models, select by backtest first.
+
+    Returns
+    -------
+    ForecastResult
+        ``forecast`` has ``unique_id, ds, forecast, forecast-lo-80, forecast-hi-80, ...,
+        model``.
+    """
+    classes = classify_demand(df)
+    names, per_class = _candidates(config, classes)
+    season = _season(config)
+    _check_season(df, season)
+    task = progress.add_task("forecast", total=3) if progress is not None else None
+    backtest = None
+    if len(names) > 1:
+        backtest = run_backtest(df, config, classes)
+    if progress is not None:
+        progress.update(task, advance=1, description="fit and forecast")
+    logger.info("Forecasting %d series %d periods ahead with %d model(s)",
+                df["unique_id"].nunique(), config.horizon, len(names))
+    wide, short = [], []
+    for part, models in _model_groups(df, config, classes, names):
+        fcst, part_short = stats_forecast(part, config.horizon, _stats_run(config, models))
+        wide.append(fcst)
+        short.extend(part_short)
+    wide = pd.concat(wide, ignore_index=True)
+    if progress is not None:
+        progress.update(task, advance=1, description="combine and intervals")
+    selection = _selection_for_all(df, backtest, names, classes)
+    point = combine_forecasts(wide, selection)
+    out = _attach_intervals(point, wide, selection, backtest, config)
+    if config.clip:
+        num = [c for c in out.columns if c.startswith("forecast")]
+        out[num] = out[num].clip(lower=0.0)
+    if progress is not None:
+        progress.update(task, advance=1)
+    return ForecastResult(out, backtest, classes, short)
+
+
+def _check_season(df: pd.DataFrame, season: int | list[int]) -> None:
+    longest = int(df.groupby("unique_id").size().max())
+    main = _main_season(season)
+    if main < 1 or main > longest:
+        raise ConfigError(
+            f"season length {main} does not fit the data: the longest series has {longest} "
+            "periods. Give --season-length no longer than the history (1 for no seasonality)."
+        )
+
+
+def _selection_for_all(df, backtest, names, classes) -> pd.DataFrame:
+    """Each series' members: from the backtest, else the single model (or first candidate
+    of its class for series too short to backtest)."""
+    ids = pd.Index(sorted(df["unique_id"].unique()))
+    alias = {n: CATALOGUE[n].alias for n in names}
+    if backtest is None or backtest.selection is None:
+        only = (alias[names[0]],)
+        return pd.DataFrame({"unique_id": ids, "members": [only] * len(ids), "how": "mean"})
+    chosen = backtest.selection.per_series[["unique_id", "members", "how"]]
+    missing = ids.difference(chosen["unique_id"])
+    if len(missing):
+        cls = classes.set_index("unique_id")["demand_class"].astype(str)
+        fallback = []
+        for uid in missing:
+            first = next((alias[m] for m in CLASS_CANDIDATES.get(cls.get(uid, "smooth"), ())
+                          if m in alias), alias[names[0]])
+            fallback.append({"unique_id": uid, "members": (first,), "how": "mean"})
+        logger.info("%d series too short to backtest got their class's first model", len(missing))
+        chosen = pd.concat([chosen, pd.DataFrame(fallback)], ignore_index=True)
+    return chosen
+
+
+def _attach_intervals(point, wide, selection, backtest, config: ForecastConfig) -> pd.DataFrame:
+    """Native intervals for single models, conformal ones for combinations."""
+    out = point.copy()
+    levels = list(config.level)
+    if not levels:
+        return out
+    members = selection.set_index("unique_id")["members"]
+    single = out["unique_id"].map(members).map(len).eq(1).to_numpy()
+    for lv in levels:
+        for side in ("lo", "hi"):
+            out[f"forecast-{side}-{lv}"] = np.nan
+    if single.any():
+        idx = np.flatnonzero(single)
+        model_of = out["unique_id"].map(members).str[0].to_numpy()
+        wide_idx = wide.set_index(["unique_id", "ds"])
+        keys = pd.MultiIndex.from_frame(out.loc[idx, ["unique_id", "ds"]])
+        for lv in levels:
+            for side in ("lo", "hi"):
+                col = f"forecast-{side}-{lv}"
+                values = np.full(len(idx), np.nan)
+                for model in np.unique(model_of[idx]):
+                    sub = model_of[idx] == model
+                    src = f"{model}-{side}-{lv}"
+                    if src in wide_idx.columns:
+                        values[sub] = wide_idx.loc[keys[sub], src].to_numpy()
+                out.loc[idx, col] = values
+    if (~single).any() and backtest is not None and backtest.chosen_cv is not None:
+        combo = out[~single]
+        bounds = conformal_bounds(combo, backtest.chosen_cv, levels)
+        out.loc[~single, bounds.columns] = bounds.to_numpy()
+    cols = ["unique_id", "ds", "forecast"] + [f"forecast-{s}-{lv}" for lv in levels for s in ("lo", "hi")]
+    return out[[*cols, "model"]]

@@ -1,0 +1,167 @@
+"""Model selection and ensembles from backtest errors, by demand class.
+
+For every demand class the strategies compete on out-of-sample scaled error (MAE over the
+in-sample naive MAE): each single model for all series of the class, the per-series best
+model, the mean of each series' top-k models, and the mean and median of all candidates.
+Per-series choices (best, top-k) are scored honestly: a series' ranking for one backtest
+window comes from its other windows. The winning strategy is then fitted on all windows and
+applied; the ``model`` column says what each series got.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Selection", "series_scale", "select_models", "combine_forecasts", "member_label"]
+
+
+@dataclass
+class Selection:
+    """Chosen strategy per class and members per series."""
+
+    per_series: pd.DataFrame  # unique_id, demand_class, strategy, members (tuple of aliases)
+    scores: pd.DataFrame  # demand_class, strategy, error (mean scaled MAE), series
+
+
+def series_scale(train: pd.DataFrame, season_length: int) -> pd.Series:
+    """In-sample MAE of the seasonal naive forecast per series (naive when too short).
+
+    Series with a flat history get the mean absolute demand, then 1, so that no scale is 0.
+    """
+    def _one(y: np.ndarray) -> float:
+        for lag in (season_length, 1):
+            if len(y) > lag:
+                mae = np.mean(np.abs(y[lag:] - y[:-lag]))
+                if mae > 0:
+                    return float(mae)
+        mean = float(np.mean(np.abs(y))) if len(y) else 0.0
+        return mean if mean > 0 else 1.0
+
+    return train.groupby("unique_id", sort=True)["y"].apply(lambda s: _one(s.to_numpy()))
+
+
+def member_label(members: tuple[str, ...], how: str = "mean") -> str:
+    """``AutoETS`` for one model, ``mean(AutoETS,CES)`` for a combination."""
+    return members[0] if len(members) == 1 else f"{how}({','.join(members)})"
+
+
+def _window_errors(cv: pd.DataFrame, models: list[str], scale: pd.Series) -> pd.DataFrame:
+    """Scaled MAE per series, window and model: index (unique_id, cutoff), columns models."""
+    err = cv[models].sub(cv["y"], axis=0).abs()
+    err = err.div(cv["unique_id"].map(scale).to_numpy(), axis=0)
+    err[["unique_id", "cutoff"]] = cv[["unique_id", "cutoff"]]
+    return err.groupby(["unique_id", "cutoff"], sort=True)[models].mean()
+
+
+def _combo_errors(cv, members_of, scale, how="mean") -> pd.Series:
+    """Scaled MAE per (series, window) of a per-series combination."""
+    models = sorted({m for ms in members_of.values() for m in ms})
+    values = cv[models].to_numpy()
+    mask = np.zeros((len(cv), len(models)), dtype=bool)
+    index = {m: i for i, m in enumerate(models)}
+    keys = list(zip(cv["unique_id"], cv["cutoff"], strict=True))
+    for row, key in enumerate(keys):
+        for m in members_of.get(key, ()):
+            mask[row, index[m]] = True
+    masked = np.where(mask, values, np.nan)
+    combined = np.nanmedian(masked, axis=1) if how == "median" else np.nanmean(masked, axis=1)
+    err = np.abs(combined - cv["y"].to_numpy()) / cv["unique_id"].map(scale).to_numpy()
+    return pd.Series(err, index=pd.MultiIndex.from_tuples(keys)).groupby(level=[0, 1]).mean()
+
+
+def _loo_top(errors: pd.DataFrame, k: int) -> dict:
+    """For each (series, window), the k best models by the series' other windows."""
+    out = {}
+    for uid, block in errors.groupby(level=0, sort=False):
+        total, n = block.sum(), len(block)
+        for (_, cutoff), row in block.iterrows():
+            other = (total - row) / (n - 1) if n > 1 else total
+            out[(uid, cutoff)] = tuple(other.nsmallest(k).index)
+    return out
+
+
+def select_models(
+    cv: pd.DataFrame,
+    scale: pd.Series,
+    classes: pd.Series,
+    candidates: dict[str, list[str]],
+    *,
+    top_k: tuple[int, ...] = (2, 3),
+) -> Selection:
+    """Choose a strategy per demand class from backtest errors.
+
+    Parameters
+    ----------
+    cv : pandas.DataFrame
+        Backtest frame with ``unique_id, cutoff, y`` and a column per model alias.
+    scale : pandas.Series
+        Per-series error scale (:func:`series_scale`).
+    classes : pandas.Series
+        Demand class per series (index unique_id).
+    candidates : dict
+        Model aliases to consider per demand class.
+    top_k : tuple of int, default (2, 3)
+        Sizes of per-series top-k mean combinations to try.
+    """
+    rows, scores = [], []
+    for cls, ids in classes.groupby(classes, observed=True).groups.items():
+        models = [m for m in candidates.get(cls, []) if m in cv.columns]
+        part = cv[cv["unique_id"].isin(ids)]
+        if not models or part.empty:
+            continue
+        errors = _window_errors(part, models, scale)
+        options: dict[str, pd.Series] = {m: errors[m] for m in models}
+        if len(models) > 1:
+            options["best"] = _combo_errors(part, _loo_top(errors, 1), scale)
+            for k in top_k:
+                if k < len(models):
+                    options[f"top{k}"] = _combo_errors(part, _loo_top(errors, k), scale)
+            every = {key: tuple(models) for key in errors.index}
+            options["mean"] = _combo_errors(part, every, scale)
+            options["median"] = _combo_errors(part, every, scale, how="median")
+        table = pd.DataFrame({name: err.groupby(level=0).mean() for name, err in options.items()})
+        table = table.replace([np.inf, -np.inf], np.nan)
+        mean_err = table.mean()
+        winner = str(mean_err.idxmin())
+        scores.extend(
+            {"demand_class": cls, "strategy": s, "error": float(e), "series": len(table)}
+            for s, e in mean_err.items()
+        )
+        by_series = errors.groupby(level=0).mean()
+        for uid in by_series.index:
+            ranked = tuple(by_series.loc[uid].sort_values(kind="stable").index)
+            if winner in models:
+                members, how = (winner,), "mean"
+            elif winner == "best":
+                members, how = ranked[:1], "mean"
+            elif winner.startswith("top"):
+                members, how = tuple(sorted(ranked[: int(winner[3:])])), "mean"
+            else:
+                members, how = tuple(models), winner
+            rows.append({"unique_id": uid, "demand_class": cls, "strategy": winner,
+                         "members": members, "how": how,
+                         "backtest_error": float(table.loc[uid, winner])})
+    per_series = pd.DataFrame(rows, columns=["unique_id", "demand_class", "strategy", "members",
+                                             "how", "backtest_error"])
+    return Selection(per_series, pd.DataFrame(scores))
+
+
+def combine_forecasts(wide: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFrame:
+    """Apply each series' chosen members to a wide forecast (or backtest) frame.
+
+    Returns the input's id/date columns plus ``forecast`` and ``model``.
+    """
+    chosen = selection.set_index("unique_id")
+    keep = [c for c in ("unique_id", "ds", "cutoff", "y") if c in wide.columns]
+    parts = []
+    for (members, how), ids in chosen.groupby(["members", "how"], sort=False).groups.items():
+        block = wide[wide["unique_id"].isin(ids)]
+        values = block[list(members)]
+        point = values.median(axis=1) if how == "median" else values.mean(axis=1)
+        parts.append(block[keep].assign(forecast=point.to_numpy(), model=member_label(members, how)))
+    out = pd.concat(parts, ignore_index=True)
+    order = [c for c in ("unique_id", "cutoff", "ds") if c in out.columns]
+    return out.sort_values(order, kind="stable").reset_index(drop=True)
