@@ -31,6 +31,9 @@ _EXPORTS = {
     "load_m3": "sopforecast.data.competitions",
     "load_tourism": "sopforecast.data.competitions",
     "seasonal_naive_forecast": "sopforecast.forecasting.baseline",
+    "ForecastConfig": "sopforecast.config",
+    "forecast": "sopforecast.forecasting.api",
+    "backtest": "sopforecast.forecasting.api",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -45,6 +48,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .data.profile import classify_demand
     from .data.schema import ValidatedData, validate
     from .errors import ConfigError, DataError, SopforecastError
+    from .config import ForecastConfig
+    from .forecasting.api import backtest, forecast
     from .forecasting.baseline import seasonal_naive_forecast
 
 

@@ -156,6 +156,117 @@ def validate_cmd(
         console.print(f"Wrote the validated history to {write_frame(validated.frame, output)}")
 
 
+def _read_validated(data, id_col, time_col, target_col, hierarchy, freq, date_format,
+                    negative, missing, duplicates):
+    """Read and validate a data file for the forecasting commands (demo data by default)."""
+    from .config import DataConfig
+    from .data.io import read_source
+    from .data.schema import validate
+
+    config = _build(
+        DataConfig, path=data, id_col=id_col, time_col=time_col, target_col=target_col,
+        hierarchy=hierarchy or [], freq=freq, date_format=date_format, negative=negative,
+        missing=missing, duplicates=duplicates,
+    )
+    return validate(read_source(data), config)
+
+
+def _forecast_config(**values):
+    from .config import ForecastConfig
+
+    return _build(ForecastConfig, **values)
+
+
+_MODELS_HELP = "auto, or names: ets,arima,theta,ces,mstl,snaive,naive,mean,croston,sba,adida,imapa,tsb"
+
+
+@app.command("forecast")
+def forecast_cmd(
+    data: Annotated[str, typer.Option("--data", "-d", help="History file (CSV/Parquet/Excel).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="OUT.csv or OUT.parquet.")],
+    horizon: Annotated[int, typer.Option("--horizon", "-h", help="Periods ahead.")] = 18,
+    freq: Annotated[str, typer.Option(help="Frequency: MS, W-MON, D, QS, YS.")] = "MS",
+    models: Annotated[str, typer.Option(help=_MODELS_HELP)] = "auto",
+    level: Annotated[list[int] | None, typer.Option(help="Interval level, repeatable.")] = None,
+    hierarchy: Annotated[list[str] | None, typer.Option(help="Key chain, e.g. category/family/sku.")] = None,
+    reconcile: Annotated[str, typer.Option(help="none, bottom_up, top_down, middle_out, ols, wls_struct, wls_var, mint_shrink.")] = "mint_shrink",
+    season_length: Annotated[int | None, typer.Option(help="Periods per season.")] = None,
+    windows: Annotated[int, typer.Option(help="Backtest windows for model selection.")] = 2,
+    id_col: Annotated[str, typer.Option(help="Series id column.")] = "unique_id",
+    time_col: Annotated[str, typer.Option(help="Date column.")] = "ds",
+    target_col: Annotated[str, typer.Option(help="Demand column.")] = "y",
+    date_format: Annotated[str | None, typer.Option(help="Date format.")] = None,
+    negative: Annotated[NegativePolicy, typer.Option(help="Negative demand.")] = NegativePolicy.error,
+    missing: Annotated[MissingPolicy, typer.Option(help="Empty demand cells.")] = MissingPolicy.error,
+    duplicates: Annotated[DuplicatePolicy, typer.Option(help="Repeated rows.")] = DuplicatePolicy.error,
+) -> None:
+    """Forecast every series (and every hierarchy level, reconciled) and write the frame."""
+    from .data.io import write_frame
+    from .forecasting.api import forecast_hierarchy
+    from .forecasting.engine import run_forecast
+
+    config = _forecast_config(
+        horizon=horizon, freq=freq, models=models, level=level or [80, 95],
+        hierarchy=hierarchy or [], reconcile=reconcile, season_length=season_length, windows=windows,
+    )
+    validated = _read_validated(data, id_col, time_col, target_col, hierarchy, freq, date_format,
+                                negative.value, missing.value, duplicates.value)
+    with progress() as bar:
+        if config.hierarchy:
+            frame = forecast_hierarchy(validated.frame, config, progress=bar).forecast
+        else:
+            frame = run_forecast(validated.frame, config, progress=bar).forecast
+    path = write_frame(frame, output)
+    counts = frame.groupby("unique_id")["model"].first().value_counts()
+    console.print(f"Wrote {len(frame):,} rows for {frame['unique_id'].nunique():,} series to {path}")
+    console.print("Models chosen: " + ", ".join(f"{m} ({n})" for m, n in counts.head(8).items()),
+                  highlight=False)
+
+
+@app.command("backtest")
+def backtest_cmd(
+    data: Annotated[str, typer.Option("--data", "-d", help="History file (CSV/Parquet/Excel).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="metrics.csv or .parquet.")],
+    horizon: Annotated[int, typer.Option("--horizon", "-h", help="Periods ahead.")] = 18,
+    freq: Annotated[str, typer.Option(help="Frequency.")] = "MS",
+    models: Annotated[str, typer.Option(help=_MODELS_HELP)] = "auto",
+    level: Annotated[list[int] | None, typer.Option(help="Interval level, repeatable.")] = None,
+    hierarchy: Annotated[list[str] | None, typer.Option(help="Key chain, repeatable.")] = None,
+    reconcile: Annotated[str, typer.Option(help="Reconciliation for the forecast.")] = "mint_shrink",
+    season_length: Annotated[int | None, typer.Option(help="Periods per season.")] = None,
+    windows: Annotated[int, typer.Option(help="Backtest windows.")] = 3,
+    step: Annotated[int | None, typer.Option(help="Periods between origins; default horizon.")] = None,
+    id_col: Annotated[str, typer.Option(help="Series id column.")] = "unique_id",
+    time_col: Annotated[str, typer.Option(help="Date column.")] = "ds",
+    target_col: Annotated[str, typer.Option(help="Demand column.")] = "y",
+    date_format: Annotated[str | None, typer.Option(help="Date format.")] = None,
+    negative: Annotated[NegativePolicy, typer.Option(help="Negative demand.")] = NegativePolicy.error,
+    missing: Annotated[MissingPolicy, typer.Option(help="Empty demand cells.")] = MissingPolicy.error,
+    duplicates: Annotated[DuplicatePolicy, typer.Option(help="Repeated rows.")] = DuplicatePolicy.error,
+) -> None:
+    """Rolling-origin backtest: accuracy per model (and per level for hierarchies)."""
+    from .data.io import write_frame
+    from .forecasting.api import forecast_hierarchy
+    from .forecasting.engine import run_backtest
+
+    config = _forecast_config(
+        horizon=horizon, freq=freq, models=models, level=level or [80, 95],
+        hierarchy=hierarchy or [], reconcile=reconcile, season_length=season_length,
+        windows=windows, step=step,
+    )
+    validated = _read_validated(data, id_col, time_col, target_col, hierarchy, freq, date_format,
+                                negative.value, missing.value, duplicates.value)
+    with progress() as bar:
+        if config.hierarchy:
+            table = forecast_hierarchy(validated.frame, config, accuracy=True, progress=bar).accuracy
+        else:
+            table = run_backtest(validated.frame, config).summary
+    path = write_frame(table, output)
+    shown = [c for c in ("level", "method", "model", "mase", "smape", "wape", "bias") if c in table]
+    console.print(table[shown].round(3).to_string(index=False), highlight=False)
+    console.print(f"Wrote backtest metrics to {path}")
+
+
 def _build(model, **values):
     """Build a pydantic config from CLI values, turning its errors into a ConfigError."""
     try:

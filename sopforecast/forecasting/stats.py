@@ -57,7 +57,9 @@ def _split_short(df: pd.DataFrame, need: int) -> tuple[pd.DataFrame, pd.DataFram
 def _min_seasonal(run: StatsRun, h: int) -> int:
     season = max(run.season_length) if isinstance(run.season_length, list) else run.season_length
     # two full seasons to estimate a seasonal pattern, plus room for conformal windows
-    return max(2 * season, 1) + (run.conformal_windows * h if run.level else 0) + 1
+    # when a model without native intervals needs them
+    conformal = run.level and any(not CATALOGUE[m].native_intervals for m in run.models)
+    return max(2 * season, 2) + (run.conformal_windows * h if conformal else 0)
 
 
 def _run(df: pd.DataFrame, run: StatsRun, h: int, seasonal: bool, action: str, **kw):

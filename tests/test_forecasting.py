@@ -1,0 +1,128 @@
+"""Forecasting engine: catalogue contract, backtest, selection, intervals, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import sopforecast as sf
+from sopforecast.config import ForecastConfig
+from sopforecast.errors import ConfigError, DataError
+from sopforecast.forecasting.engine import run_backtest, run_forecast
+from sopforecast.forecasting.models import CATALOGUE, resolve_models
+
+
+def _panel(n_smooth=4, periods=48, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ds = pd.date_range("2020-01-01", periods=periods, freq="MS")
+    season = 1 + 0.3 * np.sin(np.arange(periods) * 2 * np.pi / 12)
+    parts = [
+        pd.DataFrame({"unique_id": f"smooth{i}", "ds": ds,
+                      "y": np.round(100 * (i + 1) * season + rng.normal(0, 5, periods))})
+        for i in range(n_smooth)
+    ]
+    sporadic = rng.poisson(0.25, periods) * rng.integers(1, 8, periods)
+    parts.append(pd.DataFrame({"unique_id": "sporadic", "ds": ds, "y": sporadic.astype(float)}))
+    return pd.concat(parts, ignore_index=True)
+
+
+STAT_MODELS = [name for name, spec in CATALOGUE.items() if spec.kind == "stats" and name != "mstl"]
+
+
+@pytest.mark.parametrize("model", STAT_MODELS)
+def test_every_model_meets_the_forecast_contract(model):
+    df = _panel(n_smooth=2)
+    out = sf.forecast(df, h=6, models=model, level=(80, 95), n_jobs=1)
+    assert len(out) == 3 * 6
+    assert list(out.columns) == ["unique_id", "ds", "forecast", "forecast-lo-80", "forecast-hi-80",
+                                 "forecast-lo-95", "forecast-hi-95", "model"]
+    assert (out["forecast"] >= 0).all() and out["forecast"].notna().all()
+    assert (out["forecast-lo-95"] <= out["forecast-lo-80"] + 1e-9).all()
+    assert (out["forecast-lo-80"] <= out["forecast"] + 1e-9).all()
+    assert (out["forecast"] <= out["forecast-hi-80"] + 1e-9).all()
+    assert (out["forecast-hi-80"] <= out["forecast-hi-95"] + 1e-9).all()
+    assert out["ds"].min() == pd.Timestamp("2024-01-01")
+    assert out["model"].eq(CATALOGUE[model].alias).all()
+
+
+def test_mstl_with_two_seasonalities_on_daily_data():
+    ds = pd.date_range("2024-01-01", periods=140, freq="D")
+    t = np.arange(140)
+    y = 50 + 10 * np.sin(2 * np.pi * t / 7) + 5 * np.sin(2 * np.pi * t / 30.5)
+    df = pd.DataFrame({"unique_id": "d", "ds": ds, "y": y})
+    out = sf.forecast(df, h=14, freq="D", models="mstl", season_length=[7, 30], n_jobs=1)
+    assert len(out) == 14 and out["model"].eq("MSTL").all()
+    weekly = out["forecast"].to_numpy()
+    assert abs(weekly[0] - weekly[7]) < abs(weekly.max() - weekly.min())  # weekly pattern kept
+
+
+def test_auto_selects_per_class_and_reports_model():
+    df = _panel()
+    result = run_forecast(df, ForecastConfig(horizon=6, windows=2, n_jobs=1))
+    models = result.forecast.groupby("unique_id")["model"].first()
+    intermittent = {"CrostonOptimized", "CrostonSBA", "ADIDA", "IMAPA", "TSB", "HistoricAverage"}
+    sporadic_members = set(models["sporadic"].replace("mean(", "").replace("median(", "")
+                           .rstrip(")").split(","))
+    assert sporadic_members <= intermittent
+    assert not any(m in intermittent for m in models.drop("sporadic"))
+    scores = result.backtest.selection.scores
+    assert {"best", "top2", "mean", "median", "AutoETS"} <= set(scores["strategy"])
+    # the chosen strategy is the class's lowest-error one
+    for cls, block in scores.groupby("demand_class"):
+        chosen = result.backtest.selection.per_series.query("demand_class == @cls")["strategy"].iloc[0]
+        assert block.set_index("strategy")["error"].idxmin() == chosen
+
+
+def test_backtest_metrics_per_model_and_auto():
+    summary = sf.backtest(_panel(), h=6, models="ets,snaive", windows=2, n_jobs=1)
+    assert set(summary["model"]) == {"AutoETS", "SeasonalNaive", "auto"}
+    for col in ("mase", "rmsse", "smape", "wape", "bias", "coverage_80", "pinball_lo_80"):
+        assert col in summary.columns
+    ets = summary.set_index("model").loc["AutoETS"]
+    assert 0 < ets["mase"] < 5 and 0 <= ets["coverage_95"] <= 1
+
+
+def test_backtest_windows_and_step():
+    df = _panel(n_smooth=1)
+    result = run_backtest(df, ForecastConfig(horizon=3, windows=4, step=2, models="naive", n_jobs=1))
+    cutoffs = sorted(result.cv["cutoff"].unique())
+    assert len(cutoffs) == 4
+    assert all((b - a).days in (59, 61, 62) for a, b in zip(cutoffs, cutoffs[1:]))
+
+
+def test_short_history_gets_non_seasonal_path():
+    df = _panel(n_smooth=2)
+    new = pd.DataFrame({"unique_id": "launch", "ds": pd.date_range("2023-07-01", periods=6, freq="MS"),
+                        "y": [5.0, 7, 9, 8, 10, 11]})
+    result = run_forecast(pd.concat([df, new]), ForecastConfig(horizon=4, models="ets", n_jobs=1))
+    assert "launch" in result.short_history
+    launch = result.forecast[result.forecast.unique_id == "launch"]
+    assert len(launch) == 4 and launch["forecast"].between(4, 20).all()
+
+
+def test_no_clip_allows_negative_lower_bounds():
+    df = _panel(n_smooth=1)
+    df.loc[df.unique_id == "sporadic", "y"] = 0.0
+    df.loc[df.unique_id == "sporadic", "y"] = np.r_[np.zeros(40), [5, 0, 0, 4, 0, 0, 6, 0]]
+    clipped = sf.forecast(df, h=3, models="naive", n_jobs=1)
+    raw = sf.forecast(df, h=3, models="naive", n_jobs=1, clip=False)
+    assert (clipped["forecast-lo-95"] >= 0).all()
+    assert (raw["forecast-lo-95"] < 0).any()
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(ConfigError, match=r"unknown model\(s\) \['prophet'\]; valid names: auto, ets"):
+        resolve_models("ets,prophet")
+
+
+def test_bad_horizon_and_season_length():
+    with pytest.raises(ConfigError, match="horizon must be a positive number of periods, got 0"):
+        sf.forecast(_panel(), h=0)
+    with pytest.raises(ConfigError, match="season length 120 does not fit the data"):
+        sf.forecast(_panel(), h=3, models="snaive", season_length=120)
+
+
+def test_too_little_history_for_backtest_windows():
+    with pytest.raises(DataError, match="too little history for 10 backtest window"):
+        sf.backtest(_panel(periods=30), h=6, models="ets", windows=10)
