@@ -138,6 +138,13 @@ class ForecastConfig(BaseModel):
     params: dict[str, dict] = Field(default_factory=dict, description="Per-model overrides.")
     n_jobs: int = Field(-1, description="Cores for local fitting; -1 = all.")
     top_k: list[int] = Field(default_factory=lambda: [2, 3], description="Top-k ensembles tried.")
+    drivers: list[str] = Field(
+        default_factory=list, description="Driver columns LightGBM uses (future values needed)."
+    )
+    ml_min_series: int = Field(
+        20, ge=1, description="Under auto, LightGBM joins the candidates from this many series."
+    )
+    seed: int = Field(0, description="Seed of the machine-learning models.")
 
     @field_validator("freq")
     @classmethod

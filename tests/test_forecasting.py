@@ -126,3 +126,44 @@ def test_bad_horizon_and_season_length():
 def test_too_little_history_for_backtest_windows():
     with pytest.raises(DataError, match="too little history for 10 backtest window"):
         sf.backtest(_panel(periods=30), h=6, models="ets", windows=10)
+
+
+def _promo_panel(n=24, periods=60, seed=1):
+    rng = np.random.default_rng(seed)
+    ds = pd.date_range("2019-01-01", periods=periods, freq="MS")
+    parts = []
+    for i in range(n):
+        promo = (rng.random(periods) < 0.15).astype(float)
+        base = 100 * (1 + i / 10) * (1 + 0.3 * np.sin(np.arange(periods) * 2 * np.pi / 12))
+        parts.append(pd.DataFrame({"unique_id": f"s{i}", "ds": ds,
+                                   "y": base * (1 + 0.8 * promo) + rng.normal(0, 5, periods),
+                                   "promo": promo, "family": "F1" if i % 2 else "F2"}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_lgbm_uses_every_future_driver_step():
+    df = _promo_panel()
+    future = pd.DataFrame({
+        "unique_id": np.repeat(df["unique_id"].unique(), 6),
+        "ds": np.tile(pd.date_range("2024-01-01", periods=6, freq="MS"), 24), "promo": 0.0,
+    })
+    plain = sf.forecast(df, h=6, models="lgbm", drivers=["promo"], future=future, n_jobs=1)
+    promo = future.assign(promo=np.where(future["ds"] == "2024-06-01", 1.0, 0.0))
+    lifted = sf.forecast(df, h=6, models="lgbm", drivers=["promo"], future=promo, n_jobs=1)
+    ratio = (lifted["forecast"] / plain["forecast"]).groupby(plain["ds"]).mean()
+    assert ratio.loc["2024-06-01"] > 1.3  # the month-6 promotion reaches month 6
+    assert ratio.drop(pd.Timestamp("2024-06-01")).between(0.95, 1.05).all()
+    assert plain["model"].eq("LightGBM").all()
+    assert (plain["forecast-lo-80"] <= plain["forecast"]).all()
+
+
+def test_lgbm_without_future_drivers_is_a_clear_error():
+    with pytest.raises(DataError, match=r"LightGBM uses the drivers \['promo'\]; give their future"):
+        sf.forecast(_promo_panel(n=4), h=3, models="lgbm", drivers=["promo"], n_jobs=1)
+
+
+def test_auto_includes_lgbm_for_large_panels():
+    df = _promo_panel(n=24).drop(columns=["promo"])
+    result = run_forecast(df, ForecastConfig(horizon=6, windows=2, n_jobs=1, ml_min_series=20))
+    assert "LightGBM" in result.backtest.cv.columns
+    assert "LightGBM" in set(result.backtest.selection.scores["strategy"])

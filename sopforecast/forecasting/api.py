@@ -50,6 +50,7 @@ def forecast(
     models: str | list[str] = "auto",
     level: tuple[int, ...] = (80, 95),
     hierarchy: list[str] | None = None,
+    future: pd.DataFrame | None = None,
     **kwargs,
 ) -> pd.DataFrame:
     """Forecast every series (and every aggregate of ``hierarchy``, reconciled).
@@ -68,6 +69,8 @@ def forecast(
         Interval levels.
     hierarchy : list of str, optional
         Key chains such as ``["category/family/sku", "region/channel"]``.
+    future : pandas.DataFrame, optional
+        Future values of the drivers (``unique_id, ds, <drivers>``) for LightGBM.
     **kwargs
         Any other :class:`~sopforecast.config.ForecastConfig` field (windows, reconcile,
         season_length, params, n_jobs, clip, ...).
@@ -80,7 +83,7 @@ def forecast(
     config = _config(h, freq, models, level, hierarchy, **kwargs)
     if config.hierarchy:
         return forecast_hierarchy(df, config).forecast
-    return run_forecast(df[["unique_id", "ds", "y"]], config).forecast
+    return run_forecast(df, config, future=future).forecast
 
 
 def backtest(
@@ -97,7 +100,7 @@ def backtest(
     config = _config(h, freq, models, level, hierarchy, **kwargs)
     if config.hierarchy:
         return forecast_hierarchy(df, config, accuracy=True).accuracy
-    result = run_backtest(df[["unique_id", "ds", "y"]], config)
+    result = run_backtest(df, config)
     return result.summary
 
 

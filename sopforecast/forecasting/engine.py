@@ -18,6 +18,7 @@ from ..data.profile import classify_demand
 from ..errors import ConfigError, DataError
 from .intervals import conformal_bounds
 from .metrics import evaluate_backtest, summarise_metrics
+from .ml import MLSettings, default_features, ml_backtest, ml_forecast
 from .models import CATALOGUE, CLASS_CANDIDATES, default_season_length, resolve_models
 from .selection import Selection, combine_forecasts, select_models, series_scale
 from .stats import StatsRun, stats_backtest, stats_forecast
@@ -25,6 +26,9 @@ from .stats import StatsRun, stats_backtest, stats_forecast
 __all__ = ["ForecastResult", "BacktestResult", "run_backtest", "run_forecast", "check_backtest_fits"]
 
 logger = logging.getLogger(__name__)
+
+ML_ALIAS = CATALOGUE["lgbm"].alias
+ML_CLASSES = ("smooth", "erratic")  # a global model on lags needs regular demand
 
 
 @dataclass
@@ -56,28 +60,65 @@ def _main_season(season: int | list[int]) -> int:
     return max(season) if isinstance(season, list) else season
 
 
-def _candidates(config: ForecastConfig, classes: pd.DataFrame) -> tuple[list[str], dict[str, list[str]]]:
-    """Catalogue names to run and the aliases each demand class may choose from."""
-    auto = isinstance(config.models, str) and config.models.strip().lower() == "auto"
+def _is_auto(config: ForecastConfig) -> bool:
+    return isinstance(config.models, str) and config.models.strip().lower() == "auto"
+
+
+def _candidates(config: ForecastConfig, classes: pd.DataFrame):
+    """Statistical models to run, whether LightGBM runs, and the aliases each demand class
+    may choose from."""
     names = resolve_models(config.models)
-    names = [n for n in names if CATALOGUE[n].kind == "stats"]  # lgbm joins via its own module
-    if auto:
+    if _is_auto(config):
         present = set(classes["demand_class"].astype(str))
         names = sorted({m for c in present for m in CLASS_CANDIDATES.get(c, ())})
+        use_ml = len(classes) >= config.ml_min_series
         per_class = {c: [CATALOGUE[m].alias for m in CLASS_CANDIDATES[c]] for c in CLASS_CANDIDATES}
+        if use_ml:
+            for cls in ML_CLASSES:
+                per_class[cls] = [*per_class[cls], ML_ALIAS]
     else:
+        use_ml = "lgbm" in names
         aliases = [CATALOGUE[n].alias for n in names]
         per_class = {c: aliases for c in CLASS_CANDIDATES}
-    if not names:
-        raise ConfigError("no statistical model selected; add one of " + ", ".join(CATALOGUE))
-    return names, per_class
+    stats = [n for n in names if CATALOGUE[n].kind == "stats"]
+    return stats, use_ml, per_class
+
+
+def _ml_settings(df: pd.DataFrame, config: ForecastConfig) -> MLSettings:
+    # text columns (hierarchy keys) are static features; numeric ones only when named drivers
+    reserved = {"unique_id", "ds", "y", *config.drivers}
+    statics = [c for c in df.columns if c not in reserved
+               and not pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_datetime64_any_dtype(df[c])]
+    params = dict(config.params.get("lgbm", {}))
+    return MLSettings(freq=config.freq, statics=statics, drivers=list(config.drivers),
+                      level=tuple(config.level), params=params,
+                      n_jobs=_cores(config.n_jobs), seed=config.seed)
+
+
+def _cores(n_jobs: int) -> int:
+    import os
+
+    return os.cpu_count() or 1 if n_jobs < 1 else n_jobs
+
+
+def _ml_backtest_part(df: pd.DataFrame, config: ForecastConfig) -> pd.DataFrame | None:
+    step = config.step or config.horizon
+    need = config.horizon + step * (config.windows - 1) + max(default_features(config.freq)[0]) + 2
+    sizes = df.groupby("unique_id")["y"].transform("size")
+    part = df[sizes >= need]
+    if part.empty:
+        return None
+    cv = ml_backtest(part, config.horizon, _ml_settings(df, config), n_windows=config.windows,
+                     step_size=config.step)
+    return cv[["unique_id", "ds", "cutoff", ML_ALIAS]]
 
 
 def _model_groups(df, config, classes, names) -> list[tuple[pd.DataFrame, tuple[str, ...]]]:
     """Split the panel so each series runs only its class's candidates under ``auto``
     (no ARIMA on lumpy demand, no Croston on smooth); otherwise one group, every model."""
-    auto = isinstance(config.models, str) and config.models.strip().lower() == "auto"
-    if not auto:
+    if not names:
+        return []
+    if not _is_auto(config):
         return [(df, tuple(names))]
     cls = df["unique_id"].map(classes.set_index("unique_id")["demand_class"].astype(str))
     groups = []
@@ -122,16 +163,23 @@ def run_backtest(df: pd.DataFrame, config: ForecastConfig, classes: pd.DataFrame
     """
     check_backtest_fits(df, config)
     classes = classes if classes is not None else classify_demand(df)
-    names, per_class = _candidates(config, classes)
+    names, use_ml, per_class = _candidates(config, classes)
     season = _season(config)
     logger.info("Backtesting %d model(s) on %d series: %d window(s) of %d periods",
-                len(names), df["unique_id"].nunique(), config.windows, config.horizon)
-    cv = pd.concat(
-        [stats_backtest(part, config.horizon, _stats_run(config, models),
-                        n_windows=config.windows, step_size=config.step)
-         for part, models in _model_groups(df, config, classes, names)],
-        ignore_index=True,
-    )
+                len(names) + use_ml, df["unique_id"].nunique(), config.windows, config.horizon)
+    parts = [stats_backtest(part, config.horizon, _stats_run(config, models),
+                            n_windows=config.windows, step_size=config.step)
+             for part, models in _model_groups(df, config, classes, names)]
+    cv = pd.concat(parts, ignore_index=True) if parts else None
+    ml_cv = _ml_backtest_part(df, config) if use_ml else None
+    if ml_cv is not None:
+        if cv is None:
+            cv = ml_cv.merge(df[["unique_id", "ds", "y"]], on=["unique_id", "ds"], how="left")
+        else:
+            cv = cv.merge(ml_cv, on=["unique_id", "ds", "cutoff"], how="left")
+    if cv is None or cv.empty:
+        raise DataError("no series has enough history to backtest; use fewer --windows.")
+    names = [*names, "lgbm"] if use_ml else names
     if config.clip:
         num = [c for c in cv.columns if c not in ("unique_id", "ds", "cutoff", "y")]
         cv[num] = cv[num].clip(lower=0.0)
@@ -159,7 +207,8 @@ def run_backtest(df: pd.DataFrame, config: ForecastConfig, classes: pd.DataFrame
                           selection, chosen)
 
 
-def run_forecast(df: pd.DataFrame, config: ForecastConfig, progress=None) -> ForecastResult:
+def run_forecast(df: pd.DataFrame, config: ForecastConfig, progress=None,
+                 future: pd.DataFrame | None = None) -> ForecastResult:
     """Forecast every series; with several candidate models, select by backtest first.
 
     Returns
@@ -169,12 +218,12 @@ def run_forecast(df: pd.DataFrame, config: ForecastConfig, progress=None) -> For
         model``.
     """
     classes = classify_demand(df)
-    names, per_class = _candidates(config, classes)
+    names, use_ml, per_class = _candidates(config, classes)
     season = _season(config)
     _check_season(df, season)
     task = progress.add_task("forecast", total=3) if progress is not None else None
     backtest = None
-    if len(names) > 1:
+    if len(names) + use_ml > 1:
         backtest = run_backtest(df, config, classes)
     if progress is not None:
         progress.update(task, advance=1, description="fit and forecast")
@@ -185,7 +234,11 @@ def run_forecast(df: pd.DataFrame, config: ForecastConfig, progress=None) -> For
         fcst, part_short = stats_forecast(part, config.horizon, _stats_run(config, models))
         wide.append(fcst)
         short.extend(part_short)
-    wide = pd.concat(wide, ignore_index=True)
+    wide = pd.concat(wide, ignore_index=True) if wide else None
+    if use_ml:
+        ml = ml_forecast(df, config.horizon, _ml_settings(df, config), future=future)
+        wide = ml if wide is None else wide.merge(ml, on=["unique_id", "ds"], how="left")
+    names = [*names, "lgbm"] if use_ml else names
     if progress is not None:
         progress.update(task, advance=1, description="combine and intervals")
     selection = _selection_for_all(df, backtest, names, classes)

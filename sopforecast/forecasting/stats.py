@@ -71,6 +71,7 @@ def _run(df: pd.DataFrame, run: StatsRun, h: int, seasonal: bool, action: str, *
         fallback_model=Naive(),
     )
     level = list(run.level) if run.level else None
+    df = df[["unique_id", "ds", "y"]]  # other columns would be taken as exogenous regressors
     if action == "forecast":
         return sf.forecast(df=df, h=h, level=level)
     return sf.cross_validation(df=df, h=h, level=level, **kw)
