@@ -1,0 +1,102 @@
+"""Hierarchies: aggregation names, coherence of every reconciliation, per-level accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import sopforecast as sf
+from sopforecast.config import ForecastConfig
+from sopforecast.errors import ConfigError, DataError
+from sopforecast.forecasting.api import forecast_hierarchy
+from sopforecast.forecasting.reconcile import aggregate_hierarchy, coherence_gap, reconcile
+
+
+def _bottom(periods=42, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ds = pd.date_range("2020-01-01", periods=periods, freq="MS")
+    rows = []
+    for cat, fams in {"Drinks": ["Juice", "Water"], "Food": ["Snacks"]}.items():
+        for fam in fams:
+            for k in range(2):
+                for region in ("North", "South"):
+                    level = rng.uniform(20, 80)
+                    y = np.maximum(0, level * (1 + 0.3 * np.sin(np.arange(periods) * 2 * np.pi / 12))
+                                   + rng.normal(0, 4, periods)).round()
+                    rows.append(pd.DataFrame({"category": cat, "family": fam, "sku": f"{fam}-{k}",
+                                              "region": region, "ds": ds, "y": y}))
+    df = pd.concat(rows, ignore_index=True)
+    df["unique_id"] = df[["category", "family", "sku", "region"]].agg("/".join, axis=1)
+    return df
+
+
+STRICT = ["category/family/sku"]
+GROUPED = ["category/family/sku", "region"]
+
+
+def test_aggregate_names_paths_and_total():
+    Y, S, tags = aggregate_hierarchy(_bottom(), GROUPED)
+    assert tags["Total"].tolist() == ["Total"]
+    assert "Drinks/Juice" in tags["category/family"]
+    assert "Drinks/North" in tags["category/region"]
+    assert "Drinks/Juice/Juice-0/North" in tags["category/family/sku/region"]
+    total = Y[Y.unique_id == "Total"].set_index("ds")["y"]
+    assert np.allclose(total, _bottom().groupby("ds")["y"].sum())
+    assert S.shape[1] - 1 == 12  # bottom series
+
+
+@pytest.mark.parametrize("method", ["bottom_up", "ols", "wls_struct", "wls_var", "mint_shrink"])
+def test_every_method_is_coherent_on_a_grouped_hierarchy(method):
+    config = ForecastConfig(horizon=4, models="ets,snaive", windows=2, hierarchy=GROUPED,
+                            reconcile=method, n_jobs=1, clip=False)
+    result = forecast_hierarchy(_bottom(), config)
+    assert coherence_gap(result.forecast, result.S, "forecast") < 1e-6
+    assert set(result.forecast["level"]) == set(result.tags)
+
+
+@pytest.mark.parametrize("method", ["top_down", "middle_out"])
+def test_top_down_and_middle_out_on_a_strict_hierarchy(method):
+    config = ForecastConfig(horizon=4, models="ets", windows=2, hierarchy=STRICT,
+                            reconcile=method, middle_level="category/family", n_jobs=1, clip=False)
+    bottom = _bottom().groupby(["category", "family", "sku", "ds"], as_index=False)["y"].sum()
+    bottom["unique_id"] = bottom[["category", "family", "sku"]].agg("/".join, axis=1)
+    result = forecast_hierarchy(bottom, config)
+    assert coherence_gap(result.forecast, result.S, "forecast") < 1e-6
+
+
+def test_top_down_refuses_grouped_hierarchy():
+    Y, S, tags = aggregate_hierarchy(_bottom(), GROUPED)
+    base = Y.assign(forecast=Y["y"])
+    with pytest.raises(ConfigError, match="top_down needs a strictly nested hierarchy"):
+        reconcile(base, S, tags, methods=["top_down"])
+
+
+def test_series_that_stopped_early_forecast_from_common_origin():
+    df = _bottom()
+    stopped = df["unique_id"].eq("Food/Snacks/Snacks-1/South") & (df["ds"] >= "2023-01-01")
+    df = df[~stopped]
+    config = ForecastConfig(horizon=3, models="naive", windows=1, hierarchy=GROUPED,
+                            reconcile="bottom_up", n_jobs=1)
+    result = forecast_hierarchy(df, config)
+    assert result.extended == ["Food/Snacks/Snacks-1/South"]
+    assert result.forecast.groupby("unique_id")["ds"].min().nunique() == 1
+
+
+def test_level_accuracy_shows_base_and_reconciled():
+    acc = sf.backtest(_bottom(), h=4, models="ets,snaive", windows=2, hierarchy=GROUPED, n_jobs=1)
+    assert {"base", "bottom_up", "mint_shrink", "ols"} <= set(acc["method"])
+    assert acc["level"].iloc[0] == "Total"
+    bottom = acc[acc.level == "category/family/sku/region"].set_index("method")
+    assert bottom.loc["bottom_up", "mase"] == pytest.approx(bottom.loc["base", "mase"])
+    assert acc["mase"].notna().all()
+
+
+def test_hierarchy_errors():
+    with pytest.raises(DataError, match=r"hierarchy columns \['brand'\] are not in the data"):
+        sf.forecast(_bottom(), h=3, models="naive", hierarchy=["brand/sku"])
+    bad = _bottom()
+    bad.loc[bad.sku == "Juice-0", "family"] = np.where(
+        bad.loc[bad.sku == "Juice-0", "region"] == "North", "Juice", "Water")
+    with pytest.raises(DataError, match="sku='Juice-0' under family"):
+        sf.forecast(bad, h=3, models="naive", hierarchy=STRICT)
