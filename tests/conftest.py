@@ -1,0 +1,19 @@
+"""Shared test fixtures: where the real data lives."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(os.environ.get("SOPFORECAST_SHARED_DATA",
+                                  Path(__file__).resolve().parents[2] / "shared" / "data"))
+PBS_CSV = SHARED_DATA / "pbs" / "PBS.csv"
+
+
+@pytest.fixture(scope="session")
+def pbs_path() -> Path:
+    if not PBS_CSV.exists():
+        pytest.skip(f"real data absent: {PBS_CSV} (see ../shared/data/README.md)")
+    return PBS_CSV
