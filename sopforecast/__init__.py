@@ -39,7 +39,7 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import DataConfig
+    from .config import DataConfig, ForecastConfig
     from .data.competitions import load_m1, load_m3, load_tourism
     from .data.datasets import generate_demand
     from .data.hierarchy import hierarchy_levels
@@ -48,7 +48,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .data.profile import classify_demand
     from .data.schema import ValidatedData, validate
     from .errors import ConfigError, DataError, SopforecastError
-    from .config import ForecastConfig
     from .forecasting.api import backtest, forecast
     from .forecasting.baseline import seasonal_naive_forecast
 

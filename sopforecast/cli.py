@@ -128,9 +128,13 @@ def validate_cmd(
     align_dates: Annotated[bool, typer.Option(help="Move dates to their period's start.")] = False,
     negative: Annotated[NegativePolicy, typer.Option(help="Negative demand.")] = NegativePolicy.error,
     missing: Annotated[MissingPolicy, typer.Option(help="Empty demand cells.")] = MissingPolicy.error,
-    duplicates: Annotated[DuplicatePolicy, typer.Option(help="Repeated series/period rows.")] = DuplicatePolicy.error,
+    duplicates: Annotated[
+        DuplicatePolicy, typer.Option(help="Repeated series/period rows.")
+    ] = DuplicatePolicy.error,
     min_length: Annotated[int, typer.Option(help="Fewest periods the models need.")] = 1,
-    short_series: Annotated[ShortPolicy, typer.Option(help="Series below --min-length.")] = ShortPolicy.report,
+    short_series: Annotated[
+        ShortPolicy, typer.Option(help="Series below --min-length.")
+    ] = ShortPolicy.report,
     output: Annotated[Path | None, typer.Option(help="Write the validated long frame here.")] = None,
 ) -> None:
     """Check a demand history file against the data contract and summarise it."""
@@ -142,10 +146,22 @@ def validate_cmd(
 
     config = _build(
         DataConfig,
-        path=data, table=table, query=query, sheet=sheet, id_col=id_col, time_col=time_col,
-        target_col=target_col, hierarchy=hierarchy or [], drivers=driver or [], freq=freq,
-        date_format=date_format, align_dates=align_dates, negative=negative.value,
-        missing=missing.value, duplicates=duplicates.value, min_length=min_length,
+        path=data,
+        table=table,
+        query=query,
+        sheet=sheet,
+        id_col=id_col,
+        time_col=time_col,
+        target_col=target_col,
+        hierarchy=hierarchy or [],
+        drivers=driver or [],
+        freq=freq,
+        date_format=date_format,
+        align_dates=align_dates,
+        negative=negative.value,
+        missing=missing.value,
+        duplicates=duplicates.value,
+        min_length=min_length,
         short_series=short_series.value,
     )
     raw = read_source(data, table=table, query=query, sheet=sheet)
@@ -156,17 +172,26 @@ def validate_cmd(
         console.print(f"Wrote the validated history to {write_frame(validated.frame, output)}")
 
 
-def _read_validated(data, id_col, time_col, target_col, hierarchy, freq, date_format,
-                    negative, missing, duplicates):
+def _read_validated(
+    data, id_col, time_col, target_col, hierarchy, freq, date_format, negative, missing, duplicates
+):
     """Read and validate a data file for the forecasting commands (demo data by default)."""
     from .config import DataConfig
     from .data.io import read_source
     from .data.schema import validate
 
     config = _build(
-        DataConfig, path=data, id_col=id_col, time_col=time_col, target_col=target_col,
-        hierarchy=hierarchy or [], freq=freq, date_format=date_format, negative=negative,
-        missing=missing, duplicates=duplicates,
+        DataConfig,
+        path=data,
+        id_col=id_col,
+        time_col=time_col,
+        target_col=target_col,
+        hierarchy=hierarchy or [],
+        freq=freq,
+        date_format=date_format,
+        negative=negative,
+        missing=missing,
+        duplicates=duplicates,
     )
     return validate(read_source(data), config)
 
@@ -189,7 +214,10 @@ def forecast_cmd(
     models: Annotated[str, typer.Option(help=_MODELS_HELP)] = "auto",
     level: Annotated[list[int] | None, typer.Option(help="Interval level, repeatable.")] = None,
     hierarchy: Annotated[list[str] | None, typer.Option(help="Key chain, e.g. category/family/sku.")] = None,
-    reconcile: Annotated[str, typer.Option(help="none, bottom_up, top_down, middle_out, ols, wls_struct, wls_var, mint_shrink.")] = "mint_shrink",
+    reconcile: Annotated[
+        str,
+        typer.Option(help="none, bottom_up, top_down, middle_out, ols, wls_struct, wls_var, mint_shrink."),
+    ] = "mint_shrink",
     season_length: Annotated[int | None, typer.Option(help="Periods per season.")] = None,
     windows: Annotated[int, typer.Option(help="Backtest windows for model selection.")] = 2,
     id_col: Annotated[str, typer.Option(help="Series id column.")] = "unique_id",
@@ -206,11 +234,27 @@ def forecast_cmd(
     from .forecasting.engine import run_forecast
 
     config = _forecast_config(
-        horizon=horizon, freq=freq, models=models, level=level or [80, 95],
-        hierarchy=hierarchy or [], reconcile=reconcile, season_length=season_length, windows=windows,
+        horizon=horizon,
+        freq=freq,
+        models=models,
+        level=level or [80, 95],
+        hierarchy=hierarchy or [],
+        reconcile=reconcile,
+        season_length=season_length,
+        windows=windows,
     )
-    validated = _read_validated(data, id_col, time_col, target_col, hierarchy, freq, date_format,
-                                negative.value, missing.value, duplicates.value)
+    validated = _read_validated(
+        data,
+        id_col,
+        time_col,
+        target_col,
+        hierarchy,
+        freq,
+        date_format,
+        negative.value,
+        missing.value,
+        duplicates.value,
+    )
     with progress() as bar:
         if config.hierarchy:
             frame = forecast_hierarchy(validated.frame, config, progress=bar).forecast
@@ -219,8 +263,10 @@ def forecast_cmd(
     path = write_frame(frame, output)
     counts = frame.groupby("unique_id")["model"].first().value_counts()
     console.print(f"Wrote {len(frame):,} rows for {frame['unique_id'].nunique():,} series to {path}")
-    console.print("Models chosen: " + ", ".join(f"{m} ({n})" for m, n in counts.head(8).items()),
-                  highlight=False)
+    console.print(
+        "Models chosen: " + ", ".join(f"{m} ({n})" for m, n in counts.head(8).items()),
+        highlight=False,
+    )
 
 
 @app.command("backtest")
@@ -250,12 +296,28 @@ def backtest_cmd(
     from .forecasting.engine import run_backtest
 
     config = _forecast_config(
-        horizon=horizon, freq=freq, models=models, level=level or [80, 95],
-        hierarchy=hierarchy or [], reconcile=reconcile, season_length=season_length,
-        windows=windows, step=step,
+        horizon=horizon,
+        freq=freq,
+        models=models,
+        level=level or [80, 95],
+        hierarchy=hierarchy or [],
+        reconcile=reconcile,
+        season_length=season_length,
+        windows=windows,
+        step=step,
     )
-    validated = _read_validated(data, id_col, time_col, target_col, hierarchy, freq, date_format,
-                                negative.value, missing.value, duplicates.value)
+    validated = _read_validated(
+        data,
+        id_col,
+        time_col,
+        target_col,
+        hierarchy,
+        freq,
+        date_format,
+        negative.value,
+        missing.value,
+        duplicates.value,
+    )
     with progress() as bar:
         if config.hierarchy:
             table = forecast_hierarchy(validated.frame, config, accuracy=True, progress=bar).accuracy

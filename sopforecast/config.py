@@ -108,8 +108,16 @@ class DataConfig(BaseModel):
         return list(self.keys) if self.keys else [self.id_col]
 
 
-RECONCILERS = ("none", "bottom_up", "top_down", "middle_out", "ols", "wls_struct", "wls_var",
-               "mint_shrink")
+RECONCILERS = (
+    "none",
+    "bottom_up",
+    "top_down",
+    "middle_out",
+    "ols",
+    "wls_struct",
+    "wls_var",
+    "mint_shrink",
+)
 
 
 class ForecastConfig(BaseModel):

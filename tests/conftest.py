@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(os.environ.get("SOPFORECAST_SHARED_DATA",
-                                  Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("SOPFORECAST_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 PBS_CSV = SHARED_DATA / "pbs" / "PBS.csv"
 
 

@@ -13,7 +13,10 @@ from sopforecast.cli import main
 
 def _run(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "sopforecast", *args], capture_output=True, text=True, cwd=cwd,
+        [sys.executable, "-m", "sopforecast", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
         timeout=300,
     )
 
@@ -64,8 +67,7 @@ def test_console_script_exit_code_and_clean_stderr(tmp_path):
 def test_validate_prints_summary_and_writes_output(tmp_path, capsys):
     path = _sales(tmp_path)
     out = tmp_path / "clean.parquet"
-    code = main(["validate", "--data", path, "--id-col", "sku", "--target-col", "qty",
-                 "--output", str(out)])
+    code = main(["validate", "--data", path, "--id-col", "sku", "--target-col", "qty", "--output", str(out)])
     printed = " ".join(capsys.readouterr().out.split())
     assert code == 0 and "2 series, 48 rows" in printed
     assert pd.read_parquet(out).columns[:3].tolist() == ["unique_id", "ds", "y"]

@@ -18,8 +18,13 @@ def _panel(n_smooth=4, periods=48, seed=0) -> pd.DataFrame:
     ds = pd.date_range("2020-01-01", periods=periods, freq="MS")
     season = 1 + 0.3 * np.sin(np.arange(periods) * 2 * np.pi / 12)
     parts = [
-        pd.DataFrame({"unique_id": f"smooth{i}", "ds": ds,
-                      "y": np.round(100 * (i + 1) * season + rng.normal(0, 5, periods))})
+        pd.DataFrame(
+            {
+                "unique_id": f"smooth{i}",
+                "ds": ds,
+                "y": np.round(100 * (i + 1) * season + rng.normal(0, 5, periods)),
+            }
+        )
         for i in range(n_smooth)
     ]
     sporadic = rng.poisson(0.25, periods) * rng.integers(1, 8, periods)
@@ -35,8 +40,16 @@ def test_every_model_meets_the_forecast_contract(model):
     df = _panel(n_smooth=2)
     out = sf.forecast(df, h=6, models=model, level=(80, 95), n_jobs=1)
     assert len(out) == 3 * 6
-    assert list(out.columns) == ["unique_id", "ds", "forecast", "forecast-lo-80", "forecast-hi-80",
-                                 "forecast-lo-95", "forecast-hi-95", "model"]
+    assert list(out.columns) == [
+        "unique_id",
+        "ds",
+        "forecast",
+        "forecast-lo-80",
+        "forecast-hi-80",
+        "forecast-lo-95",
+        "forecast-hi-95",
+        "model",
+    ]
     assert (out["forecast"] >= 0).all() and out["forecast"].notna().all()
     assert (out["forecast-lo-95"] <= out["forecast-lo-80"] + 1e-9).all()
     assert (out["forecast-lo-80"] <= out["forecast"] + 1e-9).all()
@@ -62,15 +75,17 @@ def test_auto_selects_per_class_and_reports_model():
     result = run_forecast(df, ForecastConfig(horizon=6, windows=2, n_jobs=1))
     models = result.forecast.groupby("unique_id")["model"].first()
     intermittent = {"CrostonOptimized", "CrostonSBA", "ADIDA", "IMAPA", "TSB", "HistoricAverage"}
-    sporadic_members = set(models["sporadic"].replace("mean(", "").replace("median(", "")
-                           .rstrip(")").split(","))
+    sporadic_members = set(
+        models["sporadic"].replace("mean(", "").replace("median(", "").rstrip(")").split(",")
+    )
     assert sporadic_members <= intermittent
     assert not any(m in intermittent for m in models.drop("sporadic"))
     scores = result.backtest.selection.scores
     assert {"best", "top2", "mean", "median", "AutoETS"} <= set(scores["strategy"])
     # the chosen strategy is the class's lowest-error one
+    per_series = result.backtest.selection.per_series
     for cls, block in scores.groupby("demand_class"):
-        chosen = result.backtest.selection.per_series.query("demand_class == @cls")["strategy"].iloc[0]
+        chosen = per_series.loc[per_series["demand_class"] == cls, "strategy"].iloc[0]
         assert block.set_index("strategy")["error"].idxmin() == chosen
 
 
@@ -88,13 +103,18 @@ def test_backtest_windows_and_step():
     result = run_backtest(df, ForecastConfig(horizon=3, windows=4, step=2, models="naive", n_jobs=1))
     cutoffs = sorted(result.cv["cutoff"].unique())
     assert len(cutoffs) == 4
-    assert all((b - a).days in (59, 61, 62) for a, b in zip(cutoffs, cutoffs[1:]))
+    assert all((b - a).days in (59, 61, 62) for a, b in zip(cutoffs, cutoffs[1:], strict=False))
 
 
 def test_short_history_gets_non_seasonal_path():
     df = _panel(n_smooth=2)
-    new = pd.DataFrame({"unique_id": "launch", "ds": pd.date_range("2023-07-01", periods=6, freq="MS"),
-                        "y": [5.0, 7, 9, 8, 10, 11]})
+    new = pd.DataFrame(
+        {
+            "unique_id": "launch",
+            "ds": pd.date_range("2023-07-01", periods=6, freq="MS"),
+            "y": [5.0, 7, 9, 8, 10, 11],
+        }
+    )
     result = run_forecast(pd.concat([df, new]), ForecastConfig(horizon=4, models="ets", n_jobs=1))
     assert "launch" in result.short_history
     launch = result.forecast[result.forecast.unique_id == "launch"]
@@ -135,18 +155,29 @@ def _promo_panel(n=24, periods=60, seed=1):
     for i in range(n):
         promo = (rng.random(periods) < 0.15).astype(float)
         base = 100 * (1 + i / 10) * (1 + 0.3 * np.sin(np.arange(periods) * 2 * np.pi / 12))
-        parts.append(pd.DataFrame({"unique_id": f"s{i}", "ds": ds,
-                                   "y": base * (1 + 0.8 * promo) + rng.normal(0, 5, periods),
-                                   "promo": promo, "family": "F1" if i % 2 else "F2"}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "unique_id": f"s{i}",
+                    "ds": ds,
+                    "y": base * (1 + 0.8 * promo) + rng.normal(0, 5, periods),
+                    "promo": promo,
+                    "family": "F1" if i % 2 else "F2",
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 
 def test_lgbm_uses_every_future_driver_step():
     df = _promo_panel()
-    future = pd.DataFrame({
-        "unique_id": np.repeat(df["unique_id"].unique(), 6),
-        "ds": np.tile(pd.date_range("2024-01-01", periods=6, freq="MS"), 24), "promo": 0.0,
-    })
+    future = pd.DataFrame(
+        {
+            "unique_id": np.repeat(df["unique_id"].unique(), 6),
+            "ds": np.tile(pd.date_range("2024-01-01", periods=6, freq="MS"), 24),
+            "promo": 0.0,
+        }
+    )
     plain = sf.forecast(df, h=6, models="lgbm", drivers=["promo"], future=future, n_jobs=1)
     promo = future.assign(promo=np.where(future["ds"] == "2024-06-01", 1.0, 0.0))
     lifted = sf.forecast(df, h=6, models="lgbm", drivers=["promo"], future=promo, n_jobs=1)

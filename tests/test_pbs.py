@@ -15,8 +15,7 @@ def pbs(pbs_path) -> pd.DataFrame:
 
 
 def _value(pbs, concession, type_, atc2, month, col):
-    row = pbs[(pbs.Concession == concession) & (pbs.Type == type_) & (pbs.ATC2 == atc2)
-              & (pbs.ds == month)]
+    row = pbs[(pbs.Concession == concession) & (pbs.Type == type_) & (pbs.ATC2 == atc2) & (pbs.ds == month)]
     return row[col].item()
 
 
@@ -24,7 +23,10 @@ def test_series_rows_and_months(pbs):
     assert pbs.groupby(PBS_KEYS).ngroups == 336
     assert len(pbs) == 65222
     assert pbs["ds"].nunique() == 204
-    assert (pbs["ds"].min(), pbs["ds"].max()) == (pd.Timestamp("1991-07-01"), pd.Timestamp("2008-06-01"))
+    assert (pbs["ds"].min(), pbs["ds"].max()) == (
+        pd.Timestamp("1991-07-01"),
+        pd.Timestamp("2008-06-01"),
+    )
     assert list(pbs.columns) == [*PBS_KEYS, "ds", "Scripts", "Cost"]
 
 

@@ -22,10 +22,23 @@ def _bottom(periods=42, seed=0) -> pd.DataFrame:
             for k in range(2):
                 for region in ("North", "South"):
                     level = rng.uniform(20, 80)
-                    y = np.maximum(0, level * (1 + 0.3 * np.sin(np.arange(periods) * 2 * np.pi / 12))
-                                   + rng.normal(0, 4, periods)).round()
-                    rows.append(pd.DataFrame({"category": cat, "family": fam, "sku": f"{fam}-{k}",
-                                              "region": region, "ds": ds, "y": y}))
+                    y = np.maximum(
+                        0,
+                        level * (1 + 0.3 * np.sin(np.arange(periods) * 2 * np.pi / 12))
+                        + rng.normal(0, 4, periods),
+                    ).round()
+                    rows.append(
+                        pd.DataFrame(
+                            {
+                                "category": cat,
+                                "family": fam,
+                                "sku": f"{fam}-{k}",
+                                "region": region,
+                                "ds": ds,
+                                "y": y,
+                            }
+                        )
+                    )
     df = pd.concat(rows, ignore_index=True)
     df["unique_id"] = df[["category", "family", "sku", "region"]].agg("/".join, axis=1)
     return df
@@ -48,8 +61,15 @@ def test_aggregate_names_paths_and_total():
 
 @pytest.mark.parametrize("method", ["bottom_up", "ols", "wls_struct", "wls_var", "mint_shrink"])
 def test_every_method_is_coherent_on_a_grouped_hierarchy(method):
-    config = ForecastConfig(horizon=4, models="ets,snaive", windows=2, hierarchy=GROUPED,
-                            reconcile=method, n_jobs=1, clip=False)
+    config = ForecastConfig(
+        horizon=4,
+        models="ets,snaive",
+        windows=2,
+        hierarchy=GROUPED,
+        reconcile=method,
+        n_jobs=1,
+        clip=False,
+    )
     result = forecast_hierarchy(_bottom(), config)
     assert coherence_gap(result.forecast, result.S, "forecast") < 1e-6
     assert set(result.forecast["level"]) == set(result.tags)
@@ -57,8 +77,16 @@ def test_every_method_is_coherent_on_a_grouped_hierarchy(method):
 
 @pytest.mark.parametrize("method", ["top_down", "middle_out"])
 def test_top_down_and_middle_out_on_a_strict_hierarchy(method):
-    config = ForecastConfig(horizon=4, models="ets", windows=2, hierarchy=STRICT,
-                            reconcile=method, middle_level="category/family", n_jobs=1, clip=False)
+    config = ForecastConfig(
+        horizon=4,
+        models="ets",
+        windows=2,
+        hierarchy=STRICT,
+        reconcile=method,
+        middle_level="category/family",
+        n_jobs=1,
+        clip=False,
+    )
     bottom = _bottom().groupby(["category", "family", "sku", "ds"], as_index=False)["y"].sum()
     bottom["unique_id"] = bottom[["category", "family", "sku"]].agg("/".join, axis=1)
     result = forecast_hierarchy(bottom, config)
@@ -76,8 +104,9 @@ def test_series_that_stopped_early_forecast_from_common_origin():
     df = _bottom()
     stopped = df["unique_id"].eq("Food/Snacks/Snacks-1/South") & (df["ds"] >= "2023-01-01")
     df = df[~stopped]
-    config = ForecastConfig(horizon=3, models="naive", windows=1, hierarchy=GROUPED,
-                            reconcile="bottom_up", n_jobs=1)
+    config = ForecastConfig(
+        horizon=3, models="naive", windows=1, hierarchy=GROUPED, reconcile="bottom_up", n_jobs=1
+    )
     result = forecast_hierarchy(df, config)
     assert result.extended == ["Food/Snacks/Snacks-1/South"]
     assert result.forecast.groupby("unique_id")["ds"].min().nunique() == 1
@@ -97,6 +126,7 @@ def test_hierarchy_errors():
         sf.forecast(_bottom(), h=3, models="naive", hierarchy=["brand/sku"])
     bad = _bottom()
     bad.loc[bad.sku == "Juice-0", "family"] = np.where(
-        bad.loc[bad.sku == "Juice-0", "region"] == "North", "Juice", "Water")
+        bad.loc[bad.sku == "Juice-0", "region"] == "North", "Juice", "Water"
+    )
     with pytest.raises(DataError, match="sku='Juice-0' under family"):
         sf.forecast(bad, h=3, models="naive", hierarchy=STRICT)

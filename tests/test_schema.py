@@ -20,9 +20,17 @@ def _panel(periods: int = 30) -> pd.DataFrame:
         for region in ("North", "South"):
             for i, d in enumerate(ds):
                 rows.append(
-                    {"category": "C", "family": fam, "sku": sku, "region": region,
-                     "channel": "Retail", "ds": d.strftime("%Y-%m-%d"), "y": 10.0 + i % 12,
-                     "price": 2.0, "promo": 0}
+                    {
+                        "category": "C",
+                        "family": fam,
+                        "sku": sku,
+                        "region": region,
+                        "channel": "Retail",
+                        "ds": d.strftime("%Y-%m-%d"),
+                        "y": 10.0 + i % 12,
+                        "price": 2.0,
+                        "promo": 0,
+                    }
                 )
     return pd.DataFrame(rows)
 
@@ -206,3 +214,14 @@ def test_plain_unique_id_frame_without_hierarchy():
     raw = _panel().assign(unique_id=lambda d: d.sku + "-" + d.region)
     out = validate(raw[["unique_id", "ds", "y"]], DataConfig(), source="m.csv")
     assert out.report.n_series == 6 and out.keys == []
+
+
+def test_messages_use_the_source_column_names():
+    raw = _panel().rename(columns={"ds": "month", "y": "qty"})
+    raw.loc[7, "qty"] = -3
+    with pytest.raises(DataError) as info:
+        validate(raw, _config(time_col="month", target_col="qty"), source="erp.csv")
+    assert "column 'qty' has 1 negative" in str(info.value) and "month=2021-08-01" in str(info.value)
+    raw = pd.concat([raw.assign(qty=1.0), raw.iloc[[0]].assign(qty=1.0)], ignore_index=True)
+    with pytest.raises(DataError, match="month=2021-01-01, qty=1"):
+        validate(raw, _config(time_col="month", target_col="qty"), source="erp.csv")

@@ -62,12 +62,14 @@ def _long(series, *, test: bool) -> pd.DataFrame:
     lengths = np.array([len(v) for v in values])
     starts = np.array([len(s.x) + 1 if test else 1 for s in series])
     steps = np.concatenate([np.arange(n) + a for n, a in zip(lengths, starts, strict=True)])
-    return pd.DataFrame({
-        "unique_id": np.repeat([s.sn for s in series], lengths),
-        "ds": steps.astype("int64"),
-        "y": np.concatenate(values),
-        "group": np.repeat([s.type for s in series], lengths),
-    })
+    return pd.DataFrame(
+        {
+            "unique_id": np.repeat([s.sn for s in series], lengths),
+            "ds": steps.astype("int64"),
+            "y": np.concatenate(values),
+            "group": np.repeat([s.type for s in series], lengths),
+        }
+    )
 
 
 def load_m3(group: str = "all") -> CompetitionData:

@@ -72,25 +72,25 @@ def generate_demand(
     if freq != "MS":
         raise ConfigError(f"the demo generator makes monthly data only (freq 'MS'), got {freq!r}.")
     if n_series < 1 or periods < 2:
-        raise ConfigError(
-            f"need n_series >= 1 and periods >= 2, got n_series={n_series}, periods={periods}."
-        )
+        raise ConfigError(f"need n_series >= 1 and periods >= 2, got n_series={n_series}, periods={periods}.")
     rng = np.random.default_rng(seed)
     keys = _keys(n_series, rng)
     ds = pd.date_range(start, periods=periods, freq="MS")
     y, price, promo, active = _simulate(keys, ds, rng)
     rows, cols = np.nonzero(active)
-    frame = pd.DataFrame({
-        "category": keys["category"][rows],
-        "family": keys["family"][rows],
-        "sku": keys["sku"][rows],
-        "region": keys["region"][rows],
-        "channel": keys["channel"][rows],
-        "ds": ds[cols],
-        "y": y[rows, cols],
-        "price": price[rows, cols].round(2),
-        "promo": promo[rows, cols].astype("int8"),
-    })
+    frame = pd.DataFrame(
+        {
+            "category": keys["category"][rows],
+            "family": keys["family"][rows],
+            "sku": keys["sku"][rows],
+            "region": keys["region"][rows],
+            "channel": keys["channel"][rows],
+            "ds": ds[cols],
+            "y": y[rows, cols],
+            "price": price[rows, cols].round(2),
+            "promo": promo[rows, cols].astype("int8"),
+        }
+    )
     frame = frame.sort_values(["category", "family", "sku", "region", "channel", "ds"], kind="stable")
     return frame.reset_index(drop=True)
 
@@ -132,8 +132,9 @@ def _simulate(keys, ds, rng):
 
     n_skus = int(keys["sku_idx"].max()) + 1
     sku_level = rng.lognormal(np.log(60), 0.9, n_skus)
-    level = (sku_level[keys["sku_idx"]] * _REGION_SCALE[keys["region_idx"]]
-             * _CHANNEL_SCALE[keys["channel_idx"]])
+    level = (
+        sku_level[keys["sku_idx"]] * _REGION_SCALE[keys["region_idx"]] * _CHANNEL_SCALE[keys["channel_idx"]]
+    )
     trend = rng.normal(0.002, 0.008, n)  # monthly growth rate
     mean = level[:, None] * season * np.exp(trend[:, None] * steps[None, :])
 
@@ -174,7 +175,7 @@ def _simulate(keys, ds, rng):
     y = np.round(y)
 
     active = np.ones((n, t), dtype=bool)
-    new = (kind >= 1 - _SHARE_NEW)
+    new = kind >= 1 - _SHARE_NEW
     launch = t - rng.integers(3, min(18, t - 1) + 1, n)
     active &= ~(new[:, None] & (steps[None, :] < launch[:, None]))
     disc = (kind >= 1 - _SHARE_NEW - _SHARE_DISC) & ~new

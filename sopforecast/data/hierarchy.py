@@ -15,7 +15,15 @@ import pandas as pd
 
 from ..errors import DataError, format_examples
 
-__all__ = ["PATH_SEP", "TOTAL", "parse_chains", "hierarchy_levels", "level_name", "check_nesting", "series_per_level"]
+__all__ = [
+    "PATH_SEP",
+    "TOTAL",
+    "parse_chains",
+    "hierarchy_levels",
+    "level_name",
+    "check_nesting",
+    "series_per_level",
+]
 
 PATH_SEP = "/"
 TOTAL = "Total"
@@ -78,8 +86,7 @@ def check_nesting(frame: pd.DataFrame, hierarchy: list[str], *, where: str = "da
             if len(bad) == 0 or len(bad) > 0.5 * len(counts):
                 continue
             examples = [
-                f"{child}={c!r} under {parent} "
-                f"{sorted(pairs.loc[pairs[child] == c, parent].astype(str))}"
+                f"{child}={c!r} under {parent} {sorted(pairs.loc[pairs[child] == c, parent].astype(str))}"
                 for c in bad.index[:3]
             ]
             raise DataError(

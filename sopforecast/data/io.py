@@ -103,9 +103,7 @@ def _read_file(path: Path, *, sheet: str | int | None) -> pd.DataFrame:
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path}: the file has no columns or rows. Export the demand history again.") from exc
     except Exception as exc:  # every reader failure here is a bad file, not our bug
-        kind = {".csv": "CSV", ".txt": "text", ".parquet": "Parquet", ".pq": "Parquet"}.get(
-            suffix, "Excel"
-        )
+        kind = {".csv": "CSV", ".txt": "text", ".parquet": "Parquet", ".pq": "Parquet"}.get(suffix, "Excel")
         raise DataError(
             f"{path}: cannot be read as {kind}: {_first_line(exc)}. Check that the file is "
             "complete and of the type its name says; save CSV as UTF-8 with one header row."

@@ -68,13 +68,15 @@ def _block(rows: list[list[str]], title: str, path: Path) -> tuple[pd.DataFrame,
     except ValueError as exc:
         raise DataError(f"{path}: month headers of {title!r} are not like 'Jul-91': {exc}.") from exc
     keys, values, total = [], [], None
-    for row in rows[i + 1:]:
+    for row in rows[i + 1 :]:
         label = row[0].strip() if row else ""
         if label in _LABELS:
             keys.append((label, row[1].strip(), row[2].strip()))
-            values.append([_number(v) for v in (row[3:3 + len(months)] + [""] * len(months))[:len(months)]])
+            values.append(
+                [_number(v) for v in (row[3 : 3 + len(months)] + [""] * len(months))[: len(months)]]
+            )
         elif len(row) > 2 and row[2].strip().lower().startswith("total"):
-            total = [_number(v) for v in row[3:3 + len(months)]]
+            total = [_number(v) for v in row[3 : 3 + len(months)]]
             break
         elif label in (_SCRIPTS, _COST):
             break
@@ -125,7 +127,9 @@ def load_pbs(path: str | Path | None = None) -> pd.DataFrame:
     _check_total(scripts, scripts_total, "Total Scripts", path, rel=1e-5)
     _check_total(cost, cost_total, "Total (cost)", path, rel=1e-5)
     long = (
-        scripts.stack(future_stack=True).rename("Scripts").to_frame()
+        scripts.stack(future_stack=True)
+        .rename("Scripts")
+        .to_frame()
         .join(cost.stack(future_stack=True).rename("Cost"))
         .reset_index()
         .rename(columns={"level_3": "ds"})
@@ -146,8 +150,10 @@ def _check_total(block: pd.DataFrame, total: list[float], name: str, path: Path,
     expected = np.asarray(total[: len(parsed)], dtype=float)
     bad = ~np.isclose(parsed, expected, rtol=rel, atol=1.0)
     if bad.any():
-        months = [f"{d:%b-%y}: parsed {p:,.0f} vs file {e:,.0f}" for d, p, e in
-                  zip(block.columns[bad], parsed[bad], expected[bad], strict=True)]
+        months = [
+            f"{d:%b-%y}: parsed {p:,.0f} vs file {e:,.0f}"
+            for d, p, e in zip(block.columns[bad], parsed[bad], expected[bad], strict=True)
+        ]
         raise DataError(
             f"{path}: the parsed values do not add up to the file's {name} row: "
             f"{format_examples(months, 3)}. The export's layout may have changed."

@@ -168,11 +168,26 @@ def validate(raw: pd.DataFrame, config: DataConfig, *, source: str | None = None
 def _rows(frame: pd.DataFrame, mask, columns: list[str]) -> str:
     """A few offending rows as text, numbered as data rows of the source (1 = first row)."""
     bad = frame.loc[np.asarray(mask), columns].head(_SHOW)
-    lines = [f"  row {i + 1}: " + ", ".join(f"{c}={_show(v)}" for c, v in row.items()) for i, row in
-             zip(bad.index, bad.to_dict("records"), strict=True)]
+    lines = [
+        f"  row {i + 1}: " + ", ".join(f"{c}={_show(v)}" for c, v in row.items())
+        for i, row in zip(bad.index, bad.to_dict("records"), strict=True)
+    ]
     total = int(np.asarray(mask).sum())
     more = f"\n  ... {total - len(bad)} more" if total > len(bad) else ""
     return "\n".join(lines) + more
+
+
+def _source_view(frame: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
+    """The frame with the source's own column names, so messages match the user's file."""
+    names = {"ds": config.time_col, "y": config.target_col}
+    return frame.drop(columns=[c for c in names.values() if c in frame.columns and c not in names]).rename(
+        columns=names
+    )
+
+
+def _row_cols(config: DataConfig) -> list[str]:
+    """Columns that locate a row in a message: the series keys and the date."""
+    return [*config.series_columns, config.time_col]
 
 
 def _show(value) -> str:
@@ -290,7 +305,7 @@ def _apply_missing(frame, config: DataConfig, where: str, report: ValidationRepo
         mask = empty[col]
         raise DataError(
             f"{where}: column {name!r} is empty in {int(mask.sum())} row(s):\n"
-            f"{_rows(frame.rename(columns={'y': config.target_col}), mask, [*config.series_columns, config.time_col, name])}\n"
+            f"{_rows(_source_view(frame, config), mask, [*_row_cols(config), name])}\n"
             "Fill the cells, or set missing: zero (--missing zero) to read empty demand as "
             "zero and carry drivers forward."
         )
@@ -314,7 +329,7 @@ def _apply_negative(frame, config: DataConfig, where: str, report: ValidationRep
         raise DataError(
             f"{where}: column {config.target_col!r} has {int(negative.sum())} negative value(s) "
             f"(returns or corrections?):\n"
-            f"{_rows(frame.rename(columns={'y': config.target_col}), negative, [*config.series_columns, config.time_col, config.target_col])}\n"
+            f"{_rows(_source_view(frame, config), negative, [*_row_cols(config), config.target_col])}\n"
             "Net them out in the export, or set negative: clip (--negative clip) to treat them "
             "as zero demand."
         )
@@ -348,7 +363,7 @@ def _check_freq(frame, config: DataConfig, where: str, report: ValidationReport)
         raise DataError(
             f"{where}: column {config.time_col!r} has {int((~on_grid).sum())} date(s) off the "
             f"{config.freq!r} calendar (freq {config.freq} wants {_describe(config.freq)}):\n"
-            f"{_rows(frame.rename(columns={'ds': config.time_col}), ~on_grid, ['unique_id', config.time_col])}\n"
+            f"{_rows(_source_view(frame, config), ~on_grid, _row_cols(config))}\n"
             f"{looks} Pass the frequency of the data with --freq, or set align_dates: true "
             "(--align-dates) to move each date to the start of its period."
         )
@@ -411,10 +426,9 @@ def _apply_duplicates(frame, config: DataConfig, where: str, report: ValidationR
     if not dup.any():
         return frame
     if config.duplicates == "error":
-        shown = frame.rename(columns={"ds": config.time_col, "y": config.target_col})
         raise DataError(
             f"{where}: {int(dup.sum())} rows share a series and period with another row:\n"
-            f"{_rows(shown, dup, [*config.series_columns, config.time_col, config.target_col])}\n"
+            f"{_rows(_source_view(frame, config), dup, [*_row_cols(config), config.target_col])}\n"
             "Each series needs one row per period. Aggregate the export per key and period, "
             "or set duplicates: sum (--duplicates sum) to add such rows up."
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from ..config import ForecastConfig
@@ -37,8 +36,14 @@ class HierarchicalResult:
 
 def _config(h, freq, models, level, hierarchy, **kw) -> ForecastConfig:
     try:
-        return ForecastConfig(horizon=h, freq=freq, models=models, level=list(level),
-                              hierarchy=list(hierarchy or []), **kw)
+        return ForecastConfig(
+            horizon=h,
+            freq=freq,
+            models=models,
+            level=list(level),
+            hierarchy=list(hierarchy or []),
+            **kw,
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
 
@@ -104,8 +109,9 @@ def backtest(
     return result.summary
 
 
-def forecast_hierarchy(df: pd.DataFrame, config: ForecastConfig, *, accuracy: bool = False,
-                       progress=None) -> HierarchicalResult:
+def forecast_hierarchy(
+    df: pd.DataFrame, config: ForecastConfig, *, accuracy: bool = False, progress=None
+) -> HierarchicalResult:
     """Aggregate, forecast every level from one origin, reconcile; optionally score levels."""
     keys = [c for chain in config.hierarchy for c in chain.split("/") if c]
     missing = [k for k in keys if k not in df.columns]
@@ -125,8 +131,16 @@ def forecast_hierarchy(df: pd.DataFrame, config: ForecastConfig, *, accuracy: bo
     out = base.forecast
     if config.reconcile != "none":
         residuals = base.backtest.chosen_cv if base.backtest is not None else None
-        rec = reconcile(out, S, tags, methods=[config.reconcile], residuals=residuals, history=Y,
-                        middle_level=config.middle_level, nonnegative=config.nonnegative)
+        rec = reconcile(
+            out,
+            S,
+            tags,
+            methods=[config.reconcile],
+            residuals=residuals,
+            history=Y,
+            middle_level=config.middle_level,
+            nonnegative=config.nonnegative,
+        )
         out = _recentre(out, rec, f"forecast/{config.reconcile}", config.clip)
         gap = coherence_gap(out, S, "forecast")
         logger.info("Reconciled with %s; largest coherence gap %.2e", config.reconcile, gap)
@@ -166,16 +180,26 @@ def level_accuracy(bt: BacktestResult, S, tags, Y, config: ForecastConfig) -> pd
         window = chosen[chosen["cutoff"] == cutoff]
         if set(window["unique_id"]) != ids:
             continue  # reconciliation needs every series in the window
-        rec = reconcile(window, S, tags, methods=methods,
-                        residuals=chosen[chosen["cutoff"] != cutoff], history=Y,
-                        middle_level=config.middle_level, nonnegative=config.nonnegative)
+        rec = reconcile(
+            window,
+            S,
+            tags,
+            methods=methods,
+            residuals=chosen[chosen["cutoff"] != cutoff],
+            history=Y,
+            middle_level=config.middle_level,
+            nonnegative=config.nonnegative,
+        )
         rec = rec.rename(columns={f"forecast/{m}": m for m in methods})
         frames.append(rec.assign(cutoff=cutoff))
     merged = frames[0]
     if len(frames) > 1:
         recs = pd.concat(frames[1:], ignore_index=True)
-        merged = merged.merge(recs[["unique_id", "ds", "cutoff", *methods]],
-                              on=["unique_id", "ds", "cutoff"], how="left")
+        merged = merged.merge(
+            recs[["unique_id", "ds", "cutoff", *methods]],
+            on=["unique_id", "ds", "cutoff"],
+            how="left",
+        )
         columns += methods
     if config.clip:
         merged[columns] = merged[columns].clip(lower=0.0)

@@ -73,8 +73,10 @@ def seasonal_naive_forecast(
     # intervals need residuals: at least two periods beyond one season
     short = sizes.index[sizes < season_length + 2]
     parts = []
-    for ids, model in ((sizes.index.difference(short), SeasonalNaive(season_length)),
-                       (short, Naive())):
+    for ids, model in (
+        (sizes.index.difference(short), SeasonalNaive(season_length)),
+        (short, Naive()),
+    ):
         if len(ids) == 0:
             continue
         part = history[history["unique_id"].isin(ids)]

@@ -23,7 +23,13 @@ from .models import CATALOGUE, CLASS_CANDIDATES, default_season_length, resolve_
 from .selection import Selection, combine_forecasts, select_models, series_scale
 from .stats import StatsRun, stats_backtest, stats_forecast
 
-__all__ = ["ForecastResult", "BacktestResult", "run_backtest", "run_forecast", "check_backtest_fits"]
+__all__ = [
+    "ForecastResult",
+    "BacktestResult",
+    "run_backtest",
+    "run_forecast",
+    "check_backtest_fits",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -87,12 +93,23 @@ def _candidates(config: ForecastConfig, classes: pd.DataFrame):
 def _ml_settings(df: pd.DataFrame, config: ForecastConfig) -> MLSettings:
     # text columns (hierarchy keys) are static features; numeric ones only when named drivers
     reserved = {"unique_id", "ds", "y", *config.drivers}
-    statics = [c for c in df.columns if c not in reserved
-               and not pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_datetime64_any_dtype(df[c])]
+    statics = [
+        c
+        for c in df.columns
+        if c not in reserved
+        and not pd.api.types.is_numeric_dtype(df[c])
+        and not pd.api.types.is_datetime64_any_dtype(df[c])
+    ]
     params = dict(config.params.get("lgbm", {}))
-    return MLSettings(freq=config.freq, statics=statics, drivers=list(config.drivers),
-                      level=tuple(config.level), params=params,
-                      n_jobs=_cores(config.n_jobs), seed=config.seed)
+    return MLSettings(
+        freq=config.freq,
+        statics=statics,
+        drivers=list(config.drivers),
+        level=tuple(config.level),
+        params=params,
+        n_jobs=_cores(config.n_jobs),
+        seed=config.seed,
+    )
 
 
 def _cores(n_jobs: int) -> int:
@@ -108,8 +125,13 @@ def _ml_backtest_part(df: pd.DataFrame, config: ForecastConfig) -> pd.DataFrame 
     part = df[sizes >= need]
     if part.empty:
         return None
-    cv = ml_backtest(part, config.horizon, _ml_settings(df, config), n_windows=config.windows,
-                     step_size=config.step)
+    cv = ml_backtest(
+        part,
+        config.horizon,
+        _ml_settings(df, config),
+        n_windows=config.windows,
+        step_size=config.step,
+    )
     return cv[["unique_id", "ds", "cutoff", ML_ALIAS]]
 
 
@@ -129,8 +151,7 @@ def _model_groups(df, config, classes, names) -> list[tuple[pd.DataFrame, tuple[
 
 
 def _stats_run(config: ForecastConfig, models: tuple[str, ...]) -> StatsRun:
-    return StatsRun(models, config.freq, _season(config), tuple(config.level), config.params,
-                    config.n_jobs)
+    return StatsRun(models, config.freq, _season(config), tuple(config.level), config.params, config.n_jobs)
 
 
 def check_backtest_fits(df: pd.DataFrame, config: ForecastConfig) -> None:
@@ -146,8 +167,13 @@ def check_backtest_fits(df: pd.DataFrame, config: ForecastConfig) -> None:
         )
 
 
-def run_backtest(df: pd.DataFrame, config: ForecastConfig, classes: pd.DataFrame | None = None,
-                 *, select: bool = True) -> BacktestResult:
+def run_backtest(
+    df: pd.DataFrame,
+    config: ForecastConfig,
+    classes: pd.DataFrame | None = None,
+    *,
+    select: bool = True,
+) -> BacktestResult:
     """Rolling-origin backtest of the candidate models, with metrics and selection.
 
     Parameters
@@ -165,11 +191,23 @@ def run_backtest(df: pd.DataFrame, config: ForecastConfig, classes: pd.DataFrame
     classes = classes if classes is not None else classify_demand(df)
     names, use_ml, per_class = _candidates(config, classes)
     season = _season(config)
-    logger.info("Backtesting %d model(s) on %d series: %d window(s) of %d periods",
-                len(names) + use_ml, df["unique_id"].nunique(), config.windows, config.horizon)
-    parts = [stats_backtest(part, config.horizon, _stats_run(config, models),
-                            n_windows=config.windows, step_size=config.step)
-             for part, models in _model_groups(df, config, classes, names)]
+    logger.info(
+        "Backtesting %d model(s) on %d series: %d window(s) of %d periods",
+        len(names) + use_ml,
+        df["unique_id"].nunique(),
+        config.windows,
+        config.horizon,
+    )
+    parts = [
+        stats_backtest(
+            part,
+            config.horizon,
+            _stats_run(config, models),
+            n_windows=config.windows,
+            step_size=config.step,
+        )
+        for part, models in _model_groups(df, config, classes, names)
+    ]
     cv = pd.concat(parts, ignore_index=True) if parts else None
     ml_cv = _ml_backtest_part(df, config) if use_ml else None
     if ml_cv is not None:
@@ -185,8 +223,9 @@ def run_backtest(df: pd.DataFrame, config: ForecastConfig, classes: pd.DataFrame
         cv[num] = cv[num].clip(lower=0.0)
     train = df[df["ds"] <= cv["cutoff"].min()]
     aliases = [CATALOGUE[n].alias for n in names if CATALOGUE[n].alias in cv.columns]
-    scores = evaluate_backtest(cv, train, aliases, season_length=_main_season(season),
-                               level=tuple(config.level))
+    scores = evaluate_backtest(
+        cv, train, aliases, season_length=_main_season(season), level=tuple(config.level)
+    )
     summary = summarise_metrics(scores, cv)
     if not select:
         return BacktestResult(cv, scores, summary)
@@ -195,20 +234,29 @@ def run_backtest(df: pd.DataFrame, config: ForecastConfig, classes: pd.DataFrame
     class_of = class_of[class_of.index.isin(cv["unique_id"].unique())]
     selection = select_models(cv, scale, class_of, per_class, top_k=tuple(config.top_k))
     chosen = combine_forecasts(cv, selection.per_series)
-    chosen["y"] = cv.set_index(["unique_id", "cutoff", "ds"]).loc[
-        pd.MultiIndex.from_frame(chosen[["unique_id", "cutoff", "ds"]]), "y"].to_numpy()
+    chosen["y"] = (
+        cv.set_index(["unique_id", "cutoff", "ds"])
+        .loc[pd.MultiIndex.from_frame(chosen[["unique_id", "cutoff", "ds"]]), "y"]
+        .to_numpy()
+    )
     chosen_scores = evaluate_backtest(
-        chosen.rename(columns={"forecast": "auto"}), train, ["auto"],
+        chosen.rename(columns={"forecast": "auto"}),
+        train,
+        ["auto"],
         season_length=_main_season(season),
     )
-    summary = pd.concat([summary, summarise_metrics(chosen_scores, chosen.rename(columns={"forecast": "auto"}))],
-                        ignore_index=True)
-    return BacktestResult(cv, pd.concat([scores, chosen_scores], ignore_index=True), summary,
-                          selection, chosen)
+    summary = pd.concat(
+        [summary, summarise_metrics(chosen_scores, chosen.rename(columns={"forecast": "auto"}))],
+        ignore_index=True,
+    )
+    return BacktestResult(
+        cv, pd.concat([scores, chosen_scores], ignore_index=True), summary, selection, chosen
+    )
 
 
-def run_forecast(df: pd.DataFrame, config: ForecastConfig, progress=None,
-                 future: pd.DataFrame | None = None) -> ForecastResult:
+def run_forecast(
+    df: pd.DataFrame, config: ForecastConfig, progress=None, future: pd.DataFrame | None = None
+) -> ForecastResult:
     """Forecast every series; with several candidate models, select by backtest first.
 
     Returns
@@ -227,8 +275,12 @@ def run_forecast(df: pd.DataFrame, config: ForecastConfig, progress=None,
         backtest = run_backtest(df, config, classes)
     if progress is not None:
         progress.update(task, advance=1, description="fit and forecast")
-    logger.info("Forecasting %d series %d periods ahead with %d model(s)",
-                df["unique_id"].nunique(), config.horizon, len(names))
+    logger.info(
+        "Forecasting %d series %d periods ahead with %d model(s)",
+        df["unique_id"].nunique(),
+        config.horizon,
+        len(names),
+    )
     wide, short = [], []
     for part, models in _model_groups(df, config, classes, names):
         fcst, part_short = stats_forecast(part, config.horizon, _stats_run(config, models))
@@ -276,8 +328,10 @@ def _selection_for_all(df, backtest, names, classes) -> pd.DataFrame:
         cls = classes.set_index("unique_id")["demand_class"].astype(str)
         fallback = []
         for uid in missing:
-            first = next((alias[m] for m in CLASS_CANDIDATES.get(cls.get(uid, "smooth"), ())
-                          if m in alias), alias[names[0]])
+            first = next(
+                (alias[m] for m in CLASS_CANDIDATES.get(cls.get(uid, "smooth"), ()) if m in alias),
+                alias[names[0]],
+            )
             fallback.append({"unique_id": uid, "members": (first,), "how": "mean"})
         logger.info("%d series too short to backtest got their class's first model", len(missing))
         chosen = pd.concat([chosen, pd.DataFrame(fallback)], ignore_index=True)

@@ -107,8 +107,12 @@ def _score(cv, scale, model, metrics, season_length, level) -> pd.DataFrame:
         for side in ("lo", "hi"):
             q = (100 - lv) / 200 if side == "lo" else 1 - (100 - lv) / 200
             pin = losses.scaled_quantile_loss(
-                cv, {model: f"{model}-{side}-{lv}"}, seasonality=season_length,
-                train_df=scale, q=q, cutoff_col="cutoff",
+                cv,
+                {model: f"{model}-{side}-{lv}"},
+                seasonality=season_length,
+                train_df=scale,
+                q=q,
+                cutoff_col="cutoff",
             )
             pin["metric"] = f"pinball_{side}_{lv}"
             frames.append(pin)
@@ -162,8 +166,7 @@ def _ratio_metrics(cv: pd.DataFrame, models: list[str], by: pd.Series | None) ->
         sums = parts.groupby("g", sort=True)[["abs", "err", "y"]].sum()
         for g, row in sums.iterrows():
             denom = row["y"] if row["y"] > 0 else np.nan
-            rows.append({"group": g, "model": model, "wape": row["abs"] / denom,
-                         "bias": row["err"] / denom})
+            rows.append({"group": g, "model": model, "wape": row["abs"] / denom, "bias": row["err"] / denom})
     out = pd.DataFrame(rows)
     keys = ["group", "model"] if by is not None else ["model"]
     return out.set_index(keys)[list(_RATIO_METRICS)]

@@ -65,14 +65,24 @@ class MLSettings:
         windows = params.pop("windows", windows)
         dates = params.pop("date_features", dates)
         model = lgb.LGBMRegressor(
-            **{"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 31,
-               "min_child_samples": 10, "verbosity": -1, "random_state": self.seed,
-               "n_jobs": max(self.n_jobs, 1), **params}
+            **{
+                "n_estimators": 300,
+                "learning_rate": 0.05,
+                "num_leaves": 31,
+                "min_child_samples": 10,
+                "verbosity": -1,
+                "random_state": self.seed,
+                "n_jobs": max(self.n_jobs, 1),
+                **params,
+            }
         )
         return MLForecast(
-            models={ALIAS: model}, freq=self.freq, lags=lags,
+            models={ALIAS: model},
+            freq=self.freq,
+            lags=lags,
             lag_transforms={1: [RollingMean(window_size=w) for w in windows]},
-            date_features=dates, target_transforms=[LocalStandardScaler()],
+            date_features=dates,
+            target_transforms=[LocalStandardScaler()],
             num_threads=max(self.n_jobs, 1),
         )
 
@@ -106,8 +116,9 @@ def _future(future: pd.DataFrame | None, df: pd.DataFrame, h: int, settings: MLS
     return future[["unique_id", "ds", *settings.drivers]]
 
 
-def ml_forecast(df: pd.DataFrame, h: int, settings: MLSettings,
-                future: pd.DataFrame | None = None) -> pd.DataFrame:
+def ml_forecast(
+    df: pd.DataFrame, h: int, settings: MLSettings, future: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Fit LightGBM on all series and forecast ``h`` periods: ``unique_id, ds, LightGBM, ...``."""
     frame = _frame(df, settings)
     fcst = settings.build()
@@ -121,12 +132,16 @@ def ml_forecast(df: pd.DataFrame, h: int, settings: MLSettings,
     return out
 
 
-def ml_backtest(df: pd.DataFrame, h: int, settings: MLSettings, *, n_windows: int,
-                step_size: int | None = None) -> pd.DataFrame:
+def ml_backtest(
+    df: pd.DataFrame, h: int, settings: MLSettings, *, n_windows: int, step_size: int | None = None
+) -> pd.DataFrame:
     """Rolling-origin backtest of LightGBM (refit at every origin)."""
     frame = _frame(df, settings)
     fcst = settings.build()
     return fcst.cross_validation(
-        frame, n_windows=n_windows, h=h, step_size=step_size or h,
+        frame,
+        n_windows=n_windows,
+        h=h,
+        step_size=step_size or h,
         static_features=settings.statics,
     )

@@ -24,8 +24,24 @@ __all__ = [
     "build_stats_model",
 ]
 
-_SEASON = {"MS": 12, "ME": 12, "M": 12, "W": 52, "D": 7, "QS": 4, "QE": 4, "Q": 4, "YS": 1,
-           "YE": 1, "Y": 1, "A": 1, "AS": 1, "h": 24, "H": 24, "B": 5}
+_SEASON = {
+    "MS": 12,
+    "ME": 12,
+    "M": 12,
+    "W": 52,
+    "D": 7,
+    "QS": 4,
+    "QE": 4,
+    "Q": 4,
+    "YS": 1,
+    "YE": 1,
+    "Y": 1,
+    "A": 1,
+    "AS": 1,
+    "h": 24,
+    "H": 24,
+    "B": 5,
+}
 
 
 def default_season_length(freq: str) -> int:
@@ -65,8 +81,15 @@ CATALOGUE: dict[str, ModelSpec] = {
         _spec("sba", "CrostonSBA", "stats", False, "Croston with Syntetos-Boylan correction"),
         _spec("adida", "ADIDA", "stats", False, "aggregate-disaggregate intermittent demand"),
         _spec("imapa", "IMAPA", "stats", False, "multiple aggregation for intermittent demand"),
-        _spec("tsb", "TSB", "stats", False, "Teunter-Syntetos-Babai, for obsolescence",
-              alpha_d=0.2, alpha_p=0.2),
+        _spec(
+            "tsb",
+            "TSB",
+            "stats",
+            False,
+            "Teunter-Syntetos-Babai, for obsolescence",
+            alpha_d=0.2,
+            alpha_p=0.2,
+        ),
         _spec("lgbm", "LightGBM", "ml", False, "LightGBM on lags, rolling means, calendar, keys"),
     )
 }
@@ -95,9 +118,7 @@ def resolve_models(models: str | list[str]) -> list[str]:
         return sorted({m for ms in CLASS_CANDIDATES.values() for m in ms})
     unknown = [m for m in names if m not in CATALOGUE]
     if unknown or not names:
-        raise ConfigError(
-            f"unknown model(s) {unknown or names}; valid names: auto, {', '.join(CATALOGUE)}."
-        )
+        raise ConfigError(f"unknown model(s) {unknown or names}; valid names: auto, {', '.join(CATALOGUE)}.")
     return list(dict.fromkeys(names))
 
 

@@ -60,7 +60,7 @@ def aggregate_hierarchy(
 
 def _strip_total(uid: str) -> str:
     prefix = TOTAL + PATH_SEP
-    return uid[len(prefix):] if uid.startswith(prefix) else uid
+    return uid[len(prefix) :] if uid.startswith(prefix) else uid
 
 
 def level_of(tags: dict[str, np.ndarray]) -> pd.Series:
@@ -165,12 +165,16 @@ def _balanced_residuals(res: pd.DataFrame, ids: pd.Series, history: pd.DataFrame
     missing = full["y"].isna()
     if missing.any():
         hist = history.set_index(["unique_id", "ds"])["y"]
-        lagged = history.assign(y=history.groupby("unique_id")["y"].shift(1)).set_index(["unique_id", "ds"])["y"]
+        lagged = history.assign(y=history.groupby("unique_id")["y"].shift(1)).set_index(["unique_id", "ds"])[
+            "y"
+        ]
         idx = full.index[missing]
         full.loc[missing, "y"] = hist.reindex(idx).fillna(0.0).to_numpy()
         full.loc[missing, "forecast"] = lagged.reindex(idx).fillna(0.0).to_numpy()
-        logger.info("%d series without backtest residuals use naive errors instead",
-                    idx.get_level_values(0).nunique())
+        logger.info(
+            "%d series without backtest residuals use naive errors instead",
+            idx.get_level_values(0).nunique(),
+        )
     return full.reset_index()
 
 

@@ -31,6 +31,7 @@ def series_scale(train: pd.DataFrame, season_length: int) -> pd.Series:
 
     Series with a flat history get the mean absolute demand, then 1, so that no scale is 0.
     """
+
     def _one(y: np.ndarray) -> float:
         for lag in (season_length, 1):
             if len(y) > lag:
@@ -141,11 +142,19 @@ def select_models(
                 members, how = tuple(sorted(ranked[: int(winner[3:])])), "mean"
             else:
                 members, how = tuple(models), winner
-            rows.append({"unique_id": uid, "demand_class": cls, "strategy": winner,
-                         "members": members, "how": how,
-                         "backtest_error": float(table.loc[uid, winner])})
-    per_series = pd.DataFrame(rows, columns=["unique_id", "demand_class", "strategy", "members",
-                                             "how", "backtest_error"])
+            rows.append(
+                {
+                    "unique_id": uid,
+                    "demand_class": cls,
+                    "strategy": winner,
+                    "members": members,
+                    "how": how,
+                    "backtest_error": float(table.loc[uid, winner]),
+                }
+            )
+    per_series = pd.DataFrame(
+        rows, columns=["unique_id", "demand_class", "strategy", "members", "how", "backtest_error"]
+    )
     return Selection(per_series, pd.DataFrame(scores))
 
 

@@ -67,7 +67,9 @@ def _run(df: pd.DataFrame, run: StatsRun, h: int, seasonal: bool, action: str, *
     from statsforecast.models import Naive
 
     sf = StatsForecast(
-        models=_instances(run, h, seasonal), freq=run.freq, n_jobs=run.n_jobs,
+        models=_instances(run, h, seasonal),
+        freq=run.freq,
+        n_jobs=run.n_jobs,
         fallback_model=Naive(),
     )
     level = list(run.level) if run.level else None
@@ -92,8 +94,10 @@ def stats_forecast(df: pd.DataFrame, h: int, run: StatsRun) -> tuple[pd.DataFram
         parts.append(_run(long_, run, h, True, "forecast"))
     if len(short):
         parts.append(_run(short, run, h, False, "forecast"))
-        logger.info("%d series too short for seasonal models used their non-seasonal form",
-                    short["unique_id"].nunique())
+        logger.info(
+            "%d series too short for seasonal models used their non-seasonal form",
+            short["unique_id"].nunique(),
+        )
     out = pd.concat(parts, ignore_index=True).sort_values(["unique_id", "ds"], kind="stable")
     return out.reset_index(drop=True), sorted(short["unique_id"].unique().tolist())
 
@@ -117,9 +121,7 @@ def stats_backtest(
     if len(short):
         fits = short.groupby("unique_id")["y"].transform("size") >= h + step * (n_windows - 1) + 2
         if fits.any():
-            parts.append(
-                _run(short[fits], run, h, False, "cv", n_windows=n_windows, step_size=step)
-            )
+            parts.append(_run(short[fits], run, h, False, "cv", n_windows=n_windows, step_size=step))
     if not parts:
         return pd.DataFrame(columns=["unique_id", "ds", "cutoff", "y", *run.aliases()])
     out = pd.concat(parts, ignore_index=True)
