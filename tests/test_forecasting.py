@@ -89,6 +89,22 @@ def test_auto_selects_per_class_and_reports_model():
         assert block.set_index("strategy")["error"].idxmin() == chosen
 
 
+def test_one_window_offers_only_honest_strategies():
+    """With one backtest window a per-series pick would be scored on the window it was
+    picked from, so only class-wide strategies compete; candidates come back wide."""
+    df = _panel(n_smooth=6)
+    result = run_forecast(df, ForecastConfig(horizon=6, windows=1, models="ets,theta,snaive", n_jobs=1))
+    strategies = set(result.backtest.selection.scores["strategy"])
+    assert {"class_top2", "mean", "median", "AutoETS"} <= strategies
+    assert not strategies & {"best", "top2"}
+    assert {"AutoETS", "DynamicOptimizedTheta", "SeasonalNaive"} <= set(result.candidates.columns)
+    chosen = result.backtest.selection.per_series
+    if chosen["strategy"].iloc[0] == "class_top2":
+        class_err = result.backtest.selection.scores.set_index("strategy")["error"]
+        best_two = class_err[["AutoETS", "DynamicOptimizedTheta", "SeasonalNaive"]].nsmallest(2)
+        assert set(chosen["members"].iloc[0]) == set(best_two.index)
+
+
 def test_backtest_metrics_per_model_and_auto():
     summary = sf.backtest(_panel(), h=6, models="ets,snaive", windows=2, n_jobs=1)
     assert set(summary["model"]) == {"AutoETS", "SeasonalNaive", "auto"}

@@ -56,6 +56,7 @@ class ForecastResult:
     backtest: BacktestResult | None
     classes: pd.DataFrame
     short_history: list[str] = field(default_factory=list)
+    candidates: pd.DataFrame | None = None  # every candidate model's forecast, wide
 
 
 def _season(config: ForecastConfig) -> int | list[int]:
@@ -301,7 +302,7 @@ def run_forecast(
         out[num] = out[num].clip(lower=0.0)
     if progress is not None:
         progress.update(task, advance=1)
-    return ForecastResult(out, backtest, classes, short)
+    return ForecastResult(out, backtest, classes, short, wide)
 
 
 def _check_season(df: pd.DataFrame, season: int | list[int]) -> None:

@@ -1,11 +1,13 @@
 """Model selection and ensembles from backtest errors, by demand class.
 
 For every demand class the strategies compete on out-of-sample scaled error (MAE over the
-in-sample naive MAE): each single model for all series of the class, the per-series best
-model, the mean of each series' top-k models, and the mean and median of all candidates.
+in-sample naive MAE): each single model for all series of the class, the mean of the class's
+k best models (``class_top3``: the same members for every series), the per-series best
+model, the mean of each series' own top-k models, and the mean and median of all candidates.
 Per-series choices (best, top-k) are scored honestly: a series' ranking for one backtest
-window comes from its other windows. The winning strategy is then fitted on all windows and
-applied; the ``model`` column says what each series got.
+window comes from its other windows, so they need at least two windows and are not offered
+with one. The winning strategy is then fitted on all windows and applied; the ``model``
+column says what each series got.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def _loo_top(errors: pd.DataFrame, k: int) -> dict:
     for uid, block in errors.groupby(level=0, sort=False):
         total, n = block.sum(), len(block)
         for (_, cutoff), row in block.iterrows():
-            other = (total - row) / (n - 1) if n > 1 else total
+            other = (total - row) / max(n - 1, 1)
             out[(uid, cutoff)] = tuple(other.nsmallest(k).index)
     return out
 
@@ -114,12 +116,19 @@ def select_models(
         if not models or part.empty:
             continue
         errors = _window_errors(part, models, scale)
+        class_rank = list(errors.mean().sort_values(kind="stable").index)
+        windows = int(errors.groupby(level=0).size().min())
         options: dict[str, pd.Series] = {m: errors[m] for m in models}
         if len(models) > 1:
-            options["best"] = _combo_errors(part, _loo_top(errors, 1), scale)
-            for k in top_k:
+            for k in sorted({2, 3, 4, *top_k}):
                 if k < len(models):
-                    options[f"top{k}"] = _combo_errors(part, _loo_top(errors, k), scale)
+                    fixed = {key: tuple(class_rank[:k]) for key in errors.index}
+                    options[f"class_top{k}"] = _combo_errors(part, fixed, scale)
+            if windows > 1:
+                options["best"] = _combo_errors(part, _loo_top(errors, 1), scale)
+                for k in top_k:
+                    if k < len(models):
+                        options[f"top{k}"] = _combo_errors(part, _loo_top(errors, k), scale)
             every = {key: tuple(models) for key in errors.index}
             options["mean"] = _combo_errors(part, every, scale)
             options["median"] = _combo_errors(part, every, scale, how="median")
@@ -136,6 +145,8 @@ def select_models(
             ranked = tuple(by_series.loc[uid].sort_values(kind="stable").index)
             if winner in models:
                 members, how = (winner,), "mean"
+            elif winner.startswith("class_top"):
+                members, how = tuple(sorted(class_rank[: int(winner[9:])])), "mean"
             elif winner == "best":
                 members, how = ranked[:1], "mean"
             elif winner.startswith("top"):

@@ -1,0 +1,1 @@
+"""Benchmarks run on demand: M3 accuracy and intervals, PBS hierarchy."""
