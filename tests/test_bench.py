@@ -1,0 +1,70 @@
+"""Benchmark code: the metric definitions, the M3 calendar, the PBS holdout on real data.
+
+The full benchmarks are slow and run on demand (``-m slow`` or their own commands)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sopforecast.bench import m3, pbs
+
+
+def test_smape_is_m3s_definition():
+    actual = pd.DataFrame({"unique_id": ["a", "a", "b"], "ds": [1, 2, 1], "y": [100.0, 0.0, 50.0]})
+    fc = pd.DataFrame({"unique_id": ["a", "a", "b"], "ds": [1, 2, 1], "forecast": [80.0, 0.0, 100.0]})
+    scores = m3.smape(actual, fc)
+    assert scores["a"] == pytest.approx((200 * 20 / 180 + 0.0) / 2)  # 0/0 counts as exact
+    assert scores["b"] == pytest.approx(200 * 50 / 150)
+    with pytest.raises(ValueError, match="no forecast"):
+        m3.smape(actual, fc.iloc[:2])
+
+
+def test_coverage_counts_actuals_inside_the_interval():
+    actual = pd.DataFrame({"unique_id": ["a"] * 4, "ds": [1, 2, 3, 4], "y": [1.0, 5.0, 10.0, 3.0]})
+    fc = actual.drop(columns="y").assign(**{"forecast-lo-80": 2.0, "forecast-hi-80": 9.0})
+    assert m3.coverage(actual, fc, 80) == 50.0
+
+
+def test_m3_steps_become_the_groups_calendar():
+    frame = pd.DataFrame({"unique_id": "q", "ds": np.arange(1, 9), "y": 1.0})
+    quarterly = m3.to_dates(frame, "quarterly")
+    assert quarterly["ds"].iloc[0] == pd.Timestamp("1900-01-01")
+    assert quarterly["ds"].iloc[1] == pd.Timestamp("1900-04-01")
+    assert m3.to_dates(frame, "yearly")["ds"].dt.year.diff().dropna().eq(1).all()
+
+
+def test_m3_train_and_test_line_up():
+    data = m3.load_m3("other")
+    train, test = m3._frames(data, "other")
+    assert train["unique_id"].nunique() == test["unique_id"].nunique() == 174
+    assert test.groupby("unique_id").size().eq(data.horizon["other"]).all()
+    first_test = test.groupby("unique_id")["ds"].min()
+    last_train = train.groupby("unique_id")["ds"].max()
+    assert (first_test == last_train + pd.DateOffset(years=1)).all()
+
+
+def test_pbs_holdout_reconciles_every_level_coherently(pbs_path):
+    history = pbs._history(str(pbs_path))
+    result = pbs.holdout_accuracy(history, models="snaive,naive", windows=1, n_jobs=1)
+    table = result["table"]
+    assert result["series"] == 403 and result["bottom"] == 336
+    levels = {"Total", "Concession", "Concession/Type", "Concession/Type/ATC1", "Concession/Type/ATC1/ATC2"}
+    assert levels | {"all"} == set(table["level"])
+    reconciled = table[table["method"] != "base"]
+    assert set(reconciled["method"]) == set(pbs.METHODS)
+    assert (reconciled["coherence_gap"] <= 1e-6).all()
+    # bottom-up leaves the bottom level as it was
+    bottom = table[table["level"] == "Concession/Type/ATC1/ATC2"].set_index("method")
+    assert bottom.loc["bottom_up", "mase"] == pytest.approx(bottom.loc["base", "mase"])
+    assert np.isfinite(table["wape"]).all()
+
+
+@pytest.mark.slow
+def test_m3_other_auto_beats_every_single_model():
+    """A full group end to end (about a minute): auto is no worse than its best member."""
+    data = m3.load_m3("other")
+    auto = m3.run_auto(data, "other", n_jobs=-1)
+    singles = [m3.run_single(data, "other", name) for name in m3.REFERENCE]
+    assert auto["smape"] <= min(s["smape"] for s in singles) + 0.05
