@@ -329,6 +329,176 @@ def backtest_cmd(
     console.print(f"Wrote backtest metrics to {path}")
 
 
+@app.command("run")
+def run_cmd(
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML, e.g. pipelines/monthly_demand_plan.yaml.")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a setting: key.path=value (repeatable).")
+    ] = None,
+    promote: Annotated[bool, typer.Option("--promote", help="Make this run's model the champion.")] = False,
+    workdir: WorkdirOption = None,
+) -> None:
+    """Run a pipeline as one tracked MLflow run: backtest, forecast, register, write outputs."""
+    from .pipeline.runner import run_pipeline
+    from .pipeline.spec import load_pipeline
+    from .workdir import resolve_workdir
+
+    spec = load_pipeline(pipeline, set_ or [])
+    wd = resolve_workdir(workdir)
+    with progress() as bar:
+        result = run_pipeline(spec, wd, path=str(pipeline.resolve()), promote=promote, progress=bar)
+    _print_run(result)
+
+
+def _print_run(result) -> None:
+    table = Table(title=f"Pipeline {result.spec.name}: backtest of the delivered forecast")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.evaluation.headline.items():
+        table.add_row(key, f"{value:.4f}")
+    console.print(table)
+    console.print(f"MLflow run {result.run_id} ({result.seconds:.0f} s), tracking {result.tracking_uri}")
+    if result.decision is not None:
+        d = result.decision
+        role = "champion" if d.promoted else "challenger"
+        console.print(f"Model {d.name} v{d.version} is the {role}: {escape(d.reason)}", highlight=False)
+    for name, path in result.outputs.items():
+        console.print(f"  {name}: {path}")
+    if result.tracking_uri.startswith("sqlite:"):
+        console.print(
+            f"Open the MLflow UI: mlflow ui --backend-store-uri {result.tracking_uri} "
+            "--host 127.0.0.1 --port 5000   (or mlflow/serve.sh)"
+        )
+
+
+@app.command("compare")
+def compare_cmd(
+    experiment: Annotated[str, typer.Option("--experiment", "-e", help="MLflow experiment (pipeline name).")],
+    metric: Annotated[str, typer.Option(help="mase, rmsse, smape, wape or bias.")] = "wape",
+    level: Annotated[str | None, typer.Option(help="Hierarchy level, e.g. category/family.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows to show.")] = 30,
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="Tracking URI; default the work directory's.")
+    ] = None,
+    workdir: WorkdirOption = None,
+) -> None:
+    """Leaderboard of pipeline runs and candidate models from MLflow."""
+    from .pipeline.compare import leaderboard
+    from .pipeline.tracking import check_reachable, resolve_store
+    from .workdir import resolve_workdir
+
+    store = resolve_store(resolve_workdir(workdir), tracking_uri)
+    check_reachable(store)
+    store.activate()
+    board = leaderboard(experiment, metric=metric, level=level)
+    levels = ", ".join(board["level"].unique()) if len(board) else (level or "all")
+    table = Table(title=f"{experiment}: backtest {metric} at level {levels}, best first")
+    for col in ("#", "run started", "model", metric, "seconds", "status", "run id"):
+        table.add_column(col, justify="right" if col in ("#", metric, "seconds") else "left")
+    for i, row in enumerate(board.head(limit).itertuples(index=False), start=1):
+        value = getattr(row, metric)
+        table.add_row(
+            str(i),
+            f"{row.started:%Y-%m-%d %H:%M}",
+            escape(str(row.model)),
+            "-" if value is None or value != value else f"{value:.4f}",
+            "-" if row.seconds is None or row.seconds != row.seconds else f"{row.seconds:.0f}",
+            str(row.status),
+            str(row.run_id)[:8],
+        )
+    console.print(table)
+
+
+@app.command("runs")
+def runs_cmd(
+    pipeline: Annotated[str | None, typer.Option(help="Only this pipeline.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows to show.")] = 20,
+    workdir: WorkdirOption = None,
+) -> None:
+    """Run history: every manual and scheduled run with its status and MLflow run id."""
+    from .pipeline.history import RunHistory
+    from .workdir import resolve_workdir
+
+    frame = RunHistory.for_workdir(resolve_workdir(workdir)).frame(pipeline, limit)
+    table = Table(title="Pipeline runs (latest first)")
+    for col in ("id", "pipeline", "trigger", "started (UTC)", "ended", "status", "MLflow run", "error"):
+        table.add_column(col)
+    for row in frame.itertuples(index=False):
+        table.add_row(
+            str(row.id),
+            row.pipeline,
+            row.trigger,
+            f"{row.started_at:%Y-%m-%d %H:%M:%S}",
+            "" if row.ended_at is None or row.ended_at != row.ended_at else f"{row.ended_at:%H:%M:%S}",
+            row.status,
+            (row.mlflow_run_id or "")[:8],
+            escape((row.error or "")[:80]),
+        )
+    console.print(table)
+
+
+schedule_app = typer.Typer(
+    help="Cron schedules of pipelines, run by `sopforecast scheduler`.", no_args_is_help=True
+)
+app.add_typer(schedule_app, name="schedule")
+
+
+@schedule_app.command("add")
+def schedule_add(
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML.")],
+    cron: Annotated[str, typer.Option(help="Five-field cron, e.g. '0 6 2 * *' (06:00 on the 2nd).")],
+    workdir: WorkdirOption = None,
+) -> None:
+    """Schedule a pipeline (replaces its previous schedule)."""
+    from .pipeline.schedule import add_schedule
+    from .workdir import resolve_workdir
+
+    info = add_schedule(pipeline, cron, resolve_workdir(workdir))
+    console.print(f"Scheduled {info['pipeline']} at '{cron}'; next run {info['next_run']:%Y-%m-%d %H:%M %Z}")
+
+
+@schedule_app.command("list")
+def schedule_list(workdir: WorkdirOption = None) -> None:
+    """List schedules with their next run."""
+    from .pipeline.schedule import list_schedules
+    from .workdir import resolve_workdir
+
+    frame = list_schedules(resolve_workdir(workdir))
+    table = Table(title="Schedules")
+    for col in ("pipeline", "cron", "next run", "file"):
+        table.add_column(col)
+    for row in frame.itertuples(index=False):
+        table.add_row(row.pipeline, row.cron, f"{row.next_run:%Y-%m-%d %H:%M %Z}", row.path)
+    console.print(table)
+
+
+@schedule_app.command("remove")
+def schedule_remove(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name.")],
+    workdir: WorkdirOption = None,
+) -> None:
+    """Remove a pipeline's schedule."""
+    from .pipeline.schedule import remove_schedule
+    from .workdir import resolve_workdir
+
+    remove_schedule(pipeline, resolve_workdir(workdir))
+    console.print(f"Removed the schedule of {pipeline}")
+
+
+@app.command("scheduler")
+def scheduler_cmd(
+    workdir: WorkdirOption = None,
+    exit_after: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: run until stopped).")
+    ] = None,
+) -> None:
+    """Long-running scheduler: runs due pipelines, catches up a missed run once."""
+    from .pipeline.schedule import run_scheduler
+    from .workdir import resolve_workdir
+
+    run_scheduler(resolve_workdir(workdir), exit_after=exit_after)
+
+
 def _build(model, **values):
     """Build a pydantic config from CLI values, turning its errors into a ConfigError."""
     try:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# wide, stable terminal output for assertions on rich tables (read when consoles are built)
+os.environ["COLUMNS"] = "200"
+
 import os
 from pathlib import Path
 

@@ -110,7 +110,12 @@ def backtest(
 
 
 def forecast_hierarchy(
-    df: pd.DataFrame, config: ForecastConfig, *, accuracy: bool = False, progress=None
+    df: pd.DataFrame,
+    config: ForecastConfig,
+    *,
+    accuracy: bool = False,
+    progress=None,
+    backtest: BacktestResult | None = None,
 ) -> HierarchicalResult:
     """Aggregate, forecast every level from one origin, reconcile; optionally score levels."""
     keys = [c for chain in config.hierarchy for c in chain.split("/") if c]
@@ -127,7 +132,7 @@ def forecast_hierarchy(
     Y, S, tags = aggregate_hierarchy(bottom, config.hierarchy)
     levels = level_of(tags)
     logger.info("Hierarchy: %d series on %d levels", len(S), len(tags))
-    base = run_forecast(Y, config, progress=progress)
+    base = run_forecast(Y, config, progress=progress, backtest=backtest, always_backtest=accuracy)
     out = base.forecast
     if config.reconcile != "none":
         residuals = base.backtest.chosen_cv if base.backtest is not None else None
@@ -186,7 +191,7 @@ def level_accuracy(bt: BacktestResult, S, tags, Y, config: ForecastConfig) -> pd
             tags,
             methods=methods,
             residuals=chosen[chosen["cutoff"] != cutoff],
-            history=Y,
+            history=Y[Y["ds"] <= cutoff],
             middle_level=config.middle_level,
             nonnegative=config.nonnegative,
         )

@@ -256,9 +256,18 @@ def run_backtest(
 
 
 def run_forecast(
-    df: pd.DataFrame, config: ForecastConfig, progress=None, future: pd.DataFrame | None = None
+    df: pd.DataFrame,
+    config: ForecastConfig,
+    progress=None,
+    future: pd.DataFrame | None = None,
+    backtest: BacktestResult | None = None,
+    always_backtest: bool = False,
 ) -> ForecastResult:
     """Forecast every series; with several candidate models, select by backtest first.
+
+    Given ``backtest`` (a selection made earlier, e.g. by a registered model), the backtest
+    is skipped and only the models each series chose are fitted. ``always_backtest`` scores
+    a single model too (pipelines track every run's backtest).
 
     Returns
     -------
@@ -271,8 +280,11 @@ def run_forecast(
     season = _season(config)
     _check_season(df, season)
     task = progress.add_task("forecast", total=3) if progress is not None else None
-    backtest = None
-    if len(names) + use_ml > 1:
+    if backtest is not None and backtest.selection is not None:
+        used = {m for ms in backtest.selection.per_series["members"] for m in ms}
+        names = [n for n in names if CATALOGUE[n].alias in used]
+        use_ml = use_ml and ML_ALIAS in used
+    elif len(names) + use_ml > 1 or always_backtest:
         backtest = run_backtest(df, config, classes)
     if progress is not None:
         progress.update(task, advance=1, description="fit and forecast")

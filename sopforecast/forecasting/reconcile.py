@@ -160,6 +160,8 @@ def _balanced_residuals(res: pd.DataFrame, ids: pd.Series, history: pd.DataFrame
     short) get their naive (last value) errors from ``history`` so variances stay positive."""
     res = res[["unique_id", "ds", "y", "forecast"]].drop_duplicates(["unique_id", "ds"], keep="last")
     dates = sorted(res["ds"].unique())
+    if not dates:  # no backtest residuals at all (one window held out): naive errors of the history
+        dates = sorted(history["ds"].unique())[-24:]
     grid = pd.MultiIndex.from_product([ids, dates], names=["unique_id", "ds"])
     full = res.set_index(["unique_id", "ds"]).reindex(grid)
     missing = full["y"].isna()

@@ -1,0 +1,155 @@
+"""Run history and the one-run-at-a-time lock, in the work directory's database.
+
+Every pipeline run, manual or scheduled, is a row: pipeline, trigger, start, end, status,
+MLflow run id, error. A run that was killed shows as ``KILLED`` once its process is gone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, select, update
+
+from ..errors import SopforecastError
+from ..workdir import Workdir
+
+__all__ = ["RunHistory", "pipeline_lock", "AlreadyRunning"]
+
+_meta = MetaData()
+runs_table = Table(
+    "pipeline_runs",
+    _meta,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pipeline", String(200), nullable=False, index=True),
+    Column("path", Text),
+    Column("trigger", String(20), nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("ended_at", DateTime),
+    Column("status", String(20), nullable=False),
+    Column("mlflow_run_id", String(64)),
+    Column("error", Text),
+    Column("pid", Integer),
+)
+
+
+class AlreadyRunning(SopforecastError):
+    """Another run of the same pipeline holds the lock."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunHistory:
+    """The ``pipeline_runs`` table of ``<workdir>/sopforecast.db`` (or any SQLAlchemy URL)."""
+
+    def __init__(self, url: str):
+        self.engine = create_engine(url)
+        _meta.create_all(self.engine)
+
+    @classmethod
+    def for_workdir(cls, workdir: Workdir) -> RunHistory:
+        workdir.ensure()
+        return cls(f"sqlite:///{workdir.database}")
+
+    def start(self, pipeline: str, path: str | None, trigger: str) -> int:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                runs_table.insert().values(
+                    pipeline=pipeline,
+                    path=path,
+                    trigger=trigger,
+                    started_at=_now(),
+                    status="RUNNING",
+                    pid=os.getpid(),
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def finish(
+        self, row_id: int, status: str, mlflow_run_id: str | None = None, error: str | None = None
+    ) -> None:
+        values = {"ended_at": _now(), "status": status, "error": error}
+        if mlflow_run_id:
+            values["mlflow_run_id"] = mlflow_run_id
+        with self.engine.begin() as conn:
+            conn.execute(update(runs_table).where(runs_table.c.id == row_id).values(**values))
+
+    def set_run_id(self, row_id: int, mlflow_run_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(runs_table).where(runs_table.c.id == row_id).values(mlflow_run_id=mlflow_run_id)
+            )
+
+    def record(self, pipeline: str, path: str | None, trigger: str, status: str, error: str) -> None:
+        """A run that never started (e.g. skipped because one was already running)."""
+        now = _now()
+        with self.engine.begin() as conn:
+            conn.execute(
+                runs_table.insert().values(
+                    pipeline=pipeline,
+                    path=path,
+                    trigger=trigger,
+                    started_at=now,
+                    ended_at=now,
+                    status=status,
+                    error=error,
+                    pid=os.getpid(),
+                )
+            )
+
+    def frame(self, pipeline: str | None = None, limit: int = 50) -> pd.DataFrame:
+        """Latest runs first; RUNNING rows whose process died are shown (and stored) as KILLED."""
+        query = select(runs_table).order_by(runs_table.c.id.desc()).limit(limit)
+        if pipeline:
+            query = query.where(runs_table.c.pipeline == pipeline)
+        with self.engine.begin() as conn:
+            rows = pd.DataFrame(conn.execute(query).mappings().all(), columns=[c.name for c in runs_table.c])
+            dead = rows[(rows["status"] == "RUNNING") & ~rows["pid"].map(_alive)]
+            for row_id in dead["id"]:
+                conn.execute(
+                    update(runs_table)
+                    .where(runs_table.c.id == int(row_id))
+                    .values(status="KILLED", error="the process ended without finishing the run")
+                )
+        rows.loc[dead.index, "status"] = "KILLED"
+        return rows
+
+
+@contextmanager
+def pipeline_lock(workdir: Workdir, pipeline: str):
+    """Hold the pipeline's lock for the duration of a run; raise if another run holds it.
+
+    An OS file lock: released by the kernel when the process ends, even on SIGKILL.
+    """
+    folder = workdir.root / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = Path(folder / f"{pipeline}.lock")
+    handle = open(path, "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise AlreadyRunning(
+                f"pipeline {pipeline!r} is already running (lock {path}); wait for it to finish."
+            ) from exc
+        yield
+    finally:
+        handle.close()

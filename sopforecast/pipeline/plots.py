@@ -1,0 +1,84 @@
+"""Forecast plots for a run: history, forecast and intervals, one figure per level."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["plot_series", "run_plots"]
+
+_HISTORY_PERIODS = 48
+
+
+def plot_series(
+    history: pd.DataFrame, forecast: pd.DataFrame, ids: list[str], title: str, path: Path
+) -> Path:
+    """One panel per series: recent history, the forecast and its widest and narrowest bands."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(ids)
+    cols = 1 if n == 1 else 2
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 2.8 * rows), squeeze=False)
+    levels = sorted({int(c.rsplit("-", 1)[1]) for c in forecast.columns if c.startswith("forecast-lo-")})
+    for ax, uid in zip(axes.ravel(), ids, strict=False):
+        hist = history[history["unique_id"] == uid].tail(_HISTORY_PERIODS)
+        fc = forecast[forecast["unique_id"] == uid]
+        ax.plot(hist["ds"], hist["y"], color="#333333", lw=1.2, label="history")
+        for lv, alpha in zip(sorted(levels, reverse=True), (0.18, 0.32), strict=False):
+            ax.fill_between(
+                fc["ds"],
+                fc[f"forecast-lo-{lv}"],
+                fc[f"forecast-hi-{lv}"],
+                color="#1f77b4",
+                alpha=alpha,
+                lw=0,
+                label=f"{lv}% interval",
+            )
+        ax.plot(fc["ds"], fc["forecast"], color="#1f77b4", lw=1.6, label="forecast")
+        model = fc["model"].iloc[0] if "model" in fc.columns and len(fc) else ""
+        ax.set_title(f"{uid}  [{model}]", fontsize=9)
+        ax.tick_params(labelsize=8)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    axes.ravel()[0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in text).strip("_").lower() or "total"
+
+
+def run_plots(history: pd.DataFrame, forecast: pd.DataFrame, folder: Path, per_level: int = 6) -> list[Path]:
+    """A figure per aggregate level (its largest series) and one of the largest bottom series.
+
+    ``forecast`` may carry a ``level`` column (hierarchies); ``history`` must then hold every
+    level's series.
+    """
+    volume = history.groupby("unique_id")["y"].sum().sort_values(ascending=False)
+    paths = []
+    if "level" in forecast.columns:
+        # aggregates from the top (fewest series) down; the bottom level has the most series
+        levels = list(forecast.groupby("level")["unique_id"].nunique().sort_values(kind="stable").index)
+        for level in levels[:-1]:
+            ids = [u for u in volume.index if u in set(forecast.loc[forecast["level"] == level, "unique_id"])]
+            paths.append(
+                plot_series(
+                    history, forecast, ids[:per_level], f"Level {level}", folder / f"level_{_slug(level)}.png"
+                )
+            )
+        bottom = set(forecast.loc[forecast["level"] == levels[-1], "unique_id"])
+        largest = [u for u in volume.index if u in bottom][:per_level]
+    else:
+        largest = list(volume.index[:per_level])
+    paths.append(plot_series(history, forecast, largest, "Largest series", folder / "largest_series.png"))
+    return paths

