@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-# wide, stable terminal output for assertions on rich tables (read when consoles are built)
-os.environ["COLUMNS"] = "200"
-
 import os
 from pathlib import Path
 
 import pytest
+
+# wide, stable terminal output for assertions on rich tables (read when consoles are built)
+os.environ["COLUMNS"] = "200"
 
 SHARED_DATA = Path(
     os.environ.get("SOPFORECAST_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")

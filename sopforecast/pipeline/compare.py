@@ -47,7 +47,9 @@ def leaderboard(
         wanted = level or headline
         if role == "pipeline":
             method = r.get("params.forecast.reconcile") or "base"
-            key = f"metrics.backtest_{metric}" if wanted == headline else f"metrics.{metric}_{method}_{wanted}"
+            key = (
+                f"metrics.backtest_{metric}" if wanted == headline else f"metrics.{metric}_{method}_{wanted}"
+            )
             model = "delivered forecast"
         elif role == "candidate":
             key = f"metrics.{metric}" if wanted == "all" else f"metrics.{metric}_{wanted}"

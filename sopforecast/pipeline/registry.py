@@ -104,7 +104,11 @@ def register_and_decide(
             description=f"Demand forecaster of the sopforecast pipeline {pipeline}.",
         )
     version = mlflow.register_model(model_uri, name, tags={PIPELINE_TAG: pipeline}).version
-    for key, val in {"metric": metric, metric: repr(float(value)), "data_fingerprint": data_fingerprint}.items():
+    for key, val in {
+        "metric": metric,
+        metric: repr(float(value)),
+        "data_fingerprint": data_fingerprint,
+    }.items():
         client.set_model_version_tag(name, version, key, val)
     client.set_model_version_tag(name, version, "run_id", run_id)
     champion = _champion(name)

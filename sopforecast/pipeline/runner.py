@@ -90,7 +90,9 @@ def evaluate(frame: pd.DataFrame, config: ForecastConfig, progress=None) -> Eval
             row = acc[(acc["level"] == bottom) & (acc["method"] == "base")]
         headline = {m: float(row[m].iloc[0]) for m in METRICS if m in row}
         history = _all_series(frame, config)
-        return Evaluation(result.forecast, result.base.backtest, headline, acc, result.levels, history, bottom)
+        return Evaluation(
+            result.forecast, result.base.backtest, headline, acc, result.levels, history, bottom
+        )
     result = run_forecast(frame, config, progress=progress, always_backtest=True)
     summary = result.backtest.summary.set_index("model")
     row = summary.loc["auto"]
@@ -159,7 +161,11 @@ def _log_candidates(ev: Evaluation, experiment_id: str, config: ForecastConfig) 
         name = by_alias.get(alias, alias)
         with mlflow.start_run(run_name=alias, nested=True, experiment_id=experiment_id):
             mlflow.set_tags(
-                {"sopforecast.role": "candidate", "model": alias, "sopforecast.headline_level": ev.headline_level}
+                {
+                    "sopforecast.role": "candidate",
+                    "model": alias,
+                    "sopforecast.headline_level": ev.headline_level,
+                }
             )
             mlflow.log_params(
                 {
