@@ -98,7 +98,7 @@ CATALOGUE: dict[str, ModelSpec] = {
 # intermittent and lumpy the Croston family; ml joins where there is enough data)
 CLASS_CANDIDATES: dict[str, tuple[str, ...]] = {
     "smooth": ("ets", "arima", "theta", "ces", "snaive"),
-    "erratic": ("ets", "theta", "ces", "snaive", "naive"),
+    "erratic": ("ets", "arima", "theta", "ces", "snaive", "naive"),
     "intermittent": ("croston", "sba", "adida", "imapa", "tsb", "mean"),
     "lumpy": ("sba", "adida", "imapa", "tsb", "mean"),
     "zero": ("naive",),

@@ -6,8 +6,12 @@ k best models (``class_top3``: the same members for every series), the per-serie
 model, the mean of each series' own top-k models, and the mean and median of all candidates.
 Per-series choices (best, top-k) are scored honestly: a series' ranking for one backtest
 window comes from its other windows, so they need at least two windows and are not offered
-with one. The winning strategy is then fitted on all windows and applied; the ``model``
-column says what each series got.
+with one. The median of the class's candidates is the default: backtests are short and
+noisy, and a simple combination is hard to beat out of sample, so another strategy replaces
+it only when it is better in every backtest window (so never with one window) and over the
+class's series with a paired z-score above ``z`` (2 by default); then the lowest-error such
+strategy wins. The winner is fitted on all windows
+and applied; the ``model`` column says what each series got.
 """
 
 from __future__ import annotations
@@ -86,6 +90,28 @@ def _loo_top(errors: pd.DataFrame, k: int) -> dict:
     return out
 
 
+def _winner(options: dict[str, pd.Series], table: pd.DataFrame, default: str, z: float) -> str:
+    """The default strategy unless another beats it significantly over the class's series
+    and in every backtest window (one window is one stretch of the calendar, whose shocks
+    all series share, so it cannot show a lasting edge); then the best of those."""
+    mean_err = table.mean()
+    if default not in table.columns:
+        return str(mean_err.idxmin())
+    by_window = pd.DataFrame({k: v.groupby(level=1).mean() for k, v in options.items()})
+    if len(by_window) < 2:
+        return default
+    winner = default
+    for name in table.columns:
+        diff = (table[default] - table[name]).dropna()
+        if name == default or len(diff) < 2 or not (by_window[name] < by_window[default]).all():
+            continue
+        spread = diff.std(ddof=1)
+        score = diff.mean() / (spread / np.sqrt(len(diff))) if spread > 0 else np.inf * np.sign(diff.mean())
+        if score > z and mean_err[name] < mean_err[winner]:
+            winner = str(name)
+    return winner
+
+
 def select_models(
     cv: pd.DataFrame,
     scale: pd.Series,
@@ -93,6 +119,8 @@ def select_models(
     candidates: dict[str, list[str]],
     *,
     top_k: tuple[int, ...] = (2, 3),
+    default: str = "median",
+    z: float = 2.0,
 ) -> Selection:
     """Choose a strategy per demand class from backtest errors.
 
@@ -108,6 +136,10 @@ def select_models(
         Model aliases to consider per demand class.
     top_k : tuple of int, default (2, 3)
         Sizes of per-series top-k mean combinations to try.
+    default : str, default "median"
+        Strategy kept unless another is significantly better.
+    z : float, default 2.0
+        Paired z-score (over the class's series) another strategy needs to replace the default.
     """
     rows, scores = [], []
     for cls, ids in classes.groupby(classes, observed=True).groups.items():
@@ -135,7 +167,7 @@ def select_models(
         table = pd.DataFrame({name: err.groupby(level=0).mean() for name, err in options.items()})
         table = table.replace([np.inf, -np.inf], np.nan)
         mean_err = table.mean()
-        winner = str(mean_err.idxmin())
+        winner = _winner(options, table, default, z)
         scores.extend(
             {"demand_class": cls, "strategy": s, "error": float(e), "series": len(table)}
             for s, e in mean_err.items()
