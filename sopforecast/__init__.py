@@ -30,7 +30,6 @@ _EXPORTS = {
     "load_m1": "sopforecast.data.competitions",
     "load_m3": "sopforecast.data.competitions",
     "load_tourism": "sopforecast.data.competitions",
-    "seasonal_naive_forecast": "sopforecast.forecasting.baseline",
     "ForecastConfig": "sopforecast.config",
     "forecast": "sopforecast.forecasting.api",
     "backtest": "sopforecast.forecasting.api",
@@ -49,7 +48,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .data.schema import ValidatedData, validate
     from .errors import ConfigError, DataError, SopforecastError
     from .forecasting.api import backtest, forecast
-    from .forecasting.baseline import seasonal_naive_forecast
 
 
 def __getattr__(name: str):

@@ -75,15 +75,22 @@ def demo(
     series: Annotated[int, typer.Option(help="Bottom series in the demo data.")] = 500,
     seed: Annotated[int, typer.Option(help="Seed of the demo data generator.")] = 0,
     horizon: Annotated[int, typer.Option(help="Forecast horizon in months.")] = 18,
+    pipeline: Annotated[
+        Path | None, typer.Option(help="Pipeline to run [default: pipelines/monthly_demand_plan.yaml].")
+    ] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a pipeline setting.")] = None,
 ) -> None:
-    """Generate the demo data and run the main job on it, end to end."""
+    """Generate the demo data and run the monthly demand-plan pipeline on it, end to end."""
     from .demo import run_demo
     from .workdir import resolve_workdir
 
     wd = resolve_workdir(workdir)
     with progress() as bar:
-        result = run_demo(wd, n_series=series, seed=seed, horizon=horizon, progress=bar)
+        result = run_demo(
+            wd, n_series=series, seed=seed, horizon=horizon, pipeline=pipeline, overrides=set_, progress=bar
+        )
     _print_summary(result.report, result.levels, result.classes)
+    _print_run(result.run)
     table = Table(title="Outputs", show_header=True)
     table.add_column("what")
     table.add_column("where")

@@ -1,9 +1,9 @@
-"""The demo job: the main job of sopforecast run on the embedded demo data.
+"""The demo job: the main pipeline run on the embedded demo data.
 
-Generates the demo demand history into the work directory, reads it back through the same
-reader and validation as any user file, summarises it (series per level, demand classes,
-what validation repaired) and writes a first forecast. Later stages of the monthly cycle
-attach here as they are built.
+Runs ``pipelines/monthly_demand_plan.yaml`` (demo data generated into the work directory,
+validated like any user file, forecast at every level of the hierarchy, reconciled, tracked
+in MLflow and registered), then summarises the data: series per level and demand classes.
+Later stages of the monthly cycle (plans, monitoring) attach to that pipeline.
 """
 
 from __future__ import annotations
@@ -16,20 +16,27 @@ from pathlib import Path
 import pandas as pd
 
 from .config import DataConfig
-from .data.datasets import generate_demand
 from .data.hierarchy import series_per_level
-from .data.io import read_source, write_frame
+from .data.io import write_frame
 from .data.panel import extend_to_common_end
 from .data.profile import class_counts, classify_demand
-from .data.schema import ValidationReport, validate
-from .forecasting.baseline import seasonal_naive_forecast
+from .data.schema import ValidationReport
+from .errors import ConfigError
 from .workdir import Workdir
 
-__all__ = ["DemoResult", "DEMO_HIERARCHY", "demo_data_config", "run_demo"]
+__all__ = [
+    "DemoResult",
+    "DEMO_HIERARCHY",
+    "DEMO_PIPELINE",
+    "demo_data_config",
+    "demo_pipeline_path",
+    "run_demo",
+]
 
 logger = logging.getLogger(__name__)
 
 DEMO_HIERARCHY = ["category/family/sku", "region/channel"]
+DEMO_PIPELINE = "monthly_demand_plan.yaml"
 
 
 @dataclass
@@ -41,6 +48,7 @@ class DemoResult:
     classes: pd.DataFrame
     forecast: pd.DataFrame
     outputs: dict[str, Path] = field(default_factory=dict)
+    run: object = None  # the PipelineRun
 
 
 def demo_data_config(path: str | Path) -> DataConfig:
@@ -55,67 +63,66 @@ def demo_data_config(path: str | Path) -> DataConfig:
     )
 
 
+def demo_pipeline_path() -> Path:
+    """``pipelines/monthly_demand_plan.yaml`` of the source checkout."""
+    path = Path(__file__).resolve().parents[1] / "pipelines" / DEMO_PIPELINE
+    if not path.is_file():
+        raise ConfigError(
+            f"the demo pipeline {DEMO_PIPELINE} was not found next to the package ({path}); "
+            "give it with --pipeline PATH."
+        )
+    return path
+
+
 def run_demo(
     workdir: Workdir,
     *,
     n_series: int = 500,
     seed: int = 0,
     horizon: int = 18,
+    pipeline: str | Path | None = None,
+    overrides: list[str] | None = None,
     progress=None,
 ) -> DemoResult:
-    """Run the demo job and write its outputs into the work directory.
+    """Run the demo pipeline and summarise its data into the work directory.
 
     Parameters
     ----------
     workdir : Workdir
-        Where to write the data, forecasts and reports.
-    n_series : int, default 500
-        Number of bottom series in the generated demo data.
-    seed : int, default 0
-        Seed of the generator.
-    horizon : int, default 18
-        Forecast horizon in months.
-    progress : rich.progress.Progress, optional
-        Shows one step per stage when given.
+        Where the data, MLflow store, forecasts and reports go.
+    n_series, seed, horizon
+        Size and seed of the generated data; forecast horizon in months.
+    pipeline : path, optional
+        Another pipeline to run on the demo data; default ``pipelines/monthly_demand_plan.yaml``.
+    overrides : list of str, optional
+        Extra ``key=value`` settings (as ``--set``).
     """
-    steps = ["generate demo data", "read and validate", "summarise", "forecast"]
-    task = progress.add_task("demo", total=len(steps)) if progress is not None else None
+    from .pipeline.runner import run_pipeline
+    from .pipeline.spec import load_pipeline
 
-    def advance(i: int) -> None:
-        if progress is not None:
-            progress.update(task, advance=1, description=steps[min(i + 1, len(steps) - 1)])
-
-    workdir.ensure(workdir.data, workdir.forecasts, workdir.reports)
-    data_path = workdir.data / "demo_demand.csv"
-    logger.info("Generating %d demo series (seed %d)", n_series, seed)
-    write_frame(generate_demand(n_series=n_series, seed=seed), data_path)
-    advance(0)
-
-    config = demo_data_config(data_path)
-    validated = validate(read_source(data_path), config)
-    for note in validated.report.notes():
-        logger.info("Validation: %s", note)
-    advance(1)
-
-    history, extended = extend_to_common_end(validated.frame, config.freq)
-    if extended:
-        logger.info("%d series stopped early; extended with zero demand to the common origin", len(extended))
-    levels = series_per_level(validated.frame, config.hierarchy)
-    classes = classify_demand(history)
-    advance(2)
-
-    logger.info("Forecasting %d series %d months ahead with seasonal naive", classes.shape[0], horizon)
-    forecast = seasonal_naive_forecast(history, horizon, freq=config.freq, season_length=12)
-    advance(3)
-
+    path = Path(pipeline) if pipeline else demo_pipeline_path()
+    settings = [
+        "data.dataset=demo",
+        f"data.demo.series={n_series}",
+        f"data.demo.seed={seed}",
+        f"forecast.horizon={horizon}",
+        *(overrides or []),
+    ]
+    spec = load_pipeline(path, settings)
+    run = run_pipeline(spec, workdir, path=str(path), progress=progress)
+    history = run.data.frame
+    levels = series_per_level(history, spec.data.hierarchy) if spec.data.hierarchy else None
+    classes = classify_demand(extend_to_common_end(history, spec.data.freq)[0])
+    workdir.ensure(workdir.reports)
     outputs = {
-        "demo data": data_path,
-        "forecast": write_frame(forecast, workdir.forecasts / "demo_seasonal_naive.csv"),
+        "demo data": workdir.data / "demo_demand.csv",
+        **run.outputs,
         "demand classes": write_frame(classes, workdir.reports / "demand_classes.csv"),
-        "series per level": write_frame(levels, workdir.reports / "series_per_level.csv"),
-        "validation summary": _write_json(validated.report.to_dict(), workdir.reports / "validation.json"),
+        "validation summary": _write_json(run.data.report.to_dict(), workdir.reports / "validation.json"),
     }
-    return DemoResult(validated.report, levels, class_counts(classes), forecast, outputs)
+    if levels is not None:
+        outputs["series per level"] = write_frame(levels, workdir.reports / "series_per_level.csv")
+    return DemoResult(run.data.report, levels, class_counts(classes), run.evaluation.forecast, outputs, run)
 
 
 def _write_json(payload: dict, path: Path) -> Path:

@@ -1,4 +1,4 @@
-"""`sopforecast demo`: the main job end to end on the embedded demo data."""
+"""`sopforecast demo`: the monthly demand-plan pipeline end to end on the embedded demo data."""
 
 from __future__ import annotations
 
@@ -6,29 +6,42 @@ import json
 
 import pandas as pd
 
+from mlflow import MlflowClient
 from sopforecast.cli import main
+from sopforecast.pipeline.tracking import resolve_store
+from sopforecast.workdir import Workdir
+
+CHEAP = ["--set", "forecast.models=[snaive,naive]", "--set", "forecast.windows=1"]
 
 
-def test_demo_writes_every_output(tmp_path, capsys):
+def test_demo_runs_the_pipeline_and_writes_every_output(tmp_path, capsys):
     workdir = tmp_path / "work"
-    code = main(["demo", "--workdir", str(workdir), "--series", "80"])
+    code = main(["demo", "--workdir", str(workdir), "--series", "40", *CHEAP])
     printed = " ".join(capsys.readouterr().out.split())
     assert code == 0
-    forecast = pd.read_csv(workdir / "forecasts" / "demo_seasonal_naive.csv", parse_dates=["ds"])
+    forecast = pd.read_csv(workdir / "forecasts" / "monthly_demand_plan.csv", parse_dates=["ds"])
     history = pd.read_csv(workdir / "data" / "demo_demand.csv", parse_dates=["ds"])
-    assert forecast["unique_id"].nunique() == 80
+    bottom = forecast[forecast["level"] == "category/family/sku/region/channel"]
+    assert bottom["unique_id"].nunique() == 40
+    assert "Total" in set(forecast["unique_id"])
     # every series, discontinued ones too, is forecast from the common origin
     assert forecast["ds"].min() == history["ds"].max() + pd.offsets.MonthBegin(1)
     assert forecast.groupby("unique_id").size().eq(18).all()
     assert (forecast["forecast-lo-80"] >= 0).all()
     report = json.loads((workdir / "reports" / "validation.json").read_text())
-    assert report["series"] == 80 and report["started_late"] > 0
+    assert report["series"] == 40 and report["started_late"] > 0
     classes = pd.read_csv(workdir / "reports" / "demand_classes.csv")
     assert set(classes["demand_class"]) >= {"smooth", "intermittent"}
     assert str(workdir) in printed and "Series per level" in printed
+    assert "mlflow ui --backend-store-uri sqlite:///" in printed
+    # tracked and registered
+    resolve_store(Workdir(workdir)).activate()
+    version = MlflowClient().get_model_version_by_alias("monthly_demand_plan", "champion")
+    assert version.version == 1
 
 
-def test_demo_uses_sopforecast_home(tmp_path, monkeypatch, capsys):
+def test_demo_uses_sopforecast_home(tmp_path, monkeypatch):
     monkeypatch.setenv("SOPFORECAST_HOME", str(tmp_path / "home"))
-    assert main(["--quiet", "demo", "--series", "30"]) == 0
+    assert main(["--quiet", "demo", "--series", "12", *CHEAP]) == 0
     assert (tmp_path / "home" / "data" / "demo_demand.csv").exists()
+    assert (tmp_path / "home" / "mlflow" / "mlflow.db").exists()

@@ -14,6 +14,7 @@ forecast, forecast-lo-80, ..., model`` (and ``level`` for hierarchies).
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -89,15 +90,18 @@ def predict_with(history, config: ForecastConfig, selection, chosen_cv, model_in
     return run_forecast(history, cfg, future=future, backtest=backtest).forecast
 
 
-class Forecaster(PythonModel):
-    """MLflow pyfunc wrapper of a pipeline's fitted forecaster."""
+with warnings.catch_warnings():  # MLflow nags about type hints on predict; input is a frame
+    warnings.simplefilter("ignore", UserWarning)
 
-    def load_context(self, context) -> None:
-        art = context.artifacts
-        self.history = pd.read_parquet(art["history"])
-        self.selection = pd.read_parquet(art["selection"])
-        self.chosen_cv = pd.read_parquet(art["chosen_cv"])
-        self.config = ForecastConfig.model_validate(json.loads(Path(art["config"]).read_text()))
+    class Forecaster(PythonModel):
+        """MLflow pyfunc wrapper of a pipeline's fitted forecaster."""
 
-    def predict(self, context, model_input, params=None):  # noqa: ARG002 - MLflow's signature
-        return predict_with(self.history, self.config, self.selection, self.chosen_cv, model_input)
+        def load_context(self, context) -> None:
+            art = context.artifacts
+            self.history = pd.read_parquet(art["history"])
+            self.selection = pd.read_parquet(art["selection"])
+            self.chosen_cv = pd.read_parquet(art["chosen_cv"])
+            self.config = ForecastConfig.model_validate(json.loads(Path(art["config"]).read_text()))
+
+        def predict(self, context, model_input, params=None):  # noqa: ARG002 - MLflow's signature
+            return predict_with(self.history, self.config, self.selection, self.chosen_cv, model_input)

@@ -72,6 +72,7 @@ class PipelineRun:
     outputs: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
     tracking_uri: str = ""
+    data: History | None = None
 
 
 def evaluate(frame: pd.DataFrame, config: ForecastConfig, progress=None) -> Evaluation:
@@ -393,7 +394,15 @@ def _run(spec, workdir: Workdir, store, promote, progress, on_start) -> Pipeline
                 logger.error("Pipeline %s failed: %s", spec.name, exc)
             raise
     return PipelineRun(
-        spec, run_id, experiment_id, ev, decision, outputs, time.perf_counter() - started, store.tracking_uri
+        spec,
+        run_id,
+        experiment_id,
+        ev,
+        decision,
+        outputs,
+        time.perf_counter() - started,
+        store.tracking_uri,
+        data,
     )
 
 

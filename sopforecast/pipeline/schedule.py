@@ -93,13 +93,16 @@ def add_schedule(pipeline_path: str | Path, cron: str, workdir: Workdir) -> dict
     return {"pipeline": spec.name, "cron": cron, "path": str(path), "next_run": next_run}
 
 
+def open_store(workdir: Workdir):
+    """The job store, readable and writable without a running scheduler (shut it down after)."""
+    store = _jobstore(workdir)
+    store.start(_scheduler(workdir), "default")  # the store restores jobs through a scheduler
+    return store
+
+
 def list_schedules(workdir: Workdir) -> pd.DataFrame:
     """Every schedule: pipeline, cron, next run, pipeline file."""
-    store = _jobstore(workdir)
-    sched = _scheduler(workdir)
-    store._scheduler = sched  # noqa: SLF001 - the store needs a scheduler to restore jobs
-    store._alias = "default"  # noqa: SLF001
-    store.start(sched, "default")
+    store = open_store(workdir)
     rows = [
         {
             "pipeline": job.id,
