@@ -333,3 +333,40 @@ def test_demo_pipeline_logs_levels_and_plots(tmp_path):
     plots = {Path(a.path).name for a in client.list_artifacts(result.run_id, "plots")}
     assert {"level_total.png", "level_category.png", "largest_series.png"} <= plots
     assert set(result.evaluation.forecast["level"]) >= {"Total", "category", "region/channel"}
+
+
+# --- the shipped real-data pipelines, on cheap models ---------------------------------------
+
+
+def test_pbs_pipeline_on_the_raw_export(pbs_path, tmp_path):
+    spec = load_pipeline(
+        REPO / "pipelines" / "pbs_monthly.yaml",
+        [
+            f"data.path={pbs_path}",
+            "forecast.models=[snaive,naive]",
+            "forecast.windows=1",
+            "forecast.horizon=12",
+        ],
+    )
+    result = run_pipeline(spec, Workdir(tmp_path / "work"))
+    forecast = result.evaluation.forecast
+    assert forecast["unique_id"].nunique() == 403 and "Total" in set(forecast["unique_id"])
+    assert result.evaluation.headline_level == "Concession/Type/ATC1/ATC2"
+    assert result.decision.promoted
+
+
+def test_m3_pipeline_scores_itself_on_the_test_part(tmp_path):
+    spec = load_pipeline(
+        REPO / "pipelines" / "backtest_m3.yaml",
+        [
+            "data.group=other",
+            "data.freq=YS",
+            "forecast.horizon=8",
+            "forecast.season_length=1",
+            "forecast.models=[naive,theta]",
+        ],
+    )
+    result = run_pipeline(spec, Workdir(tmp_path / "work"))
+    metrics = _client(Workdir(tmp_path / "work")).get_run(result.run_id).data.metrics
+    assert 2 < metrics["test_smape"] < 10  # M3 other: Theta scores about 4.5
+    assert result.decision is None  # a benchmark registers no model

@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             piped, run_id = pipeline_seconds(models, Path(tmp))
         rows.append({"repeat": i, "direct_s": direct, "pipeline_s": piped, "overhead": piped / direct - 1})
-        logger.info("direct %.1f s, pipeline %.1f s: overhead %.1f%%", direct, piped, 100 * rows[-1]["overhead"])
+        logger.info(
+            "direct %.1f s, pipeline %.1f s: overhead %.1f%%", direct, piped, 100 * rows[-1]["overhead"]
+        )
     best = {"direct_s": min(r["direct_s"] for r in rows), "pipeline_s": min(r["pipeline_s"] for r in rows)}
     best["overhead"] = best["pipeline_s"] / best["direct_s"] - 1
     summary = {"models": models, "series": 1428, "runs": rows, "best": best}

@@ -216,6 +216,19 @@ def _log_tables(ev: Evaluation, data: History, spec: PipelineSpec, folder: Path)
         mlflow.log_artifact(str(plot), artifact_path="plots")
 
 
+def _dataset(data: History, pipeline: str):
+    """The input as an MLflow dataset (schema, digest, source) for the run's lineage."""
+    from mlflow.exceptions import MlflowException
+
+    import mlflow
+
+    name = f"{pipeline}-history"
+    try:
+        return mlflow.data.from_pandas(data.frame, source=data.source, name=name)
+    except MlflowException:  # a source MLflow cannot resolve (a built-in dataset): keep the name
+        return mlflow.data.from_pandas(data.frame, name=name)
+
+
 def _test_scores(ev: Evaluation, test: pd.DataFrame) -> dict[str, float]:
     """Accuracy on the dataset's held-out test part (competition data)."""
     from ..bench.m3 import smape
@@ -330,8 +343,7 @@ def _run(spec, workdir: Workdir, store, promote, progress, on_start) -> Pipeline
             fp = fingerprint(data.frame)
             mlflow.set_tags({"sopforecast.data_fingerprint": fp, "sopforecast.data_source": data.source})
             mlflow.log_params(_flatten(spec.model_dump(mode="json")))
-            dataset = mlflow.data.from_pandas(data.frame, source=data.source, name=f"{spec.name}-history")
-            mlflow.log_input(dataset, context="training")
+            mlflow.log_input(_dataset(data, spec.name), context="training")
             for note in data.report.notes():
                 logger.info("Validation: %s", note)
             step(1)

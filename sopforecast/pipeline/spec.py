@@ -57,8 +57,8 @@ class PipelineData(DataConfig):
 
     @model_validator(mode="after")
     def _one_source(self) -> PipelineData:
-        if self.dataset and self.path:
-            raise ValueError("give either data.path or data.dataset, not both")
+        if self.dataset and self.dataset != "pbs" and self.path:
+            raise ValueError("give either data.path or data.dataset, not both (path only with pbs)")
         if self.dataset in ("m1", "m3", "tourism") and not self.group:
             raise ValueError(f"data.group is needed for {self.dataset}: yearly, quarterly, monthly or other")
         return self
