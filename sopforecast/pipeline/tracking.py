@@ -98,8 +98,8 @@ def _redact(uri: str) -> str:
     if "@" in uri and "://" in uri:
         scheme, rest = uri.split("://", 1)
         creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
+        if ":" in creds:
+            return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
     return uri
 
 
