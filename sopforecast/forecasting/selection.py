@@ -90,6 +90,14 @@ def _loo_top(errors: pd.DataFrame, k: int) -> dict:
     return out
 
 
+def _window_means(err: pd.Series) -> pd.Series:
+    """Mean error per backtest window, windows numbered within each series (series may end
+    on different dates, so the same window has different cutoffs)."""
+    err = err.sort_index()
+    number = err.groupby(level=0).cumcount().to_numpy()
+    return err.groupby(number).mean()
+
+
 def _winner(options: dict[str, pd.Series], table: pd.DataFrame, default: str, z: float) -> str:
     """The default strategy unless another beats it significantly over the class's series
     and in every backtest window (one window is one stretch of the calendar, whose shocks
@@ -97,7 +105,7 @@ def _winner(options: dict[str, pd.Series], table: pd.DataFrame, default: str, z:
     mean_err = table.mean()
     if default not in table.columns:
         return str(mean_err.idxmin())
-    by_window = pd.DataFrame({k: v.groupby(level=1).mean() for k, v in options.items()})
+    by_window = pd.DataFrame({k: _window_means(v) for k, v in options.items()})
     if len(by_window) < 2:
         return default
     winner = default
