@@ -370,3 +370,54 @@ def test_m3_pipeline_scores_itself_on_the_test_part(tmp_path):
     metrics = _client(Workdir(tmp_path / "work")).get_run(result.run_id).data.metrics
     assert 2 < metrics["test_smape"] < 10  # M3 other: Theta scores about 4.5
     assert result.decision is None  # a benchmark registers no model
+
+
+# --- a remote tracking server ----------------------------------------------------------------
+
+
+def test_pipeline_against_a_tracking_server(tiny, tmp_path):
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the MLflow server did not start")
+        path, workdir = tiny
+        result = run_pipeline(load_pipeline(path, [f"tracking.tracking_uri={url}"]), workdir)
+        assert result.tracking_uri == url and result.decision.promoted
+        mlflow_client = MlflowClient(tracking_uri=url, registry_uri=url)
+        assert mlflow_client.get_run(result.run_id).info.status == "FINISHED"
+        assert str(mlflow_client.get_model_version_by_alias("tiny", "champion").version) == "1"
+        assert not (workdir.mlflow / "mlflow.db").exists()  # nothing went to the local store
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
