@@ -11,6 +11,7 @@ from sopforecast.config import ForecastConfig
 from sopforecast.errors import ConfigError, DataError
 from sopforecast.forecasting.engine import run_backtest, run_forecast
 from sopforecast.forecasting.models import CATALOGUE, resolve_models
+from sopforecast.forecasting.selection import combine_forecasts
 
 
 def _panel(n_smooth=4, periods=48, seed=0) -> pd.DataFrame:
@@ -215,3 +216,35 @@ def test_auto_includes_lgbm_for_large_panels():
     result = run_forecast(df, ForecastConfig(horizon=6, windows=2, n_jobs=1, ml_min_series=20))
     assert "LightGBM" in result.backtest.cv.columns
     assert "LightGBM" in set(result.backtest.selection.scores["strategy"])
+
+
+def test_combination_intervals_are_conformal_and_cover():
+    """Combinations have no native intervals: conformal ones from backtest residuals, ordered,
+    and on held-out data they cover near their nominal level."""
+    rng = np.random.default_rng(11)
+    periods, h = 60, 6
+    ds = pd.date_range("2019-01-01", periods=periods, freq="MS")
+    t = np.arange(periods)
+    frames = []
+    for i in range(40):
+        base = rng.uniform(50, 200) * (1 + 0.3 * np.sin(2 * np.pi * t / 12))
+        frames.append(pd.DataFrame({"unique_id": f"s{i}", "ds": ds, "y": base + rng.normal(0, 8, periods)}))
+    df = pd.concat(frames, ignore_index=True)
+    train, test = df[df["ds"] < ds[-h]], df[df["ds"] >= ds[-h]]
+    config = ForecastConfig(horizon=h, models="ets,theta,snaive", windows=3, n_jobs=1)
+    bt = run_backtest(train, config)
+    # every series gets the median of the three (whatever the backtest preferred)
+    members = ("AutoETS", "DynamicOptimizedTheta", "SeasonalNaive")
+    bt.selection.per_series["members"] = [members] * len(bt.selection.per_series)
+    bt.selection.per_series["how"] = "median"
+    bt.chosen_cv = combine_forecasts(bt.cv, bt.selection.per_series)
+    out = run_forecast(train, config, backtest=bt).forecast
+    assert out["model"].eq("median(AutoETS,DynamicOptimizedTheta,SeasonalNaive)").all()
+    assert (out["forecast-lo-95"] <= out["forecast-lo-80"]).all()
+    assert (out["forecast-lo-80"] <= out["forecast"]).all() and (
+        out["forecast"] <= out["forecast-hi-80"]
+    ).all()
+    joined = test.merge(out, on=["unique_id", "ds"])
+    for level, low, high in ((80, 0.65, 0.95), (95, 0.85, 1.0)):
+        inside = joined["y"].between(joined[f"forecast-lo-{level}"], joined[f"forecast-hi-{level}"]).mean()
+        assert low <= inside <= high, (level, inside)
