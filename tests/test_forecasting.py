@@ -216,6 +216,17 @@ def test_auto_includes_lgbm_for_large_panels():
     result = run_forecast(df, ForecastConfig(horizon=6, windows=2, n_jobs=1, ml_min_series=20))
     assert "LightGBM" in result.backtest.cv.columns
     assert "LightGBM" in set(result.backtest.selection.scores["strategy"])
+    # a series served by LightGBM alone gets conformal intervals from the backtest
+    bt = result.backtest
+    bt.selection.per_series["members"] = [("LightGBM",)] * len(bt.selection.per_series)
+    bt.selection.per_series["how"] = "mean"
+    bt.chosen_cv = combine_forecasts(bt.cv, bt.selection.per_series)
+    out = run_forecast(df, ForecastConfig(horizon=6, windows=2, n_jobs=1), backtest=bt).forecast
+    assert out["model"].eq("LightGBM").all()
+    assert out[["forecast-lo-80", "forecast-hi-95"]].notna().all().all()
+    assert (out["forecast-lo-80"] <= out["forecast"]).all() and (
+        out["forecast"] <= out["forecast-hi-80"]
+    ).all()
 
 
 def test_combination_intervals_are_conformal_and_cover():

@@ -51,6 +51,8 @@ def coverage(actual: pd.DataFrame, forecast: pd.DataFrame, level: int) -> float:
     """Share of actuals inside the ``level`` interval, in percent."""
     joined = actual.merge(forecast, on=["unique_id", "ds"], how="left")
     lo, hi = joined[f"forecast-lo-{level}"], joined[f"forecast-hi-{level}"]
+    if lo.isna().all():
+        return float("nan")  # the forecast carries no interval
     return float(((joined["y"] >= lo) & (joined["y"] <= hi)).mean() * 100.0)
 
 

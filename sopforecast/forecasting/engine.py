@@ -358,7 +358,11 @@ def _attach_intervals(point, wide, selection, backtest, config: ForecastConfig) 
     if not levels:
         return out
     members = selection.set_index("unique_id")["members"]
-    single = out["unique_id"].map(members).map(len).eq(1).to_numpy()
+    # native intervals where the single chosen model has them; conformal for the rest
+    # (combinations, LightGBM, a model whose intervals could not be computed)
+    first = f"-lo-{levels[0]}"
+    single = out["unique_id"].map(members).map(lambda m: len(m) == 1 and f"{m[0]}{first}" in wide.columns)
+    single = single.to_numpy(dtype=bool)
     for lv in levels:
         for side in ("lo", "hi"):
             out[f"forecast-{side}-{lv}"] = np.nan
@@ -377,9 +381,9 @@ def _attach_intervals(point, wide, selection, backtest, config: ForecastConfig) 
                     if src in wide_idx.columns:
                         values[sub] = wide_idx.loc[keys[sub], src].to_numpy()
                 out.loc[idx, col] = values
-    if (~single).any() and backtest is not None and backtest.chosen_cv is not None:
-        combo = out[~single]
-        bounds = conformal_bounds(combo, backtest.chosen_cv, levels)
-        out.loc[~single, bounds.columns] = bounds.to_numpy()
+    need = ~single | out[f"forecast-lo-{levels[0]}"].isna().to_numpy()
+    if need.any() and backtest is not None and backtest.chosen_cv is not None:
+        bounds = conformal_bounds(out[need], backtest.chosen_cv, levels)
+        out.loc[need, bounds.columns] = bounds.to_numpy()
     cols = ["unique_id", "ds", "forecast"] + [f"forecast-{s}-{lv}" for lv in levels for s in ("lo", "hi")]
     return out[[*cols, "model"]]
