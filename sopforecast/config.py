@@ -144,6 +144,9 @@ class ForecastConfig(BaseModel):
     nonnegative: bool = Field(False, description="Non-negative reconciliation (MinTrace).")
     clip: bool = Field(True, description="Clip forecasts and lower bounds at zero.")
     params: dict[str, dict] = Field(default_factory=dict, description="Per-model overrides.")
+    engine: Literal["local"] = Field(
+        "local", description="Where models fit: 'local' (processes on this machine, n_jobs cores)."
+    )
     n_jobs: int = Field(-1, description="Cores for local fitting; -1 = all.")
     top_k: list[int] = Field(default_factory=lambda: [2, 3], description="Top-k ensembles tried.")
     drivers: list[str] = Field(

@@ -152,7 +152,15 @@ def _model_groups(df, config, classes, names) -> list[tuple[pd.DataFrame, tuple[
 
 
 def _stats_run(config: ForecastConfig, models: tuple[str, ...]) -> StatsRun:
-    return StatsRun(models, config.freq, _season(config), tuple(config.level), config.params, config.n_jobs)
+    return StatsRun(
+        models,
+        config.freq,
+        _season(config),
+        tuple(config.level),
+        config.params,
+        config.n_jobs,
+        engine=config.engine,
+    )
 
 
 def check_backtest_fits(df: pd.DataFrame, config: ForecastConfig) -> None:

@@ -30,6 +30,7 @@ class StatsRun:
     params: dict | None = None
     n_jobs: int = -1
     conformal_windows: int = 2
+    engine: str = "local"
 
     def aliases(self) -> list[str]:
         return [CATALOGUE[m].alias for m in self.models]
@@ -62,6 +63,14 @@ def _min_seasonal(run: StatsRun, h: int) -> int:
     return max(2 * season, 2) + (run.conformal_windows * h if conformal else 0)
 
 
+def _engine_settings(run: StatsRun) -> dict:
+    """Where the fits run. ``local``: worker processes on this machine. A distributed engine
+    (Dask) plugs in here: the rest of the engine only sees frames in and frames out."""
+    if run.engine == "local":
+        return {"n_jobs": run.n_jobs}
+    raise ValueError(f"unknown engine {run.engine!r}")
+
+
 def _run(df: pd.DataFrame, run: StatsRun, h: int, seasonal: bool, action: str, **kw):
     from statsforecast import StatsForecast
     from statsforecast.models import Naive
@@ -69,8 +78,8 @@ def _run(df: pd.DataFrame, run: StatsRun, h: int, seasonal: bool, action: str, *
     sf = StatsForecast(
         models=_instances(run, h, seasonal),
         freq=run.freq,
-        n_jobs=run.n_jobs,
         fallback_model=Naive(),
+        **_engine_settings(run),
     )
     level = list(run.level) if run.level else None
     df = df[["unique_id", "ds", "y"]]  # other columns would be taken as exogenous regressors
