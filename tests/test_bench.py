@@ -68,3 +68,39 @@ def test_m3_other_auto_beats_every_single_model():
     auto = m3.run_auto(data, "other", n_jobs=-1)
     singles = [m3.run_single(data, "other", name) for name in m3.REFERENCE]
     assert auto["smape"] <= min(s["smape"] for s in singles) + 0.05
+
+
+def test_report_tables_from_benchmark_outputs(tmp_path, capsys):
+    import json
+
+    from sopforecast.bench import report
+
+    rows = [
+        {
+            "group": g,
+            "model": m,
+            "series": 10,
+            "smape": s,
+            "seconds": 5.0,
+            "coverage_80": 79.5,
+            "coverage_95": 94.0,
+        }
+        for g in ("yearly", "monthly")
+        for m, s in (("auto", 12.0), ("AutoETS", 13.0), ("mean(ETS,ARIMA,Theta,CES)", 12.5))
+    ]
+    (tmp_path / "m3_results.json").write_text(json.dumps(rows))
+    levels = pd.DataFrame(
+        {
+            "level": ["Total", "Total", "all", "all"],
+            "method": ["base", "mint_shrink", "base", "mint_shrink"],
+            "mase": [1.0, 0.9, 1.2, 1.1],
+            "wape": [0.1, 0.09, 0.2, 0.19],
+            "coherence_gap": [0.01, 0.0, 0.01, 0.0],
+        }
+    )
+    levels.to_csv(tmp_path / "pbs_levels.csv", index=False)
+    assert report.main(["--m3", str(tmp_path), "--pbs", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| auto | 12.0 | 12.0 |" in out  # yearly and monthly columns
+    assert "| Total | 1.0 | 0.9 |" in out and "mint_shrink 0.0e+00" in out
+    assert "| auto | 79.5 | 94.0 |" in out
