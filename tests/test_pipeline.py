@@ -231,6 +231,27 @@ def test_failed_step_marks_run_failed_and_keeps_champion_and_outputs(tiny, tmp_p
     assert RunHistory.for_workdir(workdir).frame().iloc[0]["status"] == "FAILED"
 
 
+def test_failure_at_the_last_step_promotes_nothing(tiny, tmp_path, capsys):
+    path, workdir = tiny
+    good = run_pipeline(load_pipeline(path), workdir)
+    before = Path(good.outputs["forecast"]).read_bytes()
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output folder should be")
+    # everything succeeds, the new version is registered, then its forecast cannot be written
+    code = main(
+        ["run", str(path), "--workdir", str(workdir.root), "--promote", "--set", f"output={blocker}/fc.csv"]
+    )
+    assert code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "cannot write the output" in err and "Traceback" not in err
+    client = _client(workdir)
+    assert client.get_model_version_by_alias("tiny", "champion").version == int(good.decision.version)
+    assert len(client.search_model_versions("name='tiny'")) == 2
+    assert Path(good.outputs["forecast"]).read_bytes() == before
+    assert not list(Path(good.outputs["forecast"]).parent.glob(".*.tmp"))
+    assert RunHistory.for_workdir(workdir).frame().iloc[0]["status"] == "FAILED"
+
+
 def test_unreachable_tracking_uri_and_registry_clash(tiny, capsys):
     path, workdir = tiny
     code = main(

@@ -7,6 +7,7 @@ what to do.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pandas as pd
 
 from ..errors import DataError
 
-__all__ = ["read_source", "write_frame", "is_sql_url", "SUPPORTED_SUFFIXES"]
+__all__ = ["read_source", "write_frame", "stage_frame", "is_sql_url", "SUPPORTED_SUFFIXES"]
 
 logger = logging.getLogger(__name__)
 
@@ -152,17 +153,33 @@ def write_frame(frame: pd.DataFrame, path: str | Path) -> Path:
     leaves half a file behind.
     """
     path = Path(path)
+    stage_frame(frame, path).replace(path)
+    return path
+
+
+def stage_frame(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``frame`` in the format of ``path`` to a hidden file beside it; return that file.
+
+    ``staged.replace(path)`` publishes it. Used to publish several outputs together, last.
+    """
+    path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise DataError(f"{path}: output must end in .csv or .parquet, got {suffix or 'no suffix'!r}.")
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    if suffix == ".csv":
-        frame.to_csv(tmp, index=False)
-    else:
-        frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
-    return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if suffix == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise DataError(
+            f"{path}: cannot write the output ({exc.strerror or exc}). Choose a folder you can write to."
+        ) from None
+    return tmp
 
 
 def _first_line(exc: BaseException) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 
-__all__ = ["Decision", "check_name", "register_and_decide", "PIPELINE_TAG"]
+__all__ = ["Decision", "check_name", "register_and_decide", "promote", "PIPELINE_TAG"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,10 @@ def register_and_decide(
     force: bool,
     rescore: Callable[[str], float],
 ) -> Decision:
-    """Register ``model_uri`` as a new version of ``name`` and set the aliases.
+    """Register ``model_uri`` as a new version of ``name``, alias it ``challenger`` and decide.
+
+    The decision says whether the version should become champion; :func:`promote` carries
+    it out once the run has nothing left that can fail.
 
     Parameters
     ----------
@@ -139,17 +142,26 @@ def register_and_decide(
                 f"{metric} {value:.4g} does not beat champion v{champion.version}'s "
                 f"{decision.champion_value:.4g} by the margin {margin:.0%}"
             )
-    if decision.promoted:
-        client.set_registered_model_alias(name, CHAMPION, version)
-        try:
-            client.delete_registered_model_alias(name, CHALLENGER)
-        except MlflowException:
-            pass
     logger.info(
         "Registered %s v%s as %s: %s",
         name,
         version,
-        CHAMPION if decision.promoted else CHALLENGER,
+        "the next champion" if decision.promoted else CHALLENGER,
         decision.reason,
     )
     return decision
+
+
+def promote(decision: Decision) -> None:
+    """Give a promoted version the ``champion`` alias (the run's last step, after its outputs)."""
+    from mlflow.exceptions import MlflowException
+
+    if not decision.promoted:
+        return
+    client = _client()
+    client.set_registered_model_alias(decision.name, CHAMPION, decision.version)
+    try:
+        client.delete_registered_model_alias(decision.name, CHALLENGER)
+    except MlflowException:
+        pass
+    logger.info("%s v%s is the champion", decision.name, decision.version)

@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 
 from ..config import ForecastConfig
-from ..data.io import write_frame
+from ..data.io import stage_frame
 from ..errors import SopforecastError
 from ..workdir import Workdir
 from . import registry
@@ -391,14 +391,21 @@ def _run(spec, workdir: Workdir, store, promote, progress, on_start) -> Pipeline
                     force=promote,
                     rescore=_rescorer(spec, data.frame),
                 )
-                mlflow.set_tags(
-                    {
-                        "sopforecast.model_version": decision.version,
-                        "sopforecast.alias": "champion" if decision.promoted else "challenger",
-                    }
-                )
             step(4)
-            outputs = _write_outputs(spec, workdir, ev)
+            staged = _stage_outputs(spec, workdir, ev)
+            try:
+                if decision is not None:
+                    registry.promote(decision)
+                    mlflow.set_tags(
+                        {
+                            "sopforecast.model_version": decision.version,
+                            "sopforecast.alias": "champion" if decision.promoted else "challenger",
+                        }
+                    )
+                outputs = {label: tmp.replace(final) for label, (tmp, final) in staged.items()}
+            finally:
+                for tmp, _ in staged.values():
+                    tmp.unlink(missing_ok=True)
             step(5)
         except BaseException as exc:
             mlflow.set_tag("sopforecast.error", f"{exc.__class__.__name__}: {exc}"[:4000])
@@ -418,12 +425,22 @@ def _run(spec, workdir: Workdir, store, promote, progress, on_start) -> Pipeline
     )
 
 
-def _write_outputs(spec: PipelineSpec, workdir: Workdir, ev: Evaluation) -> dict[str, Path]:
-    """The forecast for planners, written only once every earlier step succeeded."""
+def _stage_outputs(spec: PipelineSpec, workdir: Workdir, ev: Evaluation) -> dict[str, tuple[Path, Path]]:
+    """The planners' files, written beside their places; published only when the run succeeds."""
     workdir.ensure(workdir.forecasts, workdir.reports)
-    target = Path(spec.output) if spec.output else workdir.forecasts / f"{spec.name}.csv"
-    out = {"forecast": write_frame(ev.forecast, target)}
-    out["backtest summary"] = write_frame(ev.backtest.summary, workdir.reports / f"{spec.name}_backtest.csv")
+    forecast = Path(spec.output) if spec.output else workdir.forecasts / f"{spec.name}.csv"
+    targets = {
+        "forecast": (ev.forecast, forecast),
+        "backtest summary": (ev.backtest.summary, workdir.reports / f"{spec.name}_backtest.csv"),
+    }
     if ev.accuracy is not None:
-        out["accuracy per level"] = write_frame(ev.accuracy, workdir.reports / f"{spec.name}_levels.csv")
-    return out
+        targets["accuracy per level"] = (ev.accuracy, workdir.reports / f"{spec.name}_levels.csv")
+    staged: dict[str, tuple[Path, Path]] = {}
+    try:
+        for label, (frame, final) in targets.items():
+            staged[label] = (stage_frame(frame, final), final)
+    except BaseException:
+        for tmp, _ in staged.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    return staged
