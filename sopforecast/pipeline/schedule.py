@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -150,22 +151,32 @@ def run_scheduled(path: str, workdir_root: str) -> None:
         logger.error("Scheduled run of %s failed: %s", spec.name, exc)
 
 
-def run_scheduler(workdir: Workdir, *, exit_after: float | None = None) -> None:
-    """Run due pipelines until stopped (Ctrl-C, SIGTERM) or ``exit_after`` seconds."""
+def run_scheduler(workdir: Workdir, *, exit_after: float | None = None, poll: float = 30.0) -> None:
+    """Run due pipelines until stopped (Ctrl-C, SIGTERM) or ``exit_after`` seconds.
+
+    The store is read again every ``poll`` seconds, so schedules added or removed by
+    ``sopforecast schedule`` while the scheduler runs take effect without a restart.
+    """
     sched = _scheduler(workdir)
     stop = threading.Event()
 
     def _stop(*_):
         stop.set()
 
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    in_main = threading.current_thread() is threading.main_thread()  # signals reach only the main thread
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)} if in_main else {}
     try:
         sched.start()
         jobs = sched.get_jobs()
         logger.info(
             "Scheduler started with %d pipeline(s): %s", len(jobs), ", ".join(j.id for j in jobs) or "none"
         )
-        stop.wait(exit_after)
+        deadline = None if exit_after is None else time.monotonic() + exit_after
+        while not stop.is_set():
+            left = poll if deadline is None else min(poll, deadline - time.monotonic())
+            if left <= 0 or stop.wait(left):
+                break
+            sched.wakeup()  # re-read the job store: schedules changed by other processes
     finally:
         sched.shutdown(wait=True)
         for sig, handler in previous.items():
