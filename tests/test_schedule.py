@@ -95,7 +95,8 @@ def test_running_scheduler_picks_up_a_new_schedule(tiny):
     runner = threading.Thread(
         target=schedule.run_scheduler, args=(workdir,), kwargs={"exit_after": 20, "poll": 0.5}
     )
-    runner.start()  # started with no schedules
+    assert schedule.list_schedules(workdir).empty  # the store exists, with no schedules
+    runner.start()
     schedule.add_schedule(path, "0 6 2 * *", workdir)  # as `sopforecast schedule add` from a shell
     _miss(workdir, "tiny", minutes=1)  # and due now
     deadline = datetime.now() + timedelta(seconds=15)
