@@ -87,21 +87,3 @@ def test_invalid_scheduled_pipeline_is_recorded(tiny):
     row = RunHistory.for_workdir(workdir).frame().iloc[0]
     assert row["status"] == "FAILED" and "unknown key" in row["error"]
 
-
-def test_running_scheduler_picks_up_a_new_schedule(tiny):
-    import threading
-
-    path, workdir = tiny
-    runner = threading.Thread(
-        target=schedule.run_scheduler, args=(workdir,), kwargs={"exit_after": 20, "poll": 0.5}
-    )
-    assert schedule.list_schedules(workdir).empty  # the store exists, with no schedules
-    runner.start()
-    schedule.add_schedule(path, "0 6 2 * *", workdir)  # as `sopforecast schedule add` from a shell
-    _miss(workdir, "tiny", minutes=1)  # and due now
-    deadline = datetime.now() + timedelta(seconds=15)
-    while datetime.now() < deadline and RunHistory.for_workdir(workdir).frame().empty:
-        threading.Event().wait(0.2)
-    runner.join()
-    runs = RunHistory.for_workdir(workdir).frame()
-    assert list(runs["trigger"]) == ["schedule"] and runs.iloc[0]["status"] == "FINISHED"
