@@ -86,4 +86,3 @@ def test_invalid_scheduled_pipeline_is_recorded(tiny):
     schedule.run_scheduled(str(path), str(workdir.root))
     row = RunHistory.for_workdir(workdir).frame().iloc[0]
     assert row["status"] == "FAILED" and "unknown key" in row["error"]
-

@@ -392,8 +392,10 @@ def _run(spec, workdir: Workdir, store, promote, progress, on_start) -> Pipeline
                     rescore=_rescorer(spec, data.frame),
                 )
             step(4)
-            staged = _stage_outputs(spec, workdir, ev)
+            staged: dict[str, tuple[Path, Path]] = {}
             try:
+                for label, (frame, final) in _output_targets(spec, workdir, ev).items():
+                    staged[label] = (stage_frame(frame, final), final)
                 if decision is not None:
                     registry.promote(decision)
                     mlflow.set_tags(
@@ -425,8 +427,8 @@ def _run(spec, workdir: Workdir, store, promote, progress, on_start) -> Pipeline
     )
 
 
-def _stage_outputs(spec: PipelineSpec, workdir: Workdir, ev: Evaluation) -> dict[str, tuple[Path, Path]]:
-    """The planners' files, written beside their places; published only when the run succeeds."""
+def _output_targets(spec: PipelineSpec, workdir: Workdir, ev: Evaluation) -> dict:
+    """The planners' files and their places: label -> (frame, path)."""
     workdir.ensure(workdir.forecasts, workdir.reports)
     forecast = Path(spec.output) if spec.output else workdir.forecasts / f"{spec.name}.csv"
     targets = {
@@ -435,12 +437,4 @@ def _stage_outputs(spec: PipelineSpec, workdir: Workdir, ev: Evaluation) -> dict
     }
     if ev.accuracy is not None:
         targets["accuracy per level"] = (ev.accuracy, workdir.reports / f"{spec.name}_levels.csv")
-    staged: dict[str, tuple[Path, Path]] = {}
-    try:
-        for label, (frame, final) in targets.items():
-            staged[label] = (stage_frame(frame, final), final)
-    except BaseException:
-        for tmp, _ in staged.values():
-            tmp.unlink(missing_ok=True)
-        raise
-    return staged
+    return targets
