@@ -31,6 +31,7 @@ _EXPORTS = {
     "load_m3": "sopforecast.data.competitions",
     "load_tourism": "sopforecast.data.competitions",
     "ForecastConfig": "sopforecast.config",
+    "Forecaster": "sopforecast.forecasting.forecaster",
     "forecast": "sopforecast.forecasting.api",
     "backtest": "sopforecast.forecasting.api",
 }
@@ -48,6 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .data.schema import ValidatedData, validate
     from .errors import ConfigError, DataError, SopforecastError
     from .forecasting.api import backtest, forecast
+    from .forecasting.forecaster import Forecaster
 
 
 def __getattr__(name: str):

@@ -7,10 +7,14 @@ traceback.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import sys
+import typing
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -19,6 +23,11 @@ from rich.table import Table
 
 from .console import console, err_console, progress, setup_logging
 from .errors import ConfigError, SopforecastError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .config import DataConfig, ForecastConfig
 
 __all__ = ["app", "main"]
 
@@ -179,94 +188,223 @@ def validate_cmd(
         console.print(f"Wrote the validated history to {write_frame(validated.frame, output)}")
 
 
-def _read_validated(
-    data, id_col, time_col, target_col, hierarchy, freq, date_format, negative, missing, duplicates
-):
-    """Read and validate a data file for the forecasting commands (demo data by default)."""
-    from .config import DataConfig
-    from .data.io import read_source
-    from .data.schema import validate
-
-    config = _build(
-        DataConfig,
-        path=data,
-        id_col=id_col,
-        time_col=time_col,
-        target_col=target_col,
-        hierarchy=hierarchy or [],
-        freq=freq,
-        date_format=date_format,
-        negative=negative,
-        missing=missing,
-        duplicates=duplicates,
-    )
-    return validate(read_source(data), config)
+class FutureFill(str, Enum):
+    error = "error"
+    carry = "carry"
+    zero = "zero"
 
 
-def _forecast_config(**values):
-    from .config import ForecastConfig
+_MODELS_HELP = "auto, or names: ets,arima,theta,ces,mstl,snaive,naive,mean,croston,sba,adida,imapa,tsb,lgbm"
+_DATA_PANEL = "History"
+_MODEL_PANEL = "Forecast"
 
-    return _build(ForecastConfig, **values)
+
+@dataclasses.dataclass(frozen=True)
+class HistoryOptions:
+    """The options ``forecast`` and ``backtest`` share: the history and how to forecast it.
+
+    Each field is one CLI option, declared here once; :func:`_history_options` puts them in
+    a command's signature and hands the command one ``HistoryOptions``.
+    """
+
+    data: Annotated[
+        str,
+        typer.Option("--data", "-d", help="History file (CSV/Parquet/Excel).", rich_help_panel=_DATA_PANEL),
+    ]
+    id_col: Annotated[
+        str, typer.Option(help="Series id column (when no hierarchy).", rich_help_panel=_DATA_PANEL)
+    ] = "unique_id"
+    time_col: Annotated[str, typer.Option(help="Date column.", rich_help_panel=_DATA_PANEL)] = "ds"
+    target_col: Annotated[str, typer.Option(help="Demand column.", rich_help_panel=_DATA_PANEL)] = "y"
+    hierarchy: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Key chain top to bottom, e.g. category/family/sku; repeat for grouped (region/channel).",
+            rich_help_panel=_DATA_PANEL,
+        ),
+    ] = None
+    drivers: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Driver columns, comma-separated or repeated: price,promo.", rich_help_panel=_DATA_PANEL
+        ),
+    ] = None
+    freq: Annotated[
+        str, typer.Option(help="Frequency: MS, W-MON, D, QS, YS.", rich_help_panel=_DATA_PANEL)
+    ] = "MS"
+    date_format: Annotated[
+        str | None, typer.Option(help="Date format, e.g. %d.%m.%Y.", rich_help_panel=_DATA_PANEL)
+    ] = None
+    negative: Annotated[
+        NegativePolicy, typer.Option(help="Negative demand.", rich_help_panel=_DATA_PANEL)
+    ] = NegativePolicy.error
+    missing: Annotated[
+        MissingPolicy, typer.Option(help="Empty demand cells.", rich_help_panel=_DATA_PANEL)
+    ] = MissingPolicy.error
+    duplicates: Annotated[
+        DuplicatePolicy, typer.Option(help="Repeated series/period rows.", rich_help_panel=_DATA_PANEL)
+    ] = DuplicatePolicy.error
+    horizon: Annotated[
+        int, typer.Option("--horizon", "-h", help="Periods ahead.", rich_help_panel=_MODEL_PANEL)
+    ] = 18
+    models: Annotated[str, typer.Option(help=_MODELS_HELP, rich_help_panel=_MODEL_PANEL)] = "auto"
+    level: Annotated[
+        list[int] | None,
+        typer.Option(help="Interval level, repeatable; default 80 and 95.", rich_help_panel=_MODEL_PANEL),
+    ] = None
+    reconcile: Annotated[
+        str,
+        typer.Option(
+            help="none, bottom_up, top_down, middle_out, ols, wls_struct, wls_var, mint_shrink.",
+            rich_help_panel=_MODEL_PANEL,
+        ),
+    ] = "mint_shrink"
+    season_length: Annotated[
+        int | None, typer.Option(help="Periods per season.", rich_help_panel=_MODEL_PANEL)
+    ] = None
+    windows: Annotated[
+        int, typer.Option(help="Backtest windows (rolling origins).", rich_help_panel=_MODEL_PANEL)
+    ] = 2
+
+    @property
+    def driver_columns(self) -> list[str]:
+        """``--drivers price,promo --drivers stock`` as one list: price, promo, stock."""
+        return [name.strip() for value in self.drivers or [] for name in value.split(",") if name.strip()]
+
+    def data_config(self) -> DataConfig:
+        from .config import DataConfig
+
+        return _build(
+            DataConfig,
+            path=self.data,
+            id_col=self.id_col,
+            time_col=self.time_col,
+            target_col=self.target_col,
+            hierarchy=self.hierarchy or [],
+            drivers=self.driver_columns,
+            freq=self.freq,
+            date_format=self.date_format,
+            negative=self.negative.value,
+            missing=self.missing.value,
+            duplicates=self.duplicates.value,
+        )
+
+    def forecast_config(self, **extra) -> ForecastConfig:
+        """The forecast settings, plus a command's own (``step``, ``future_fill``)."""
+        from .config import ForecastConfig
+
+        return _build(
+            ForecastConfig,
+            horizon=self.horizon,
+            freq=self.freq,
+            models=self.models,
+            level=self.level or [80, 95],
+            hierarchy=self.hierarchy or [],
+            reconcile=self.reconcile,
+            season_length=self.season_length,
+            windows=self.windows,
+            drivers=self.driver_columns,
+            **extra,
+        )
+
+    def read_history(self) -> pd.DataFrame:
+        """The history file read and validated against the data contract (long format)."""
+        from .data.io import read_source
+        from .data.schema import validate
+
+        return validate(read_source(self.data), self.data_config()).frame
+
+    def read_future(self, path: Path) -> pd.DataFrame:
+        """The promotion calendar / price plan, its date (and id) columns named as in the
+        history file renamed to the contract's ``ds`` (``unique_id``); the forecaster checks
+        the rest (series, periods, driver columns)."""
+        from .data.io import read_source
+
+        future = read_source(path)
+        renames = {self.time_col: "ds", self.id_col: "unique_id"}
+        future = future.rename(columns={k: v for k, v in renames.items() if k in future and k != v})
+        if self.date_format and "ds" in future:
+            import pandas as pd
+
+            # unreadable dates become NaT, which the forecaster reports with the row count
+            future["ds"] = pd.to_datetime(future["ds"], format=self.date_format, errors="coerce")
+        return future
 
 
-_MODELS_HELP = "auto, or names: ets,arima,theta,ces,mstl,snaive,naive,mean,croston,sba,adida,imapa,tsb"
+def _history_options(**defaults):
+    """Give a command the shared options (:class:`HistoryOptions`) as one ``opts`` argument.
+
+    Typer reads a command's options from its signature, so the wrapper's signature lists
+    ``--data``, the command's own options, then the other shared ones (``defaults`` changes a
+    shared option's default for this command); the wrapper gathers them into ``opts``.
+    """
+    hints = typing.get_type_hints(HistoryOptions, include_extras=True)
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    shared = [
+        inspect.Parameter(
+            f.name,
+            keyword,
+            annotation=hints[f.name],
+            default=defaults.get(
+                f.name, inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
+            ),
+        )
+        for f in dataclasses.fields(HistoryOptions)
+    ]
+
+    def decorate(command):
+        own = [
+            p.replace(kind=keyword)
+            for p in inspect.signature(command, eval_str=True).parameters.values()
+            if p.name != "opts"
+        ]
+
+        @functools.wraps(command)
+        def wrapper(**values):
+            opts = HistoryOptions(**{p.name: values.pop(p.name) for p in shared})
+            return command(opts=opts, **values)
+
+        params = [shared[0], *own, *shared[1:]]
+        wrapper.__signature__ = inspect.Signature(params)
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper
+
+    return decorate
 
 
 @app.command("forecast")
+@_history_options()
 def forecast_cmd(
-    data: Annotated[str, typer.Option("--data", "-d", help="History file (CSV/Parquet/Excel).")],
+    opts: HistoryOptions,
     output: Annotated[Path, typer.Option("--output", "-o", help="OUT.csv or OUT.parquet.")],
-    horizon: Annotated[int, typer.Option("--horizon", "-h", help="Periods ahead.")] = 18,
-    freq: Annotated[str, typer.Option(help="Frequency: MS, W-MON, D, QS, YS.")] = "MS",
-    models: Annotated[str, typer.Option(help=_MODELS_HELP)] = "auto",
-    level: Annotated[list[int] | None, typer.Option(help="Interval level, repeatable.")] = None,
-    hierarchy: Annotated[list[str] | None, typer.Option(help="Key chain, e.g. category/family/sku.")] = None,
-    reconcile: Annotated[
-        str,
-        typer.Option(help="none, bottom_up, top_down, middle_out, ols, wls_struct, wls_var, mint_shrink."),
-    ] = "mint_shrink",
-    season_length: Annotated[int | None, typer.Option(help="Periods per season.")] = None,
-    windows: Annotated[int, typer.Option(help="Backtest windows for model selection.")] = 2,
-    id_col: Annotated[str, typer.Option(help="Series id column.")] = "unique_id",
-    time_col: Annotated[str, typer.Option(help="Date column.")] = "ds",
-    target_col: Annotated[str, typer.Option(help="Demand column.")] = "y",
-    date_format: Annotated[str | None, typer.Option(help="Date format.")] = None,
-    negative: Annotated[NegativePolicy, typer.Option(help="Negative demand.")] = NegativePolicy.error,
-    missing: Annotated[MissingPolicy, typer.Option(help="Empty demand cells.")] = MissingPolicy.error,
-    duplicates: Annotated[DuplicatePolicy, typer.Option(help="Repeated rows.")] = DuplicatePolicy.error,
+    future: Annotated[
+        Path | None,
+        typer.Option(
+            help="Promotion calendar / price plan (CSV/Parquet/Excel): unique_id or the key columns, "
+            "the date column and the --drivers, for the forecast periods.",
+        ),
+    ] = None,
+    future_fill: Annotated[
+        FutureFill,
+        typer.Option(help="Series or periods missing from --future: error, carry last value, or zero."),
+    ] = FutureFill.error,
 ) -> None:
     """Forecast every series (and every hierarchy level, reconciled) and write the frame."""
     from .data.io import write_frame
-    from .forecasting.api import forecast_hierarchy
-    from .forecasting.engine import run_forecast
+    from .forecasting.forecaster import Forecaster
 
-    config = _forecast_config(
-        horizon=horizon,
-        freq=freq,
-        models=models,
-        level=level or [80, 95],
-        hierarchy=hierarchy or [],
-        reconcile=reconcile,
-        season_length=season_length,
-        windows=windows,
-    )
-    validated = _read_validated(
-        data,
-        id_col,
-        time_col,
-        target_col,
-        hierarchy,
-        freq,
-        date_format,
-        negative.value,
-        missing.value,
-        duplicates.value,
-    )
+    config = opts.forecast_config(future_fill=future_fill.value)
+    if future is not None and not config.drivers:
+        raise ConfigError(
+            "--future holds future driver values: name the drivers, e.g. --drivers price,promo."
+        )
+    history = opts.read_history()
+    plan = opts.read_future(future) if future is not None else None
+    forecaster = Forecaster(config)
+    forecaster.check_future(history, plan)  # a bad calendar fails before the fit, not after
     with progress() as bar:
-        if config.hierarchy:
-            frame = forecast_hierarchy(validated.frame, config, progress=bar).forecast
-        else:
-            frame = run_forecast(validated.frame, config, progress=bar).forecast
+        forecaster.fit(history, progress=bar)
+    frame = forecaster.predict(future=plan).forecast
     path = write_frame(frame, output)
     counts = frame.groupby("unique_id")["model"].first().value_counts()
     console.print(f"Wrote {len(frame):,} rows for {frame['unique_id'].nunique():,} series to {path}")
@@ -277,59 +415,20 @@ def forecast_cmd(
 
 
 @app.command("backtest")
+@_history_options(windows=3)
 def backtest_cmd(
-    data: Annotated[str, typer.Option("--data", "-d", help="History file (CSV/Parquet/Excel).")],
+    opts: HistoryOptions,
     output: Annotated[Path, typer.Option("--output", "-o", help="metrics.csv or .parquet.")],
-    horizon: Annotated[int, typer.Option("--horizon", "-h", help="Periods ahead.")] = 18,
-    freq: Annotated[str, typer.Option(help="Frequency.")] = "MS",
-    models: Annotated[str, typer.Option(help=_MODELS_HELP)] = "auto",
-    level: Annotated[list[int] | None, typer.Option(help="Interval level, repeatable.")] = None,
-    hierarchy: Annotated[list[str] | None, typer.Option(help="Key chain, repeatable.")] = None,
-    reconcile: Annotated[str, typer.Option(help="Reconciliation for the forecast.")] = "mint_shrink",
-    season_length: Annotated[int | None, typer.Option(help="Periods per season.")] = None,
-    windows: Annotated[int, typer.Option(help="Backtest windows.")] = 3,
     step: Annotated[int | None, typer.Option(help="Periods between origins; default horizon.")] = None,
-    id_col: Annotated[str, typer.Option(help="Series id column.")] = "unique_id",
-    time_col: Annotated[str, typer.Option(help="Date column.")] = "ds",
-    target_col: Annotated[str, typer.Option(help="Demand column.")] = "y",
-    date_format: Annotated[str | None, typer.Option(help="Date format.")] = None,
-    negative: Annotated[NegativePolicy, typer.Option(help="Negative demand.")] = NegativePolicy.error,
-    missing: Annotated[MissingPolicy, typer.Option(help="Empty demand cells.")] = MissingPolicy.error,
-    duplicates: Annotated[DuplicatePolicy, typer.Option(help="Repeated rows.")] = DuplicatePolicy.error,
 ) -> None:
     """Rolling-origin backtest: accuracy per model (and per level for hierarchies)."""
     from .data.io import write_frame
-    from .forecasting.api import forecast_hierarchy
-    from .forecasting.engine import run_backtest
+    from .forecasting.forecaster import Forecaster
 
-    config = _forecast_config(
-        horizon=horizon,
-        freq=freq,
-        models=models,
-        level=level or [80, 95],
-        hierarchy=hierarchy or [],
-        reconcile=reconcile,
-        season_length=season_length,
-        windows=windows,
-        step=step,
-    )
-    validated = _read_validated(
-        data,
-        id_col,
-        time_col,
-        target_col,
-        hierarchy,
-        freq,
-        date_format,
-        negative.value,
-        missing.value,
-        duplicates.value,
-    )
+    config = opts.forecast_config(step=step)
+    history = opts.read_history()
     with progress() as bar:
-        if config.hierarchy:
-            table = forecast_hierarchy(validated.frame, config, accuracy=True, progress=bar).accuracy
-        else:
-            table = run_backtest(validated.frame, config).summary
+        table = Forecaster(config).cross_validation(history, progress=bar).metrics
     path = write_frame(table, output)
     shown = [c for c in ("level", "method", "model", "mase", "smape", "wape", "bias") if c in table]
     console.print(table[shown].round(3).to_string(index=False), highlight=False)
@@ -506,15 +605,55 @@ def scheduler_cmd(
     run_scheduler(resolve_workdir(workdir), exit_after=exit_after)
 
 
+# the option of each setting a user error can name (library messages name settings)
+CLI_FLAGS = {
+    "hierarchy": "--hierarchy",
+    "keys": "--hierarchy",
+    "drivers": "--drivers",
+    "models": "--models",
+    "horizon": "--horizon",
+    "level": "--level",
+    "season_length": "--season-length",
+    "windows": "--windows",
+    "step": "--step",
+    "reconcile": "--reconcile",
+    "freq": "--freq",
+    "id_col": "--id-col",
+    "time_col": "--time-col",
+    "target_col": "--target-col",
+    "date_format": "--date-format",
+    "future": "--future",
+    "future_fill": "--future-fill",
+    "path": "--data",
+    "table": "--table",
+    "query": "--query",
+    "sheet": "--sheet",
+    "align_dates": "--align-dates",
+    "negative": "--negative",
+    "missing": "--missing",
+    "duplicates": "--duplicates",
+    "min_length": "--min-length",
+    "short_series": "--short-series",
+}
+
+
+def _flag(setting: str) -> str:
+    return CLI_FLAGS.get(setting, "--" + setting.replace("_", "-"))
+
+
 def _build(model, **values):
-    """Build a pydantic config from CLI values, turning its errors into a ConfigError."""
+    """Build a pydantic config from CLI values, turning its errors into a ConfigError that
+    names the options (``--horizon: ...``)."""
+    from .errors import validation_problems
+
     try:
         return model(**values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'options'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"invalid options: {problems}") from exc
+        problems = validation_problems(exc)
+        # every value came from an option, so its first key is the option's name
+        named = [(_flag(name.split(".")[0]) if name else "", msg) for name, msg in problems]
+        text = "; ".join(f"{flag}: {msg}" if flag else msg for flag, msg in named)
+        raise ConfigError(f"invalid options: {text}", setting=problems[0][0] or None) from exc
 
 
 def _print_summary(report, levels, classes) -> None:
@@ -545,7 +684,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False)
     except SopforecastError as exc:
-        err_console.print(f"[bold red]Error:[/bold red] {escape(str(exc))}", highlight=False)
+        message = str(exc)
+        flag = CLI_FLAGS.get(exc.setting or "")
+        if flag and flag not in message:
+            message += f" (option {flag})"
+        if sys.stderr.isatty():
+            err_console.print(f"[bold red]Error:[/bold red] {escape(message)}", highlight=False)
+        else:  # logs and grep get the message whole: no wrapping, no markup
+            sys.stderr.write(f"Error: {message}\n")
+            sys.stderr.flush()
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code

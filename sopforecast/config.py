@@ -11,7 +11,7 @@ from typing import Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["DataConfig", "ForecastConfig", "RECONCILERS", "check_freq"]
+__all__ = ["DataConfig", "ForecastConfig", "RECONCILERS", "MAX_HORIZON_MONTHS", "check_freq"]
 
 
 def check_freq(freq: str) -> str:
@@ -119,6 +119,12 @@ RECONCILERS = (
     "mint_shrink",
 )
 
+# S&OP plans look 18-36 months ahead; beyond that a statistical forecast is noise
+MAX_HORIZON_MONTHS = 36
+_MONTHLY = ("MS", "ME", "M")
+# LightGBM keys the package itself sets, and the mlforecast feature keys of params['lgbm']
+_LGBM_EXTRA = ("verbosity", "lags", "windows", "date_features")
+
 
 class ForecastConfig(BaseModel):
     """How to forecast: models, horizon, backtest, intervals, hierarchy and reconciliation."""
@@ -150,12 +156,24 @@ class ForecastConfig(BaseModel):
     n_jobs: int = Field(-1, description="Cores for local fitting; -1 = all.")
     top_k: list[int] = Field(default_factory=lambda: [2, 3], description="Top-k ensembles tried.")
     drivers: list[str] = Field(
-        default_factory=list, description="Driver columns LightGBM uses (future values needed)."
+        default_factory=list,
+        description="Driver columns (price, promo): LightGBM uses them, and their effect reaches the "
+        "statistical candidates (future values needed).",
     )
     ml_min_series: int = Field(
         20, ge=1, description="Under auto, LightGBM joins the candidates from this many series."
     )
     seed: int = Field(0, description="Seed of the machine-learning models.")
+    future_fill: Literal["error", "carry", "zero"] = Field(
+        "error",
+        description="Future drivers missing for a series or period: error, carry the last value, "
+        "or zero (flags off, other drivers carried).",
+    )
+    refit: bool = Field(
+        False,
+        description="Re-estimate statistical models at every backtest origin; by default they are "
+        "estimated at the first origin and carried forward (parameters kept, states updated).",
+    )
 
     @field_validator("freq")
     @classmethod
@@ -176,3 +194,52 @@ class ForecastConfig(BaseModel):
         if bad:
             raise ValueError(f"interval levels must lie between 0 and 100, got {bad}")
         return sorted(set(value))
+
+    @field_validator("models")
+    @classmethod
+    def _models_known(cls, value: str | list[str]) -> str | list[str]:
+        from .forecasting.models import resolve_models  # here: sopforecast.forecasting imports us
+
+        resolve_models(value)  # a ConfigError listing the valid names
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _params_accepted(cls, value: dict[str, dict]) -> dict[str, dict]:
+        from .errors import ConfigError
+        from .forecasting.models import CATALOGUE, build_stats_model
+
+        for name, overrides in value.items():
+            if name not in CATALOGUE:
+                raise ConfigError(
+                    f"{name!r} is not a model; params take model names: {', '.join(CATALOGUE)}",
+                    setting=name,
+                )
+            if CATALOGUE[name].kind == "stats":
+                try:
+                    build_stats_model(name, 12, overrides)
+                except (TypeError, ValueError) as exc:  # the constructor refuses them
+                    raise ConfigError(str(exc), setting=name) from exc
+            else:
+                import lightgbm as lgb
+
+                known = {*lgb.LGBMRegressor().get_params(), *_LGBM_EXTRA}
+                unknown = sorted(set(overrides) - known)
+                if unknown:
+                    raise ConfigError(
+                        f"unknown parameter(s) {unknown} for {name}; valid: {', '.join(sorted(known))}",
+                        setting=name,
+                    )
+        return value
+
+    @model_validator(mode="after")
+    def _horizon_in_range(self) -> ForecastConfig:
+        from .errors import ConfigError
+
+        if self.freq in _MONTHLY and self.horizon > MAX_HORIZON_MONTHS:
+            raise ConfigError(
+                f"a horizon of {self.horizon} months is beyond the S&OP range; "
+                f"use at most {MAX_HORIZON_MONTHS} for monthly data",
+                setting="horizon",
+            )
+        return self

@@ -1,8 +1,14 @@
-"""Terminal output: logging through rich, progress bars that ``--quiet`` turns off."""
+"""Terminal output: logging through rich, progress bars that ``--quiet`` turns off.
+
+Quiet or not is not kept here: :func:`setup_logging` sets the level of the package's
+logger, :func:`is_quiet` reads it back, and :func:`progress` takes the flag explicitly
+(or, without one, asks :func:`is_quiet`).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -13,16 +19,24 @@ __all__ = ["console", "err_console", "setup_logging", "progress", "is_quiet"]
 
 console = Console()
 err_console = Console(stderr=True)
-_state = {"quiet": False}
+
+_PACKAGE_LOGGER = "sopforecast"
 
 
 def setup_logging(*, quiet: bool = False, verbose: bool = False) -> None:
-    """Send the package's logs to stderr via rich; quiet shows warnings only."""
-    _state["quiet"] = quiet
+    """Send the package's logs to stderr via rich; quiet shows warnings only.
+
+    Parameters
+    ----------
+    quiet : bool, default False
+        Warnings and errors only (and no progress bars, see :func:`is_quiet`).
+    verbose : bool, default False
+        Debug messages too.
+    """
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     handler = RichHandler(console=err_console, show_path=False, show_time=False, markup=False)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    root = logging.getLogger("sopforecast")
+    root = logging.getLogger(_PACKAGE_LOGGER)
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
@@ -32,14 +46,24 @@ def setup_logging(*, quiet: bool = False, verbose: bool = False) -> None:
 
 
 def is_quiet() -> bool:
-    """Whether ``--quiet`` was given."""
-    return _state["quiet"]
+    """Whether the package's logger was set to warnings only (``--quiet``).
+
+    An unconfigured logger (level NOTSET) is not quiet.
+    """
+    level = logging.getLogger(_PACKAGE_LOGGER).level
+    return level > logging.INFO
 
 
 @contextmanager
-def progress(enabled: bool | None = None):
-    """A rich progress display on stderr; disabled (but still usable) when quiet."""
-    disable = is_quiet() if enabled is None else not enabled
+def progress(enabled: bool | None = None) -> Iterator[Progress]:
+    """A rich progress display on stderr; disabled (but still usable) when not enabled.
+
+    Parameters
+    ----------
+    enabled : bool, optional
+        Show the bars; default: unless :func:`is_quiet`.
+    """
+    show = not is_quiet() if enabled is None else enabled
     bar = Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
@@ -47,7 +71,7 @@ def progress(enabled: bool | None = None):
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
         console=err_console,
-        disable=disable,
+        disable=not show,
         transient=False,
     )
     with bar:

@@ -69,7 +69,8 @@ def demo_pipeline_path() -> Path:
     if not path.is_file():
         raise ConfigError(
             f"the demo pipeline {DEMO_PIPELINE} was not found next to the package ({path}); "
-            "give it with --pipeline PATH."
+            "pass pipeline=PATH.",
+            setting="pipeline",
         )
     return path
 

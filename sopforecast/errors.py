@@ -13,14 +13,29 @@ __all__ = [
     "SopforecastError",
     "DataError",
     "ConfigError",
+    "NotFittedError",
     "format_examples",
+    "validation_problems",
 ]
 
 
 class SopforecastError(ValueError):
-    """An error the user can fix; the message says what is wrong and what to do."""
+    """An error the user can fix; the message says what is wrong and what to do.
+
+    Parameters
+    ----------
+    *args
+        The message (as for any exception).
+    setting : str, optional
+        The setting at fault, by its name in the caller's terms (``hierarchy``,
+        ``forecast.models``, ``data.drivers``); the CLI turns known ones into its flag.
+    """
 
     exit_code = 2
+
+    def __init__(self, *args: object, setting: str | None = None) -> None:
+        super().__init__(*args)
+        self.setting = setting
 
 
 class DataError(SopforecastError):
@@ -29,6 +44,48 @@ class DataError(SopforecastError):
 
 class ConfigError(SopforecastError):
     """A setting or option is invalid (unknown model, bad horizon, ...)."""
+
+    @classmethod
+    def from_validation(cls, exc, where: str | None = None) -> ConfigError:
+        """One ``ConfigError`` from a pydantic ``ValidationError``: ``setting: problem; ...``.
+
+        Parameters
+        ----------
+        exc : pydantic.ValidationError
+            The error of building a config model.
+        where : str, optional
+            Prefix of the message (a file name); default none.
+
+        Returns
+        -------
+        ConfigError
+            Its ``setting`` is the first problem's setting.
+        """
+        problems = validation_problems(exc)
+        text = "; ".join(f"{name}: {msg}" if name else msg for name, msg in problems)
+        return cls(f"{where}: {text}" if where else text, setting=problems[0][0] if problems else None)
+
+
+def validation_problems(exc) -> list[tuple[str, str]]:
+    """``(setting, message)`` for each problem of a pydantic ``ValidationError``.
+
+    The setting is the dotted location (``forecast.models``, ``level.0``), extended by the
+    ``setting`` of a :class:`SopforecastError` raised in a model-wide validator (so a
+    horizon checked against the frequency is reported as ``forecast.horizon``).
+    """
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        cause = (err.get("ctx") or {}).get("error")
+        extra = getattr(cause, "setting", None)
+        if extra and (not loc or loc[-1] != extra):
+            loc.append(extra)
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting; check its spelling"
+        else:
+            msg = str(err["msg"]).removeprefix("Value error, ")
+        out.append((".".join(loc), msg))
+    return out
 
 
 def format_examples(items, limit: int = 5) -> str:
@@ -54,3 +111,7 @@ def format_examples(items, limit: int = 5) -> str:
     if len(items) > limit:
         text += f" ({len(items)} in all)"
     return text
+
+
+class NotFittedError(SopforecastError):
+    """A forecaster was asked to predict before it was fitted."""

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from sopforecast.bench import m3, pbs
+from sopforecast.data.competitions import CompetitionData
 
 
 def test_smape_is_m3s_definition():
@@ -37,12 +38,59 @@ def test_m3_steps_become_the_groups_calendar():
 
 def test_m3_train_and_test_line_up():
     data = m3.load_m3("other")
-    train, test = m3._frames(data, "other")
+    train, test = m3.frames(data, "other")
     assert train["unique_id"].nunique() == test["unique_id"].nunique() == 174
     assert test.groupby("unique_id").size().eq(data.horizon["other"]).all()
     first_test = test.groupby("unique_id")["ds"].min()
     last_train = train.groupby("unique_id")["ds"].max()
     assert (first_test == last_train + pd.DateOffset(years=1)).all()
+
+
+def _tiny_quarterly(n=3, train_len=24, h=4, seed=0) -> CompetitionData:
+    """A competition-shaped data set: integer steps, a group column, test after train."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for i in range(n):
+        t = np.arange(1, train_len + h + 1)
+        y = 100 * (i + 1) + 10 * np.sin(2 * np.pi * t / 4) + rng.normal(0, 2, t.size)
+        frame = pd.DataFrame({"unique_id": f"Q{i}", "ds": t, "y": y, "group": "quarterly"})
+        train.append(frame.iloc[:train_len])
+        test.append(frame.iloc[train_len:])
+    return CompetitionData(
+        "tiny",
+        pd.concat(train, ignore_index=True),
+        pd.concat(test, ignore_index=True),
+        {"quarterly": h},
+        {"quarterly": 4},
+    )
+
+
+def test_m3_auto_runs_the_forecaster_and_reports_stages():
+    data = _tiny_quarterly()
+    row = m3.run_auto(data, "quarterly", windows=1, n_jobs=1)
+    assert row["group"] == "quarterly" and row["model"] == "auto" and row["series"] == 3
+    _, test = m3.frames(data, "quarterly")
+    assert row["smape"] == pytest.approx(m3.smape(test, row["_forecast"]).mean())
+    assert 0 <= row["smape"] < 10  # smooth seasonal series, 2% noise
+    assert {"seconds_prepare", "seconds_backtest", "seconds_fit", "seconds_predict"} <= set(row)
+    assert all(row[k] >= 0 for k in row if k.startswith("seconds"))
+    assert 0 <= row["coverage_80"] <= row["coverage_95"] <= 100
+    assert sum(row["chosen"].values()) == 3
+
+
+def test_m3_reference_times_each_model_and_scores_their_mean():
+    data = _tiny_quarterly()
+    rows = m3.run_reference(data, "quarterly", n_jobs=1)
+    names = [r["model"] for r in rows]
+    assert names == [
+        "AutoETS",
+        "AutoARIMA",
+        "DynamicOptimizedTheta",
+        "CES",
+        "reference mean(ETS,ARIMA,Theta,CES)",
+    ]
+    assert all(r["series"] == 3 and np.isfinite(r["smape"]) for r in rows)
+    assert rows[-1]["seconds"] == pytest.approx(sum(r["seconds"] for r in rows[:-1]))
 
 
 def test_pbs_holdout_reconciles_every_level_coherently(pbs_path):
@@ -62,12 +110,13 @@ def test_pbs_holdout_reconciles_every_level_coherently(pbs_path):
 
 
 @pytest.mark.slow
-def test_m3_other_auto_beats_every_single_model():
-    """A full group end to end (about a minute): auto is no worse than its best member."""
+def test_m3_other_auto_beats_every_reference_model():
+    """A full group end to end (about a minute): auto is no worse than the best reference
+    model or their mean."""
     data = m3.load_m3("other")
     auto = m3.run_auto(data, "other", n_jobs=-1)
-    singles = [m3.run_single(data, "other", name) for name in m3.REFERENCE]
-    assert auto["smape"] <= min(s["smape"] for s in singles) + 0.05
+    reference = m3.run_reference(data, "other", n_jobs=-1)
+    assert auto["smape"] <= min(r["smape"] for r in reference) + 0.05
 
 
 def test_report_tables_from_benchmark_outputs(tmp_path, capsys):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -97,3 +100,123 @@ def test_sku_under_two_families_is_named(tmp_path, capsys):
     args = ["forecast", "--data", _hierarchy_csv(tmp_path, clash=True), *COLUMNS, "--horizon", "6"]
     assert main([*args, "--models", "snaive", "--output", str(tmp_path / "o.csv")]) == 2
     assert "J1" in " ".join(capsys.readouterr().err.split())
+
+
+KEYS = ["category", "family", "sku", "region", "channel"]
+HIERARCHY = ["--hierarchy", "category/family/sku", "--hierarchy", "region/channel"]
+DRIVER_RUN = ["--drivers", "price,promo", "--models", "ets,lgbm", "--horizon", "6", "--windows", "1"]
+
+
+def _demand_with_plan(tmp_path, *, drop: str | None = None, gap: bool = False) -> tuple[str, str]:
+    """The demo history of 6 series and a plan for the next 12 months: each series' last 12
+    months of drivers moved a year ahead, with a promotion in month 2. ``drop`` leaves a
+    column out of the plan; ``gap`` leaves out one series' month 3."""
+    from sopforecast.data.datasets import generate_demand
+
+    history = generate_demand(n_series=6, periods=36, seed=0)
+    history.insert(0, "unique_id", history[KEYS].astype(str).agg("/".join, axis=1))
+    plan = history.sort_values("ds").groupby("unique_id").tail(12).copy()
+    plan["ds"] = plan["ds"] + pd.DateOffset(months=12)
+    start = history["ds"].max() + pd.DateOffset(months=1)
+    plan.loc[plan["ds"] == start + pd.DateOffset(months=1), "promo"] = 1
+    plan = plan.drop(columns="y")
+    if drop:
+        plan = plan.drop(columns=drop)
+    if gap:
+        first = plan["unique_id"].iloc[0]
+        plan = plan[~((plan["unique_id"] == first) & (plan["ds"] == start + pd.DateOffset(months=2)))]
+    history.to_csv(tmp_path / "history.csv", index=False)
+    plan.to_csv(tmp_path / "plan.csv", index=False)
+    return str(tmp_path / "history.csv"), str(tmp_path / "plan.csv")
+
+
+def _finite(frame: pd.DataFrame) -> bool:
+    values = frame.select_dtypes("number").to_numpy(dtype=float)
+    return bool(values.size) and bool(np.isfinite(values).all())
+
+
+@pytest.mark.parametrize("hierarchy", [[], HIERARCHY], ids=["flat", "hierarchy"])
+def test_forecast_with_drivers_and_a_future_plan(tmp_path, capsys, hierarchy):
+    history, plan = _demand_with_plan(tmp_path)
+    out = tmp_path / "fc.csv"
+    args = ["forecast", "--data", history, *hierarchy, *DRIVER_RUN, "--future", plan, "--output", str(out)]
+    assert main(args) == 0, capsys.readouterr().err
+    frame = pd.read_csv(out, parse_dates=["ds"])
+    assert _finite(frame.drop(columns="level", errors="ignore"))
+    assert frame.groupby("unique_id").size().eq(6).all()
+    n_series = frame["unique_id"].nunique()
+    assert n_series > 6 if hierarchy else n_series == 6  # aggregates come with a hierarchy
+    printed = capsys.readouterr().out
+    assert f"Wrote {len(frame):,} rows" in printed and "Models chosen:" in printed
+
+
+def test_future_plan_without_a_driver_column_exits_2_naming_it(tmp_path, capsys):
+    history, plan = _demand_with_plan(tmp_path, drop="promo")
+    out = tmp_path / "fc.csv"
+    code = main(["forecast", "--data", history, *DRIVER_RUN, "--future", plan, "--output", str(out)])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "promo" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_future_plan_missing_a_month_exits_2_unless_carried(tmp_path, capsys):
+    history, plan = _demand_with_plan(tmp_path, gap=True)
+    out = tmp_path / "fc.csv"
+    args = ["forecast", "--data", history, *HIERARCHY, *DRIVER_RUN, "--future", plan, "--output", str(out)]
+    assert main(args) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "future_fill" in err and "Traceback" not in err
+    assert not out.exists()
+    assert main([*args, "--future-fill", "carry"]) == 0
+    assert _finite(pd.read_csv(out).drop(columns="level", errors="ignore"))
+
+
+def test_forecast_and_backtest_share_the_history_options(capsys):
+    shared = ["--data", "--id-col", "--time-col", "--target-col", "--hierarchy", "--drivers", "--freq"]
+    shared += ["--date-format", "--negative", "--missing", "--duplicates", "--horizon", "--models"]
+    shared += ["--level", "--reconcile", "--season-length", "--windows"]
+    helps = {}
+    for command in ("forecast", "backtest"):
+        assert main([command, "--help"]) == 0
+        helps[command] = capsys.readouterr().out
+    for flag in shared:
+        assert all(flag in text for text in helps.values()), flag
+    assert "--future" in helps["forecast"] and "error|carry|zero" in helps["forecast"]
+    assert "--future" not in helps["backtest"] and "--step" in helps["backtest"]
+    assert "[default: 2]" in helps["forecast"] and "[default: 3]" in helps["backtest"]  # windows
+
+
+def test_options_reach_the_configs_and_the_forecaster(tmp_path, monkeypatch):
+    """The CLI's wiring alone, with a stand-in forecaster: drivers given both ways reach the
+    data contract and the forecast config, and the plan arrives with the contract's ds."""
+    seen = {}
+
+    class StandIn:
+        def __init__(self, config):
+            seen["config"] = config
+
+        def fit(self, history, progress=None):
+            seen["history"] = history
+            return self
+
+        def predict(self, future=None):
+            seen["future"] = future
+            last = seen["history"].groupby("unique_id")["ds"].max().reset_index()
+            return types.SimpleNamespace(forecast=last.assign(forecast=1.0, model="StandIn"))
+
+    fake = types.ModuleType("sopforecast.forecasting.forecaster")
+    fake.Forecaster = StandIn
+    monkeypatch.setitem(sys.modules, "sopforecast.forecasting.forecaster", fake)
+    history, plan = _demand_with_plan(tmp_path)
+    for path in (history, plan):
+        pd.read_csv(path).rename(columns={"ds": "month"}).to_csv(path, index=False)
+    args = ["forecast", "--data", history, "--time-col", "month", *HIERARCHY, "--drivers", "price"]
+    args += ["--drivers", "promo", "--future", plan, "--future-fill", "zero"]
+    args += ["--output", str(tmp_path / "o.csv")]
+    assert main(args) == 0
+    config = seen["config"]
+    assert config.drivers == ["price", "promo"] and config.future_fill == "zero"
+    assert config.hierarchy == ["category/family/sku", "region/channel"]
+    assert {"price", "promo"} <= set(seen["history"].columns)
+    assert {"ds", "price", "promo", *KEYS} <= set(seen["future"].columns)
+    assert "month" not in seen["future"].columns

@@ -9,9 +9,9 @@ import pytest
 import sopforecast as sf
 from sopforecast.config import ForecastConfig
 from sopforecast.errors import ConfigError, DataError
-from sopforecast.forecasting.engine import run_backtest, run_forecast
+from sopforecast.forecasting import engine
+from sopforecast.forecasting.forecaster import Forecaster
 from sopforecast.forecasting.models import CATALOGUE, resolve_models
-from sopforecast.forecasting.selection import combine_forecasts
 
 
 def _panel(n_smooth=4, periods=48, seed=0) -> pd.DataFrame:
@@ -73,7 +73,7 @@ def test_mstl_with_two_seasonalities_on_daily_data():
 
 def test_auto_selects_per_class_and_reports_model():
     df = _panel()
-    result = run_forecast(df, ForecastConfig(horizon=6, windows=2, n_jobs=1))
+    result = Forecaster(ForecastConfig(horizon=6, windows=2, n_jobs=1)).fit(df).predict()
     models = result.forecast.groupby("unique_id")["model"].first()
     intermittent = {"CrostonOptimized", "CrostonSBA", "ADIDA", "IMAPA", "TSB", "HistoricAverage"}
     sporadic_members = set(
@@ -93,14 +93,19 @@ def test_auto_selects_per_class_and_reports_model():
 
 def test_one_window_offers_only_honest_strategies():
     """With one backtest window a per-series pick would be scored on the window it was
-    picked from, so only class-wide strategies compete; candidates come back wide."""
+    picked from, so only class-wide strategies compete; the backtest holds every candidate,
+    the final fit only the chosen members."""
     df = _panel(n_smooth=6)
-    result = run_forecast(df, ForecastConfig(horizon=6, windows=1, models="ets,theta,snaive", n_jobs=1))
+    config = ForecastConfig(horizon=6, windows=1, models="ets,theta,snaive", n_jobs=1)
+    result = Forecaster(config).fit(df).predict()
     strategies = set(result.backtest.selection.scores["strategy"])
     assert {"class_top2", "mean", "median", "AutoETS"} <= strategies
     assert not strategies & {"best", "top2"}
-    assert {"AutoETS", "DynamicOptimizedTheta", "SeasonalNaive"} <= set(result.candidates.columns)
+    assert {"AutoETS", "DynamicOptimizedTheta", "SeasonalNaive"} <= set(result.backtest.cv.columns)
     chosen = result.backtest.selection.per_series
+    used = {m for members in result.selection["members"] for m in members}
+    fitted = {c for c in result.candidates.columns if c in {s.alias for s in CATALOGUE.values()}}
+    assert fitted == used  # models no series uses are not fitted
     if chosen["strategy"].iloc[0] == "class_top2":
         class_err = result.backtest.selection.scores.set_index("strategy")["error"]
         best_two = class_err[["AutoETS", "DynamicOptimizedTheta", "SeasonalNaive"]].nsmallest(2)
@@ -110,17 +115,23 @@ def test_one_window_offers_only_honest_strategies():
 def test_backtest_metrics_per_model_and_auto():
     summary = sf.backtest(_panel(), h=6, models="ets,snaive", windows=2, n_jobs=1)
     assert set(summary["model"]) == {"AutoETS", "SeasonalNaive", "auto"}
-    for col in ("mase", "rmsse", "smape", "wape", "bias", "coverage_80", "pinball_lo_80"):
+    # the backtest scores point forecasts (intervals are built from its residuals afterwards)
+    for col in ("mase", "rmsse", "smape", "wape", "bias"):
         assert col in summary.columns
+    assert summary[["mase", "rmsse", "smape", "wape"]].notna().all().all()
     ets = summary.set_index("model").loc["AutoETS"]
-    assert 0 < ets["mase"] < 5 and 0 <= ets["coverage_95"] <= 1
+    assert 0 < ets["mase"] < 5 and abs(ets["bias"]) < 0.2
 
 
 def test_backtest_windows_and_step():
     df = _panel(n_smooth=1)
-    result = run_backtest(df, ForecastConfig(horizon=3, windows=4, step=2, models="naive", n_jobs=1))
-    cutoffs = sorted(result.cv["cutoff"].unique())
+    config = ForecastConfig(horizon=3, windows=2, step=2, models="naive", n_jobs=1)
+    run = Forecaster(config).cross_validation(df, windows=4)
+    assert run.forecast.empty  # the backtest alone: no final fit
+    cutoffs = sorted(run.backtest.cv["cutoff"].unique())
     assert len(cutoffs) == 4
+    assert cutoffs[-1] == pd.Timestamp("2023-09-01")  # the last origin leaves h=3 periods
+    assert run.backtest.cv.groupby(["unique_id", "cutoff"]).size().eq(3).all()
     assert all((b - a).days in (59, 61, 62) for a, b in zip(cutoffs, cutoffs[1:], strict=False))
 
 
@@ -133,7 +144,7 @@ def test_short_history_gets_non_seasonal_path():
             "y": [5.0, 7, 9, 8, 10, 11],
         }
     )
-    result = run_forecast(pd.concat([df, new]), ForecastConfig(horizon=4, models="ets", n_jobs=1))
+    result = Forecaster(ForecastConfig(horizon=4, models="ets", n_jobs=1)).fit(pd.concat([df, new])).predict()
     assert "launch" in result.short_history
     launch = result.forecast[result.forecast.unique_id == "launch"]
     assert len(launch) == 4 and launch["forecast"].between(4, 20).all()
@@ -188,6 +199,8 @@ def _promo_panel(n=24, periods=60, seed=1):
 
 
 def test_lgbm_uses_every_future_driver_step():
+    """Fit once, forecast two promotion calendars: a promotion planned for month 6 lifts
+    month 6 only (the recursive forecast reads every step's drivers)."""
     df = _promo_panel()
     future = pd.DataFrame(
         {
@@ -196,9 +209,11 @@ def test_lgbm_uses_every_future_driver_step():
             "promo": 0.0,
         }
     )
-    plain = sf.forecast(df, h=6, models="lgbm", drivers=["promo"], future=future, n_jobs=1)
+    config = ForecastConfig(horizon=6, models="lgbm", drivers=["promo"], n_jobs=1)
+    fitted = Forecaster(config).fit(df)
+    plain = fitted.predict(future=future).forecast
     promo = future.assign(promo=np.where(future["ds"] == "2024-06-01", 1.0, 0.0))
-    lifted = sf.forecast(df, h=6, models="lgbm", drivers=["promo"], future=promo, n_jobs=1)
+    lifted = fitted.predict(future=promo).forecast
     ratio = (lifted["forecast"] / plain["forecast"]).groupby(plain["ds"]).mean()
     assert ratio.loc["2024-06-01"] > 1.3  # the month-6 promotion reaches month 6
     assert ratio.drop(pd.Timestamp("2024-06-01")).between(0.95, 1.05).all()
@@ -207,29 +222,84 @@ def test_lgbm_uses_every_future_driver_step():
 
 
 def test_lgbm_without_future_drivers_is_a_clear_error():
-    with pytest.raises(DataError, match=r"LightGBM uses the drivers \['promo'\]; give their future"):
+    with pytest.raises(DataError, match=r"the drivers \['promo'\] need their future values for the 3"):
         sf.forecast(_promo_panel(n=4), h=3, models="lgbm", drivers=["promo"], n_jobs=1)
+
+
+def _classes(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"unique_id": [f"s{i}" for i in range(n)], "demand_class": "smooth"})
+
+
+def test_auto_offers_lgbm_from_ml_min_series():
+    """The rule: under auto LightGBM joins smooth and erratic classes from ml_min_series
+    series; a model list decides by itself."""
+    config = ForecastConfig(models="auto", ml_min_series=20)
+    _, use_ml, per_class = engine.candidates(config, _classes(19))
+    assert not use_ml and "LightGBM" not in per_class["smooth"]
+    stats, use_ml, per_class = engine.candidates(config, _classes(20))
+    assert use_ml
+    assert per_class["smooth"][-1] == per_class["erratic"][-1] == "LightGBM"
+    assert "LightGBM" not in per_class["intermittent"] and "LightGBM" not in per_class["lumpy"]
+    assert "lgbm" not in stats and stats == ["ces", "ets", "snaive", "theta"]  # smooth only
+    stats, use_ml, per_class = engine.candidates(ForecastConfig(models="ets,lgbm"), _classes(2))
+    assert stats == ["ets"] and use_ml and per_class["lumpy"] == ["AutoETS", "LightGBM"]
 
 
 def test_auto_includes_lgbm_for_large_panels():
     df = _promo_panel(n=24).drop(columns=["promo"])
-    result = run_forecast(df, ForecastConfig(horizon=6, windows=2, n_jobs=1, ml_min_series=20))
+    result = Forecaster(ForecastConfig(horizon=6, windows=2, n_jobs=1, ml_min_series=20)).fit(df).predict()
     assert "LightGBM" in result.backtest.cv.columns
     assert "LightGBM" in set(result.backtest.selection.scores["strategy"])
-    # a series served by LightGBM alone gets conformal intervals from the backtest
-    bt = result.backtest
-    bt.selection.per_series["members"] = [("LightGBM",)] * len(bt.selection.per_series)
-    bt.selection.per_series["how"] = "mean"
-    bt.chosen_cv = combine_forecasts(bt.cv, bt.selection.per_series)
-    out = run_forecast(df, ForecastConfig(horizon=6, windows=2, n_jobs=1), backtest=bt).forecast
+
+
+def test_lgbm_alone_gets_conformal_intervals_from_the_backtest():
+    df = _promo_panel(n=6).drop(columns=["promo"])
+    fitted = Forecaster(ForecastConfig(horizon=6, windows=2, models="lgbm", n_jobs=1)).fit(df)
+    assert fitted.backtest_ is not None  # backtested for its intervals though it is alone
+    out = fitted.predict().forecast
     assert out["model"].eq("LightGBM").all()
     assert out[["forecast-lo-80", "forecast-hi-95"]].notna().all().all()
     assert (out["forecast-lo-80"] <= out["forecast"]).all() and (
         out["forecast"] <= out["forecast-hi-80"]
     ).all()
+    # the interval's half-width is the residual quantile of its step times the series' scale
+    cv = fitted.backtest_.chosen_cv
+    step = cv.groupby(["unique_id", "cutoff"]).cumcount() + 1
+    scale = cv.groupby("unique_id")["y"].apply(lambda s: s.abs().mean())
+    resid = (cv["y"] - cv["forecast"]).abs() / cv["unique_id"].map(scale)
+    q80 = resid.groupby(step).quantile(0.8)
+    first = out.groupby("unique_id").head(1).set_index("unique_id")
+    half = first["forecast-hi-80"] - first["forecast"]
+    unclipped = first["forecast"] - half > 0
+    assert np.allclose(half[unclipped], q80.loc[1] * scale[half.index][unclipped])
 
 
-def test_combination_intervals_are_conformal_and_cover():
+def test_statistical_backtests_carry_parameters_forward(monkeypatch):
+    """refit=False unless a model cannot carry its parameters (the Croston family) or the
+    config asks for re-estimation at every origin."""
+    from statsforecast import StatsForecast
+
+    seen = []
+    real = StatsForecast.cross_validation
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs["refit"])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(StatsForecast, "cross_validation", spy)
+    df = _panel(n_smooth=2)
+    for models, refit, expected in (
+        ("ets,theta", False, False),
+        ("croston", False, True),
+        ("ets", True, True),
+    ):
+        seen.clear()
+        config = ForecastConfig(horizon=3, windows=2, models=models, refit=refit, n_jobs=1)
+        Forecaster(config).cross_validation(df)
+        assert seen and all(r is expected for r in seen), (models, seen)
+
+
+def test_combination_intervals_are_conformal_and_cover(monkeypatch):
     """Combinations have no native intervals: conformal ones from backtest residuals, ordered,
     and on held-out data they cover near their nominal level."""
     rng = np.random.default_rng(11)
@@ -242,14 +312,21 @@ def test_combination_intervals_are_conformal_and_cover():
         frames.append(pd.DataFrame({"unique_id": f"s{i}", "ds": ds, "y": base + rng.normal(0, 8, periods)}))
     df = pd.concat(frames, ignore_index=True)
     train, test = df[df["ds"] < ds[-h]], df[df["ds"] >= ds[-h]]
-    config = ForecastConfig(horizon=h, models="ets,theta,snaive", windows=3, n_jobs=1)
-    bt = run_backtest(train, config)
     # every series gets the median of the three (whatever the backtest preferred)
     members = ("AutoETS", "DynamicOptimizedTheta", "SeasonalNaive")
-    bt.selection.per_series["members"] = [members] * len(bt.selection.per_series)
-    bt.selection.per_series["how"] = "median"
-    bt.chosen_cv = combine_forecasts(bt.cv, bt.selection.per_series)
-    out = run_forecast(train, config, backtest=bt).forecast
+    real = engine.select_models
+
+    def median_of_all(*args, **kwargs):
+        selection = real(*args, **kwargs)
+        n = len(selection.per_series)
+        selection.per_series["members"] = [members] * n
+        selection.per_series["how"] = "median"
+        selection.per_series["strategy"] = "median"
+        return selection
+
+    monkeypatch.setattr(engine, "select_models", median_of_all)
+    config = ForecastConfig(horizon=h, models="ets,theta,snaive", windows=3, n_jobs=1)
+    out = Forecaster(config).fit(train).predict().forecast
     assert out["model"].eq("median(AutoETS,DynamicOptimizedTheta,SeasonalNaive)").all()
     assert (out["forecast-lo-95"] <= out["forecast-lo-80"]).all()
     assert (out["forecast-lo-80"] <= out["forecast"]).all() and (

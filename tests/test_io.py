@@ -55,8 +55,9 @@ def test_sqlite_table_and_query(tmp_path, frame):
     assert got["y"].tolist() == [3.5, 0.0]
     with pytest.raises(DataError, match="no table 'orders'. Tables there: sales"):
         read_source(url, table="orders")
-    with pytest.raises(DataError, match="exactly one of --table NAME or --query"):
+    with pytest.raises(DataError, match="give table or query") as info:
         read_source(url)
+    assert info.value.setting == "table" and "--" not in str(info.value)
     with pytest.raises(DataError, match="the database query failed"):
         read_source(url, query="SELECT nothing FROM nowhere")
 
@@ -67,6 +68,10 @@ def test_missing_file_lists_neighbours(tmp_path, frame):
         read_source(tmp_path / "sales.csv")
     assert "sales.csv: file not found" in str(info.value)
     assert "sales_2024.csv" in str(info.value)
+    assert "Check the data path" in str(info.value) and info.value.setting == "path"
+    with pytest.raises(DataError, match="is a folder, not a file. Point the data path") as info:
+        read_source(tmp_path)
+    assert info.value.setting == "path"
 
 
 def test_empty_and_header_only_files(tmp_path):
@@ -74,8 +79,9 @@ def test_empty_and_header_only_files(tmp_path):
     with pytest.raises(DataError, match="empty.csv: the file is empty"):
         read_source(tmp_path / "empty.csv")
     (tmp_path / "header.csv").write_text("sku,ds,y\n")
-    with pytest.raises(DataError, match="header.csv: the source has a header but no rows"):
+    with pytest.raises(DataError, match="header.csv: the source has a header but no rows") as info:
         read_source(tmp_path / "header.csv")
+    assert "the data path" in str(info.value) and info.value.setting == "path"
 
 
 def test_unreadable_files(tmp_path):

@@ -82,8 +82,7 @@ def tiny(tmp_path):
 
 
 def _client(workdir: Workdir) -> MlflowClient:
-    resolve_store(workdir).activate()
-    return MlflowClient()
+    return resolve_store(workdir).client()
 
 
 # --- definitions ---------------------------------------------------------------------------
@@ -182,7 +181,7 @@ def test_champion_challenger_promote_and_fresh_process_predict(tiny, tmp_path):
     assert second.run_id != first.run_id
     pd.testing.assert_frame_equal(first.evaluation.forecast, second.evaluation.forecast)
     forced = run_pipeline(load_pipeline(path), workdir, promote=True)
-    assert forced.decision.promoted and "--promote" in forced.decision.reason
+    assert forced.decision.promoted and forced.decision.reason == "forced (promote)"
     assert client.get_model_version_by_alias("tiny", "champion").version == int(forced.decision.version)
     code = textwrap.dedent(
         f"""

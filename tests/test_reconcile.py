@@ -9,7 +9,7 @@ import pytest
 import sopforecast as sf
 from sopforecast.config import ForecastConfig
 from sopforecast.errors import ConfigError, DataError
-from sopforecast.forecasting.api import forecast_hierarchy
+from sopforecast.forecasting.forecaster import Forecaster
 from sopforecast.forecasting.reconcile import aggregate_hierarchy, coherence_gap, reconcile
 
 
@@ -70,9 +70,11 @@ def test_every_method_is_coherent_on_a_grouped_hierarchy(method):
         n_jobs=1,
         clip=False,
     )
-    result = forecast_hierarchy(_bottom(), config)
-    assert coherence_gap(result.forecast, result.S, "forecast") < 1e-6
-    assert set(result.forecast["level"]) == set(result.tags)
+    fitted = Forecaster(config).fit(_bottom())
+    out = fitted.predict().forecast
+    assert coherence_gap(out, fitted.panel_.S, "forecast") < 1e-6
+    assert set(out["level"]) == set(fitted.panel_.tags)
+    assert out.groupby("unique_id").size().eq(4).all() and out["unique_id"].nunique() == len(fitted.panel_.S)
 
 
 @pytest.mark.parametrize("method", ["top_down", "middle_out"])
@@ -89,8 +91,8 @@ def test_top_down_and_middle_out_on_a_strict_hierarchy(method):
     )
     bottom = _bottom().groupby(["category", "family", "sku", "ds"], as_index=False)["y"].sum()
     bottom["unique_id"] = bottom[["category", "family", "sku"]].agg("/".join, axis=1)
-    result = forecast_hierarchy(bottom, config)
-    assert coherence_gap(result.forecast, result.S, "forecast") < 1e-6
+    fitted = Forecaster(config).fit(bottom)
+    assert coherence_gap(fitted.predict().forecast, fitted.panel_.S, "forecast") < 1e-6
 
 
 def test_top_down_refuses_grouped_hierarchy():
@@ -107,9 +109,11 @@ def test_series_that_stopped_early_forecast_from_common_origin():
     config = ForecastConfig(
         horizon=3, models="naive", windows=1, hierarchy=GROUPED, reconcile="bottom_up", n_jobs=1
     )
-    result = forecast_hierarchy(df, config)
-    assert result.extended == ["Food/Snacks/Snacks-1/South"]
-    assert result.forecast.groupby("unique_id")["ds"].min().nunique() == 1
+    fitted = Forecaster(config).fit(df)
+    assert fitted.panel_.extended == ["Food/Snacks/Snacks-1/South"]
+    out = fitted.predict().forecast
+    assert out.groupby("unique_id")["ds"].min().nunique() == 1
+    assert out["ds"].min() == pd.Timestamp("2023-07-01")  # after the common last month
 
 
 def test_level_accuracy_shows_base_and_reconciled():
@@ -122,7 +126,7 @@ def test_level_accuracy_shows_base_and_reconciled():
 
 
 def test_hierarchy_errors():
-    with pytest.raises(DataError, match=r"hierarchy columns \['brand'\] are not in the data"):
+    with pytest.raises(ConfigError, match=r"hierarchy columns \['brand'\] are not in the data"):
         sf.forecast(_bottom(), h=3, models="naive", hierarchy=["brand/sku"])
     bad = _bottom()
     bad.loc[bad.sku == "Juice-0", "family"] = np.where(

@@ -39,10 +39,14 @@ def _config(**kw) -> DataConfig:
     return DataConfig(**{"hierarchy": HIER, "drivers": ["price", "promo"], **kw})
 
 
-def _error(raw: pd.DataFrame, **kw) -> str:
+def _exc(raw: pd.DataFrame, **kw) -> DataError:
     with pytest.raises(DataError) as info:
         validate(raw, _config(**kw), source="sales.csv")
-    return str(info.value)
+    return info.value
+
+
+def _error(raw: pd.DataFrame, **kw) -> str:
+    return str(_exc(raw, **kw))
 
 
 def test_valid_panel_in_contract_format():
@@ -62,9 +66,21 @@ def test_input_frame_not_modified():
 
 
 def test_missing_column_names_it_and_suggests_mapping():
-    msg = _error(_panel().rename(columns={"y": "qty"}))
+    exc = _exc(_panel().rename(columns={"y": "qty"}))
+    msg = str(exc)
     assert "sales.csv" in msg and "missing column(s) ['y']" in msg
-    assert "--target-col" in msg and "'qty'" in msg
+    assert "setting(s) target_col" in msg and "'qty'" in msg and "--" not in msg
+    assert exc.setting == "target_col"
+
+
+def test_missing_columns_name_their_settings_first_one_carried():
+    exc = _exc(_panel().drop(columns=["ds", "sku", "price"]))
+    assert "setting(s) time_col, hierarchy, drivers" in str(exc) and exc.setting == "time_col"
+    exc = _exc(_panel().drop(columns=["promo"]))
+    assert "setting(s) drivers" in str(exc) and exc.setting == "drivers"
+    raw = _panel().assign(unique_id="A")
+    exc = _exc(raw.drop(columns=["unique_id"]), hierarchy=[], drivers=[])
+    assert "setting(s) id_col" in str(exc) and exc.setting == "id_col"
 
 
 def test_close_column_name_is_suggested():
@@ -79,7 +95,8 @@ def test_unparseable_dates_show_rows_and_fix():
     msg = _error(raw)
     assert "column 'ds' has values that are not dates" in msg
     assert "row 5: ds='2021-13-01'" in msg and "row 10" in msg
-    assert "--date-format" in msg
+    assert "set date_format to their format" in msg and "--" not in msg
+    assert _exc(raw).setting == "date_format"
 
 
 def test_date_format_option_parses_local_dates():
@@ -107,7 +124,8 @@ def test_negative_demand_error_and_clip():
     raw = _panel()
     raw.loc[7, "y"] = -3
     msg = _error(raw)
-    assert "negative value(s)" in msg and "y=-3" in msg and "--negative clip" in msg
+    assert "negative value(s)" in msg and "y=-3" in msg and "set negative: clip" in msg
+    assert "--" not in msg and _exc(raw).setting == "negative"
     out = validate(raw, _config(negative="clip"), source="sales.csv")
     assert out.report.negatives_clipped == 1 and out.frame["y"].min() == 0.0
 
@@ -116,7 +134,8 @@ def test_duplicate_rows_error_and_sum():
     raw = pd.concat([_panel(), _panel().iloc[[2]]], ignore_index=True)
     msg = _error(raw)
     assert "2 rows share a series and period" in msg and "sku='S1'" in msg
-    assert "--duplicates sum" in msg
+    assert "set duplicates: sum" in msg and "--" not in msg
+    assert _exc(raw).setting == "duplicates"
     out = validate(raw, _config(duplicates="sum"), source="sales.csv")
     row = out.frame[(out.frame.unique_id == "C/F1/S1/North/Retail") & (out.frame.ds == "2021-03-01")]
     assert row["y"].item() == 2 * 12.0
@@ -126,7 +145,8 @@ def test_dates_off_the_monthly_calendar():
     raw = _panel()
     raw.loc[0, "ds"] = "2021-01-15"
     msg = _error(raw)
-    assert "off the 'MS' calendar" in msg and "ds=2021-01-15" in msg and "--freq" in msg
+    assert "off the 'MS' calendar" in msg and "ds=2021-01-15" in msg and "Set freq" in msg
+    assert "align_dates: true" in msg and "--" not in msg and _exc(raw).setting == "freq"
 
 
 def test_align_dates_moves_invoice_dates_to_month_start():
@@ -146,7 +166,8 @@ def test_weekly_data_with_monthly_freq_names_the_weekly_freq():
 
 def test_monthly_data_with_daily_freq_is_refused():
     msg = _error(_panel(), freq="D")
-    assert "'MS' periods" in msg and "--freq MS" in msg
+    assert "'MS' periods" in msg and "Set freq to MS." in msg and "--" not in msg
+    assert _exc(_panel(), freq="D").setting == "freq"
 
 
 def test_unknown_freq_is_a_config_error():
@@ -159,10 +180,22 @@ def test_missing_values_error_and_zero_policy():
     raw.loc[5, "y"] = np.nan
     raw.loc[6, "price"] = np.nan
     msg = _error(raw)
-    assert "column 'y' is empty in 1 row(s)" in msg and "--missing zero" in msg
+    assert "column 'y' is empty in 1 row(s)" in msg and "set missing: zero" in msg
+    assert "--" not in msg and _exc(raw).setting == "missing"
     out = validate(raw, _config(missing="zero"), source="sales.csv")
     assert out.report.missing_filled == 1
     assert out.frame["price"].notna().all() and out.frame["y"].notna().all()
+
+
+def test_driver_empty_in_every_period_of_a_series_is_refused():
+    raw = _panel()
+    raw.loc[raw["sku"] == "S2", "price"] = np.nan  # S2 North and South have no price at all
+    raw.loc[3, "price"] = np.nan  # S1 has a gap, carried forward
+    exc = _exc(raw, missing="zero")
+    msg = str(exc)
+    assert "driver 'price' is empty for every period of series" in msg
+    assert "C/F1/S2/North/Retail" in msg and "C/F1/S2/South/Retail" in msg and "S1" not in msg
+    assert "Fill it in the export" in msg and exc.setting == "drivers"
 
 
 def test_gaps_are_filled_with_zero_and_reported():
@@ -225,3 +258,57 @@ def test_messages_use_the_source_column_names():
     raw = pd.concat([raw.assign(qty=1.0), raw.iloc[[0]].assign(qty=1.0)], ignore_index=True)
     with pytest.raises(DataError, match="month=2021-01-01, qty=1"):
         validate(raw, _config(time_col="month", target_col="qty"), source="erp.csv")
+
+
+def test_infinite_demand_is_refused_with_column_and_rows():
+    raw = _panel()
+    raw.loc[4, "y"] = np.inf
+    msg = _error(raw)
+    assert "sales.csv" in msg and "column 'y' has 1 infinite value(s)" in msg
+    assert "row 5:" in msg and "y=inf" in msg and "not demand quantities" in msg
+    assert "Correct the cells in the export" in msg
+
+
+def test_infinite_demand_is_refused_even_when_empty_cells_read_as_zero():
+    raw = _panel().astype({"y": object})
+    raw.loc[4, "y"] = "inf"  # as a CSV cell reads
+    assert "infinite value(s)" in _error(raw, missing="zero")
+
+
+def test_negative_infinite_driver_is_refused_under_every_policy():
+    raw = _panel()
+    raw.loc[6, "price"] = -np.inf
+    for missing in ("error", "zero"):
+        msg = _error(raw, missing=missing)
+        assert "column 'price' has 1 infinite value(s)" in msg and "price=-inf" in msg
+        assert "a driver must be finite" in msg and "missing: zero" in msg
+
+
+def test_huge_demand_is_refused_as_outlier():
+    raw = _panel()
+    raw.loc[2, "y"] = 1e300
+    msg = _error(raw, negative="clip", missing="zero")
+    assert "column 'y' has 1 outlier(s) beyond ±1e+12" in msg
+    assert "row 3:" in msg and "y=1e+300" in msg and "larger units" in msg
+
+
+def test_huge_driver_is_refused_as_outlier():
+    raw = _panel()
+    raw.loc[[1, 8], "promo"] = 4006381333931  # a barcode in the promo column
+    msg = _error(raw)
+    assert "column 'promo' has 2 outlier(s)" in msg and "promo=4006381333931" in msg
+
+
+def test_values_up_to_the_limit_pass_and_input_is_untouched():
+    from sopforecast.data.schema import MAX_ABS_VALUE
+
+    raw = _panel()
+    raw.loc[0, "y"] = MAX_ABS_VALUE
+    raw.loc[1, "price"] = -MAX_ABS_VALUE
+    raw.loc[2, "y"] = np.inf
+    before = raw.copy()
+    _error(raw)
+    pd.testing.assert_frame_equal(raw, before)
+    raw.loc[2, "y"] = 5.0
+    out = validate(raw, _config(), source="sales.csv")
+    assert out.frame["y"].max() == MAX_ABS_VALUE and np.isfinite(out.frame["price"]).all()

@@ -18,7 +18,7 @@ from ..config import ForecastConfig
 from ..data.competitions import load_m3
 from ..forecasting.models import build_stats_model, resolve_models
 from ..workdir import Workdir
-from .m3 import _frames
+from .m3 import frames
 
 __all__ = ["direct_seconds", "pipeline_seconds", "main"]
 
@@ -31,7 +31,7 @@ def direct_seconds(models: list[str], n_jobs: int = -1) -> float:
     from statsforecast import StatsForecast
 
     data = load_m3("monthly")
-    train, _ = _frames(data, "monthly")
+    train, _ = frames(data, "monthly")
     h = data.horizon["monthly"]
     start = time.perf_counter()
     sf = StatsForecast(models=[build_stats_model(m, 12) for m in models], freq="MS", n_jobs=n_jobs)

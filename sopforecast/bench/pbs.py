@@ -18,7 +18,7 @@ import pandas as pd
 from ..config import DataConfig, ForecastConfig
 from ..data.pbs import load_pbs
 from ..data.schema import validate
-from ..forecasting.api import forecast_hierarchy
+from ..forecasting.forecaster import Forecaster
 from ..forecasting.metrics import evaluate_backtest, summarise_metrics
 from ..forecasting.reconcile import METHODS, coherence_gap, reconcile
 
@@ -62,10 +62,11 @@ def holdout_accuracy(
         level=[80, 95],
     )
     start = time.perf_counter()
-    result = forecast_hierarchy(train, config)
+    forecaster = Forecaster(config).fit(train)
+    result = forecaster.predict()
     base_seconds = time.perf_counter() - start
     base = result.forecast
-    residuals = result.base.backtest.chosen_cv if result.base.backtest is not None else None
+    residuals = result.backtest.chosen_cv if result.backtest is not None else None
     timings = {"base": base_seconds}
     columns = {}
     methods = [m for m in METHODS if residuals is not None or m not in ("wls_var", "mint_shrink")]
@@ -73,8 +74,8 @@ def holdout_accuracy(
         start = time.perf_counter()
         rec = reconcile(
             base,
-            result.S,
-            result.tags,
+            forecaster.panel_.S,
+            forecaster.panel_.tags,
             methods=[method],
             residuals=residuals,
             history=train,  # only for series without backtest residuals
@@ -92,7 +93,7 @@ def holdout_accuracy(
     actual, _, _ = aggregate_hierarchy(history[["unique_id", "ds", "y", *keys]], HIERARCHY)
     frame = wide.merge(actual, on=["unique_id", "ds"], how="left").assign(cutoff=origin)
     names = ["base", *methods]
-    coherence = {m: coherence_gap(frame, result.S, m) for m in names}
+    coherence = {m: coherence_gap(frame, forecaster.panel_.S, m) for m in names}
     insample = actual[actual["ds"] <= origin]
     scored = evaluate_backtest(frame, insample, names, season_length=12)
     table = summarise_metrics(scored, frame, by=result.levels)
@@ -100,12 +101,12 @@ def holdout_accuracy(
     overall = summarise_metrics(scored, frame).rename(columns={"model": "method"}).assign(level="all")
     table = pd.concat([table, overall], ignore_index=True)
     table["coherence_gap"] = table["method"].map(coherence)
-    order = {name: i for i, name in enumerate([*result.tags, "all"])}
+    order = {name: i for i, name in enumerate([*forecaster.panel_.tags, "all"])}
     table = table.sort_values(["level", "method"], key=lambda s: s.map(order) if s.name == "level" else s)
     return {
         "table": table.reset_index(drop=True),
-        "series": int(result.S.shape[0]),
-        "bottom": int(result.S.shape[1] - 1),
+        "series": int(forecaster.panel_.S.shape[0]),
+        "bottom": int(forecaster.panel_.S.shape[1] - 1),
         "origin": str(origin.date()),
         "seconds": timings,
         "models": base.groupby("unique_id")["model"].first().value_counts().to_dict(),

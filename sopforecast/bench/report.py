@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["m3_table", "coverage_table", "pbs_table", "main"]
+__all__ = ["m3_table", "m3_time_table", "coverage_table", "pbs_table", "main"]
 
 GROUPS = ["yearly", "quarterly", "monthly", "other", "all"]
 
@@ -28,7 +28,7 @@ def m3_table(folder: Path) -> str:
     rows = pd.DataFrame(json.loads((folder / "m3_results.json").read_text()))
     table = rows.pivot_table(index="model", columns="group", values="smape", aggfunc="first")
     table = table[[g for g in GROUPS if g in table.columns]].round(2)
-    order = ["auto", "mean(ETS,ARIMA,Theta,CES)"]
+    order = ["auto", "reference mean(ETS,ARIMA,Theta,CES)"]
     table = table.reindex(order + sorted(i for i in table.index if i not in order)).dropna(how="all")
     seconds = rows[rows["model"] == "auto"].set_index("group")["seconds"]
     out = table.reset_index().rename(columns={"model": "model (sMAPE)"})
@@ -37,6 +37,18 @@ def m3_table(folder: Path) -> str:
         f"{g} {seconds[g]:.0f}" for g in GROUPS if g in seconds.index
     )
     return text
+
+
+def m3_time_table(folder: Path) -> str:
+    """Wall seconds per group: ``auto`` by stage, each reference model, the reference sum."""
+    rows = pd.DataFrame(json.loads((folder / "m3_results.json").read_text()))
+    stages = [c for c in rows.columns if c.startswith("seconds_")]
+    auto = rows[rows["model"] == "auto"].set_index("group")[["seconds", *stages]]
+    auto = auto.rename(columns={c: f"auto {c.removeprefix('seconds_')}" for c in stages})
+    auto = auto.rename(columns={"seconds": "auto total"})
+    others = rows[rows["model"] != "auto"].pivot_table(index="group", columns="model", values="seconds")
+    table = auto.join(others).reindex([g for g in GROUPS if g in auto.index]).round(1)
+    return _md(table.reset_index().fillna("-"))
 
 
 def coverage_table(folder: Path, group: str = "monthly") -> str:
@@ -67,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.m3:
         print("## M3 sMAPE\n\n" + m3_table(args.m3) + "\n")
+        print("## M3 wall time, seconds\n\n" + m3_time_table(args.m3) + "\n")
         print("## M3 monthly interval coverage\n\n" + coverage_table(args.m3) + "\n")
     if args.pbs:
         for metric in ("mase", "wape"):

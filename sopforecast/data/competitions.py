@@ -13,9 +13,13 @@ import pandas as pd
 
 from ..errors import DataError, SopforecastError
 
-__all__ = ["CompetitionData", "load_m1", "load_m3", "load_tourism"]
+__all__ = ["CompetitionData", "FREQ", "START", "load_m1", "load_m3", "load_tourism", "to_dates"]
 
 _SEASON = {"yearly": 1, "quarterly": 4, "monthly": 12, "other": 1}
+# integer steps become synthetic dates so the engine's frequency logic applies;
+# "other" has no calendar, so it runs as a non-seasonal yearly series
+FREQ = {"yearly": "YS", "quarterly": "QS", "monthly": "MS", "other": "YS"}
+START = {"yearly": "1750-01-01", "quarterly": "1900-01-01", "monthly": "1900-01-01", "other": "1750-01-01"}
 
 
 @dataclass(frozen=True)
@@ -85,3 +89,25 @@ def load_m1(group: str = "all") -> CompetitionData:
 def load_tourism(group: str = "all") -> CompetitionData:
     """Tourism competition: 1311 series (yearly, quarterly, monthly)."""
     return _load("tourism", group)
+
+
+def to_dates(frame: pd.DataFrame, group: str) -> pd.DataFrame:
+    """Replace the integer steps (1, 2, ...) by dates of the group's synthetic calendar.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Long frame whose ``ds`` holds integer steps starting at 1, as the loaders return it.
+    group : str
+        Competition group: yearly, quarterly, monthly or other; sets the calendar's
+        frequency (:data:`FREQ`) and first date (:data:`START`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``frame`` with ``ds`` as timestamps; the input is untouched.
+    """
+    if group not in FREQ:
+        raise DataError(f"no calendar for group {group!r}; valid: {', '.join(FREQ)}.")
+    calendar = pd.date_range(START[group], periods=int(frame["ds"].max()), freq=FREQ[group])
+    return frame.assign(ds=calendar[frame["ds"].to_numpy() - 1])

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 
-__all__ = ["generate_demand", "DEMO_DESCRIPTION"]
+__all__ = ["generate_demand", "generate_plan", "DEMO_DESCRIPTION", "DemoPlan"]
 
 DEMO_DESCRIPTION = (
     "Synthetic monthly sales of consumer goods: categories, families and SKUs sold in four "
@@ -93,6 +93,30 @@ def generate_demand(
     )
     frame = frame.sort_values(["category", "family", "sku", "region", "channel", "ds"], kind="stable")
     return frame.reset_index(drop=True)
+
+
+class DemoPlan:
+    """Demo history with the promotion calendar / price plan of the months after it, and
+    what those months then sold (for checking a forecast)."""
+
+    def __init__(self, history: pd.DataFrame, future: pd.DataFrame, actuals: pd.DataFrame) -> None:
+        self.history, self.future, self.actuals = history, future, actuals
+
+
+def generate_plan(n_series: int = 500, periods: int = 60, horizon: int = 18, seed: int = 0) -> DemoPlan:
+    """The demo data split at ``periods``: history, then the drivers planned for the next
+    ``horizon`` months (``category, family, sku, region, channel, ds, price, promo``: the
+    sales team's promotion calendar) and the demand that followed. All
+    ``periods + horizon`` months are simulated at once, so the history is not
+    ``generate_demand(periods=periods)``'s."""
+    full = generate_demand(n_series=n_series, periods=periods + horizon, seed=seed)
+    cut = pd.Timestamp("2021-01-01") + pd.DateOffset(months=periods)
+    history = full[full["ds"] < cut].reset_index(drop=True)
+    later = full[full["ds"] >= cut]
+    keys = ["category", "family", "sku", "region", "channel"]
+    future = later[[*keys, "ds", "price", "promo"]].reset_index(drop=True)
+    actuals = later[[*keys, "ds", "y"]].reset_index(drop=True)
+    return DemoPlan(history, future, actuals)
 
 
 def _keys(n_series: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

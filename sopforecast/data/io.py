@@ -70,7 +70,8 @@ def read_source(
     if frame.shape[0] == 0:
         raise DataError(
             f"{where}: the source has a header but no rows. "
-            "Export the demand history again, or point --data at the right file."
+            "Export the demand history again, or point the data path at the right file.",
+            setting="path",
         )
     logger.info("Read %d rows and %d columns from %s", frame.shape[0], frame.shape[1], where)
     frame.attrs["source"] = where
@@ -84,14 +85,18 @@ def _read_file(path: Path, *, sheet: str | int | None) -> pd.DataFrame:
             near = sorted(p.name for p in path.parent.iterdir() if p.suffix in SUPPORTED_SUFFIXES)
             if near:
                 hint = f" Files there: {', '.join(near[:5])}."
-        raise DataError(f"{path}: file not found.{hint} Check the path given with --data.")
+        raise DataError(f"{path}: file not found.{hint} Check the data path.", setting="path")
     if path.is_dir():
-        raise DataError(f"{path}: is a folder, not a file. Point --data at a CSV, Parquet or Excel file.")
+        raise DataError(
+            f"{path}: is a folder, not a file. Point the data path at a CSV, Parquet or Excel file.",
+            setting="path",
+        )
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise DataError(
             f"{path}: unknown file type {suffix!r}. Supported: CSV (.csv), Parquet (.parquet), "
-            "Excel (.xlsx), or a database URL such as sqlite:///erp.db with --table."
+            "Excel (.xlsx), or a database URL such as sqlite:///erp.db (then give table or query).",
+            setting="path",
         )
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty (0 bytes). Export the demand history again.")
@@ -116,8 +121,9 @@ def _read_sql(url: str, *, table: str | None, query: str | None) -> pd.DataFrame
 
     if (table is None) == (query is None):
         raise DataError(
-            f"{_redact(url)}: give exactly one of --table NAME or --query 'SELECT ...' "
-            "to read demand history from a database."
+            f"{_redact(url)}: give table or query (exactly one: a table name or 'SELECT ...') "
+            "to read demand history from a database.",
+            setting="table",
         )
     try:
         engine = sa.create_engine(url)

@@ -4,7 +4,8 @@
 (``unique_id``, ``ds``, ``y``, then hierarchy keys and drivers) or raises a
 :class:`~sopforecast.errors.DataError` that names the source, the column, a few offending
 rows and the fix. What it repairs by policy (gaps, clipped negatives, empty cells) it
-records in a :class:`ValidationReport`; nothing is dropped silently.
+records in a :class:`ValidationReport`; nothing is dropped silently. Infinite values and
+values beyond :data:`MAX_ABS_VALUE` are refused under every policy: no policy can repair them.
 """
 
 from __future__ import annotations
@@ -19,10 +20,17 @@ from ..config import DataConfig
 from ..errors import DataError, format_examples
 from .hierarchy import PATH_SEP, check_nesting
 
-__all__ = ["validate", "ValidatedData", "ValidationReport"]
+__all__ = ["validate", "ValidatedData", "ValidationReport", "MAX_ABS_VALUE"]
 
 _THOUSANDS = re.compile(r"^\s*-?\d{1,3}(,\d{3})+(\.\d+)?\s*$")
 _SHOW = 5
+
+#: Largest demand or driver value accepted, in absolute terms (a trillion). No quantity of
+#: one series in one period and no driver comes near it; larger values are export errors (a
+#: 13-digit barcode pasted into the quantity column is ~4e12). Kept far below where float64
+#: arithmetic breaks (squares overflow near 1e154, sums lose whole units past 9e15), so
+#: model fits and interval variances never turn into inf.
+MAX_ABS_VALUE = 1e12
 
 
 @dataclass
@@ -148,6 +156,7 @@ def validate(raw: pd.DataFrame, config: DataConfig, *, source: str | None = None
     _check_keys(frame, keys, where)
     if config.hierarchy:
         check_nesting(frame, config.hierarchy, where=where)
+    _check_values(frame, config, where)
     frame = _apply_missing(frame, config, where, report)
     frame = _apply_negative(frame, config, where, report)
     frame["unique_id"] = _series_ids(frame, config)
@@ -193,7 +202,8 @@ def _row_cols(config: DataConfig) -> list[str]:
 def _show(value) -> str:
     if isinstance(value, pd.Timestamp):
         return value.strftime("%Y-%m-%d") if value == value.normalize() else str(value)
-    if isinstance(value, float) and value.is_integer():
+    # past 1e15 int() would print float noise as digits; repr gives 1e+300
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return repr(value)
 
@@ -202,11 +212,13 @@ def _check_columns(raw: pd.DataFrame, config: DataConfig, where: str) -> None:
     import difflib
 
     present = [str(c) for c in raw.columns]
+    # each column by the setting that names it (the CLI adds its option to the first)
+    key_setting = ("hierarchy" if config.hierarchy else "keys") if config.keys else "id_col"
     needed = {
-        config.time_col: "--time-col",
-        config.target_col: "--target-col",
-        **{k: "--keys" for k in config.series_columns},
-        **{d: "--driver" for d in config.drivers},
+        config.time_col: "time_col",
+        config.target_col: "target_col",
+        **{k: key_setting for k in config.series_columns},
+        **{d: "drivers" for d in config.drivers},
     }
     missing = [c for c in needed if c not in present]
     if not missing:
@@ -216,11 +228,12 @@ def _check_columns(raw: pd.DataFrame, config: DataConfig, where: str) -> None:
         close = difflib.get_close_matches(col, present, n=1, cutoff=0.6)
         if close:
             hints.append(f"column {close[0]!r} looks like {col!r}")
-    role = ", ".join(sorted({needed[c] for c in missing}))
+    settings = list(dict.fromkeys(needed[c] for c in missing))
     raise DataError(
         f"{where}: missing column(s) {missing}. Columns found: {format_examples(present, 12)}. "
         + (f"{'; '.join(hints)}. " if hints else "")
-        + f"Rename the column(s) in the file or map them with {role} (or in the pipeline's data: section)."
+        + f"Rename the column(s) in the file or map them with the setting(s) {', '.join(settings)}.",
+        setting=settings[0],
     )
 
 
@@ -237,8 +250,9 @@ def _parse_dates(values: pd.Series, config: DataConfig, where: str) -> pd.Series
             raise DataError(
                 f"{where}: column {col!r} has values that are not dates{fmt}:\n"
                 f"{_rows(values.to_frame(), bad, [col])}\n"
-                "Write dates as YYYY-MM-DD (e.g. 2024-01-01), or give their format with "
-                "--date-format (e.g. %d.%m.%Y)."
+                "Write dates as YYYY-MM-DD (e.g. 2024-01-01), or set date_format to their "
+                "format (e.g. %d.%m.%Y).",
+                setting="date_format",
             )
     if parsed.isna().any():
         raise DataError(
@@ -294,6 +308,41 @@ def _check_keys(frame: pd.DataFrame, keys: list[str], where: str) -> None:
                 )
 
 
+def _check_values(frame: pd.DataFrame, config: DataConfig, where: str) -> None:
+    """Refuse inf/-inf and values beyond MAX_ABS_VALUE in demand and drivers.
+
+    Unlike an empty cell, an infinite value is not read as zero demand or carried forward
+    under ``missing: zero``: it is a broken formula in the export, not an absent value.
+    """
+    for col in ["y", *config.drivers]:
+        values = frame[col].to_numpy(dtype=float)
+        name = config.target_col if col == "y" else col
+        what = "demand quantities" if col == "y" else "driver values (a driver must be finite)"
+        shown = [*_row_cols(config), name]
+        infinite = np.isinf(values)
+        if infinite.any():
+            refill = (
+                ", or leave them empty and set missing: zero to carry the series' last known value forward"
+            )
+            refill = "" if col == "y" else refill
+            raise DataError(
+                f"{where}: column {name!r} has {int(infinite.sum())} infinite value(s):\n"
+                f"{_rows(_source_view(frame, config), infinite, shown)}\n"
+                f"inf and -inf are not {what}; they usually come from a division by zero in a "
+                f"formula of the export. Correct the cells in the export{refill}.",
+                setting=None if col == "y" else "missing",
+            )
+        huge = np.abs(values) > MAX_ABS_VALUE
+        if huge.any():
+            raise DataError(
+                f"{where}: column {name!r} has {int(huge.sum())} outlier(s) beyond "
+                f"±{MAX_ABS_VALUE:.0e}, too large for {what} and for the models' arithmetic:\n"
+                f"{_rows(_source_view(frame, config), huge, shown)}\n"
+                "Correct the cells in the export (an id or barcode pasted into the column?); "
+                "if the values are real, express them in larger units (e.g. thousands)."
+            )
+
+
 def _apply_missing(frame, config: DataConfig, where: str, report: ValidationReport):
     cols = ["y", *config.drivers]
     empty = frame[cols].isna()
@@ -306,8 +355,9 @@ def _apply_missing(frame, config: DataConfig, where: str, report: ValidationRepo
         raise DataError(
             f"{where}: column {name!r} is empty in {int(mask.sum())} row(s):\n"
             f"{_rows(_source_view(frame, config), mask, [*_row_cols(config), name])}\n"
-            "Fill the cells, or set missing: zero (--missing zero) to read empty demand as "
-            "zero and carry drivers forward."
+            "Fill the cells, or set missing: zero to read empty demand as "
+            "zero and carry drivers forward.",
+            setting="missing",
         )
     frame = frame.copy()
     report.missing_filled = int(empty["y"].sum())
@@ -318,7 +368,23 @@ def _apply_missing(frame, config: DataConfig, where: str, report: ValidationRepo
         frame.loc[order, config.drivers] = grouped.ffill().values
         grouped = frame.loc[order].groupby(config.series_columns, sort=False)[config.drivers]
         frame.loc[order, config.drivers] = grouped.bfill().values
+        _check_empty_drivers(frame, config, where)
     return frame
+
+
+def _check_empty_drivers(frame: pd.DataFrame, config: DataConfig, where: str) -> None:
+    """Refuse a driver still empty after carrying values: no period of its series has one."""
+    for driver in config.drivers:
+        empty = frame[driver].isna()
+        if not empty.any():
+            continue
+        ids = frame.loc[empty, config.series_columns].astype(str).agg(PATH_SEP.join, axis=1)
+        raise DataError(
+            f"{where}: driver {driver!r} is empty for every period of series "
+            f"{format_examples(ids.unique())}; there is no value to carry forward. "
+            "Fill it in the export, or drop it from drivers.",
+            setting="drivers",
+        )
 
 
 def _apply_negative(frame, config: DataConfig, where: str, report: ValidationReport):
@@ -330,8 +396,9 @@ def _apply_negative(frame, config: DataConfig, where: str, report: ValidationRep
             f"{where}: column {config.target_col!r} has {int(negative.sum())} negative value(s) "
             f"(returns or corrections?):\n"
             f"{_rows(_source_view(frame, config), negative, [*_row_cols(config), config.target_col])}\n"
-            "Net them out in the export, or set negative: clip (--negative clip) to treat them "
-            "as zero demand."
+            "Net them out in the export, or set negative: clip to treat them "
+            "as zero demand.",
+            setting="negative",
         )
     report.negatives_clipped = int(negative.sum())
     frame = frame.copy()
@@ -364,14 +431,17 @@ def _check_freq(frame, config: DataConfig, where: str, report: ValidationReport)
             f"{where}: column {config.time_col!r} has {int((~on_grid).sum())} date(s) off the "
             f"{config.freq!r} calendar (freq {config.freq} wants {_describe(config.freq)}):\n"
             f"{_rows(_source_view(frame, config), ~on_grid, _row_cols(config))}\n"
-            f"{looks} Pass the frequency of the data with --freq, or set align_dates: true "
-            "(--align-dates) to move each date to the start of its period."
+            f"{looks} Set freq to the frequency of the data"
+            + (f" ({guess})" if guess else "")
+            + ", or set align_dates: true to move each date to the start of its period.",
+            setting="freq",
         )
     guess = _guess_freq(frame)
     if guess is not None and _coarser(guess, config.freq, frame["ds"]):
         raise DataError(
             f"{where}: the dates in {config.time_col!r} are {guess!r} periods, but frequency "
-            f"{config.freq!r} was asked; every gap would be filled with zeros. Pass --freq {guess}."
+            f"{config.freq!r} was asked; every gap would be filled with zeros. Set freq to {guess}.",
+            setting="freq",
         )
     return frame
 
@@ -403,7 +473,7 @@ def _guess_freq(frame: pd.DataFrame) -> str | None:
 
 
 def _coarser(guess: str, asked: str, ds: pd.Series) -> bool:
-    """Whether the data's steps span several of the asked periods (monthly data, --freq D)."""
+    """Whether the data's steps span several of the asked periods (monthly data, freq D)."""
     grid = pd.date_range(ds.min(), periods=3, freq=asked)
     step_asked = (grid[1] - grid[0]) / pd.Timedelta(days=1)
     grid_guess = pd.date_range(ds.min(), periods=3, freq=guess)
@@ -430,7 +500,8 @@ def _apply_duplicates(frame, config: DataConfig, where: str, report: ValidationR
             f"{where}: {int(dup.sum())} rows share a series and period with another row:\n"
             f"{_rows(_source_view(frame, config), dup, [*_row_cols(config), config.target_col])}\n"
             "Each series needs one row per period. Aggregate the export per key and period, "
-            "or set duplicates: sum (--duplicates sum) to add such rows up."
+            "or set duplicates: sum to add such rows up.",
+            setting="duplicates",
         )
     report.duplicates_summed = int(dup.sum())
     agg = {"y": "sum", **{k: "first" for k in config.keys}, **{d: "mean" for d in config.drivers}}
@@ -471,8 +542,9 @@ def _check_lengths(frame: pd.DataFrame, config: DataConfig, where: str, report) 
         raise DataError(
             f"{where}: {len(short)} series have fewer than {config.min_length} periods of history, "
             f"which the models need: {format_examples([f'{i} ({n})' for i, n in short.items()])}. "
-            "Set short_series: report (--short-series report) to forecast them with the "
-            "short-history fallback, or lower min_length."
+            "Set short_series: report to forecast them with the "
+            "short-history fallback, or lower min_length.",
+            setting="short_series",
         )
     report.short_series = [str(i) for i in short.index]
     totals = by_series["y"].sum()

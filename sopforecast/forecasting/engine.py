@@ -1,14 +1,14 @@
-"""The forecasting engine: backtest, select, forecast with intervals, reconcile.
+"""The forecasting engine's building blocks: candidates per demand class, the rolling-origin
+backtest with selection, the driver effect, and intervals.
 
-``forecast`` and ``backtest`` are the public verbs; both take a long frame and a
-:class:`~sopforecast.config.ForecastConfig` and return frames. The engine is a setting
-(``n_jobs`` locally today), not a different API.
+:class:`~sopforecast.forecasting.forecaster.Forecaster` wires them; nothing else should
+call them directly. The engine is a setting (``n_jobs`` locally today), not a different API.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -16,19 +16,30 @@ import pandas as pd
 from ..config import ForecastConfig
 from ..data.profile import classify_demand
 from ..errors import ConfigError, DataError
+from .drivers import baseline_future
 from .intervals import conformal_bounds
 from .metrics import evaluate_backtest, summarise_metrics
-from .ml import MLSettings, default_features, ml_backtest, ml_forecast
-from .models import CATALOGUE, CLASS_CANDIDATES, default_season_length, resolve_models
+from .ml import MLSettings, default_features, ml_backtest
+from .models import CATALOGUE, CLASS_CANDIDATES, class_candidates, default_season_length, resolve_models
 from .selection import Selection, combine_forecasts, select_models, series_scale
-from .stats import StatsRun, stats_backtest, stats_forecast
+from .stats import StatsRun, stats_backtest
 
 __all__ = [
-    "ForecastResult",
     "BacktestResult",
     "run_backtest",
-    "run_forecast",
     "check_backtest_fits",
+    "candidates",
+    "model_groups",
+    "stats_run",
+    "ml_settings",
+    "selection_for_all",
+    "attach_intervals",
+    "apply_driver_effect",
+    "main_season",
+    "season_of",
+    "is_auto",
+    "check_season",
+    "ML_ALIAS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -48,38 +59,28 @@ class BacktestResult:
     chosen_cv: pd.DataFrame | None = None
 
 
-@dataclass
-class ForecastResult:
-    """The forecast frame and everything a planner or data scientist asks about it."""
-
-    forecast: pd.DataFrame
-    backtest: BacktestResult | None
-    classes: pd.DataFrame
-    short_history: list[str] = field(default_factory=list)
-    candidates: pd.DataFrame | None = None  # every candidate model's forecast, wide
-
-
-def _season(config: ForecastConfig) -> int | list[int]:
+def season_of(config: ForecastConfig) -> int | list[int]:
     return config.season_length if config.season_length is not None else default_season_length(config.freq)
 
 
-def _main_season(season: int | list[int]) -> int:
+def main_season(season: int | list[int]) -> int:
     return max(season) if isinstance(season, list) else season
 
 
-def _is_auto(config: ForecastConfig) -> bool:
+def is_auto(config: ForecastConfig) -> bool:
     return isinstance(config.models, str) and config.models.strip().lower() == "auto"
 
 
-def _candidates(config: ForecastConfig, classes: pd.DataFrame):
+def candidates(config: ForecastConfig, classes: pd.DataFrame):
     """Statistical models to run, whether LightGBM runs, and the aliases each demand class
     may choose from."""
     names = resolve_models(config.models)
-    if _is_auto(config):
+    if is_auto(config):
         present = set(classes["demand_class"].astype(str))
-        names = sorted({m for c in present for m in CLASS_CANDIDATES.get(c, ())})
+        by_class = class_candidates(main_season(season_of(config)))
+        names = sorted({m for c in present for m in by_class.get(c, ())})
         use_ml = len(classes) >= config.ml_min_series
-        per_class = {c: [CATALOGUE[m].alias for m in CLASS_CANDIDATES[c]] for c in CLASS_CANDIDATES}
+        per_class = {c: [CATALOGUE[m].alias for m in by_class[c]] for c in by_class}
         if use_ml:
             for cls in ML_CLASSES:
                 per_class[cls] = [*per_class[cls], ML_ALIAS]
@@ -91,7 +92,7 @@ def _candidates(config: ForecastConfig, classes: pd.DataFrame):
     return stats, use_ml, per_class
 
 
-def _ml_settings(df: pd.DataFrame, config: ForecastConfig) -> MLSettings:
+def ml_settings(df: pd.DataFrame, config: ForecastConfig) -> MLSettings:
     # text columns (hierarchy keys) are static features; numeric ones only when named drivers
     reserved = {"unique_id", "ds", "y", *config.drivers}
     statics = [
@@ -126,40 +127,79 @@ def _ml_backtest_part(df: pd.DataFrame, config: ForecastConfig) -> pd.DataFrame 
     part = df[sizes >= need]
     if part.empty:
         return None
+    drivers = list(config.drivers)
+
+    def baseline(future: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame:
+        return baseline_future(future, train, drivers)
+
     cv = ml_backtest(
         part,
         config.horizon,
-        _ml_settings(df, config),
+        ml_settings(df, config),
         n_windows=config.windows,
         step_size=config.step,
+        baseline=baseline if drivers else None,
     )
-    return cv[["unique_id", "ds", "cutoff", ML_ALIAS]]
+    keep = [c for c in cv.columns if c in ("unique_id", "ds", "cutoff") or c.startswith(ML_ALIAS)]
+    return cv[keep]
 
 
-def _model_groups(df, config, classes, names) -> list[tuple[pd.DataFrame, tuple[str, ...]]]:
+EFFECT_RANGE = (0.2, 5.0)  # a driver moves demand by at most 5x either way
+
+
+def apply_driver_effect(wide: pd.DataFrame, aliases: list[str]) -> pd.DataFrame:
+    """Carry the drivers' effect into models that cannot see drivers.
+
+    LightGBM forecasts every series twice: under the planned drivers (``LightGBM``) and
+    under the baseline without the plan's promotions and price moves
+    (``LightGBM|baseline``). Their ratio, clipped to :data:`EFFECT_RANGE`, is the
+    drivers' effect per series and period; each statistical candidate (and its interval
+    bounds) is multiplied by it, so a promotion lifts every candidate, not only LightGBM.
+    Rows without a LightGBM forecast keep their values. Returns a new frame.
+    """
+    base_col = f"{ML_ALIAS}|baseline"
+    if base_col not in wide.columns:
+        return wide
+    planned, base = wide[ML_ALIAS].to_numpy(dtype=float), wide[base_col].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where((base > 0) & np.isfinite(planned), planned / base, 1.0)
+    ratio = np.clip(np.nan_to_num(ratio, nan=1.0), *EFFECT_RANGE)
+    out = wide.drop(columns=base_col)
+    cols = [c for c in out.columns if c in aliases or any(c.startswith(f"{a}-") for a in aliases)]
+    out[cols] = out[cols].mul(ratio, axis=0)
+    return out
+
+
+def model_groups(df, config, classes, names) -> list[tuple[pd.DataFrame, tuple[str, ...]]]:
     """Split the panel so each series runs only its class's candidates under ``auto``
     (no ARIMA on lumpy demand, no Croston on smooth); otherwise one group, every model."""
     if not names:
         return []
-    if not _is_auto(config):
+    if not is_auto(config):
         return [(df, tuple(names))]
     cls = df["unique_id"].map(classes.set_index("unique_id")["demand_class"].astype(str))
+    by_class = class_candidates(main_season(season_of(config)))
     groups = []
     for name, part in df.groupby(cls, sort=True):
-        models = tuple(m for m in CLASS_CANDIDATES.get(name, ("naive",)) if m in names) or ("naive",)
+        models = tuple(m for m in by_class.get(name, ("naive",)) if m in names) or ("naive",)
         groups.append((part, models))
     return groups
 
 
-def _stats_run(config: ForecastConfig, models: tuple[str, ...]) -> StatsRun:
+def stats_run(
+    config: ForecastConfig, models: tuple[str, ...], interval_models: tuple[str, ...] = ()
+) -> StatsRun:
+    """Settings of a statsforecast run; ``interval_models`` forecast with native intervals."""
     return StatsRun(
         models,
         config.freq,
-        _season(config),
+        season_of(config),
         tuple(config.level),
         config.params,
         config.n_jobs,
         engine=config.engine,
+        refit=config.refit,
+        interval_models=interval_models,
     )
 
 
@@ -172,7 +212,8 @@ def check_backtest_fits(df: pd.DataFrame, config: ForecastConfig) -> None:
         raise DataError(
             f"too little history for {config.windows} backtest window(s) of {config.horizon} "
             f"periods every {step}: that needs at least {need} periods, the longest series has "
-            f"{longest}. Use fewer --windows or a shorter --horizon."
+            f"{longest}. Lower windows or horizon.",
+            setting="windows",
         )
 
 
@@ -198,8 +239,8 @@ def run_backtest(
     """
     check_backtest_fits(df, config)
     classes = classes if classes is not None else classify_demand(df)
-    names, use_ml, per_class = _candidates(config, classes)
-    season = _season(config)
+    names, use_ml, per_class = candidates(config, classes)
+    season = season_of(config)
     logger.info(
         "Backtesting %d model(s) on %d series: %d window(s) of %d periods",
         len(names) + use_ml,
@@ -211,11 +252,11 @@ def run_backtest(
         stats_backtest(
             part,
             config.horizon,
-            _stats_run(config, models),
+            stats_run(config, models),
             n_windows=config.windows,
             step_size=config.step,
         )
-        for part, models in _model_groups(df, config, classes, names)
+        for part, models in model_groups(df, config, classes, names)
     ]
     cv = pd.concat(parts, ignore_index=True) if parts else None
     ml_cv = _ml_backtest_part(df, config) if use_ml else None
@@ -225,20 +266,20 @@ def run_backtest(
         else:
             cv = cv.merge(ml_cv, on=["unique_id", "ds", "cutoff"], how="left")
     if cv is None or cv.empty:
-        raise DataError("no series has enough history to backtest; use fewer --windows.")
+        raise DataError("no series has enough history to backtest; lower windows.", setting="windows")
+    stats_aliases = [CATALOGUE[n].alias for n in names]
+    cv = apply_driver_effect(cv, stats_aliases)
     names = [*names, "lgbm"] if use_ml else names
     if config.clip:
         num = [c for c in cv.columns if c not in ("unique_id", "ds", "cutoff", "y")]
         cv[num] = cv[num].clip(lower=0.0)
     train = df[df["ds"] <= cv["cutoff"].min()]
     aliases = [CATALOGUE[n].alias for n in names if CATALOGUE[n].alias in cv.columns]
-    scores = evaluate_backtest(
-        cv, train, aliases, season_length=_main_season(season), level=tuple(config.level)
-    )
+    scores = evaluate_backtest(cv, train, aliases, season_length=main_season(season))
     summary = summarise_metrics(scores, cv)
     if not select:
         return BacktestResult(cv, scores, summary)
-    scale = series_scale(train, _main_season(season))
+    scale = series_scale(train, main_season(season))
     class_of = classes.set_index("unique_id")["demand_class"].astype(str)
     class_of = class_of[class_of.index.isin(cv["unique_id"].unique())]
     selection = select_models(cv, scale, class_of, per_class, top_k=tuple(config.top_k))
@@ -252,7 +293,7 @@ def run_backtest(
         chosen.rename(columns={"forecast": "auto"}),
         train,
         ["auto"],
-        season_length=_main_season(season),
+        season_length=main_season(season),
     )
     summary = pd.concat(
         [summary, summarise_metrics(chosen_scores, chosen.rename(columns={"forecast": "auto"}))],
@@ -263,79 +304,18 @@ def run_backtest(
     )
 
 
-def run_forecast(
-    df: pd.DataFrame,
-    config: ForecastConfig,
-    progress=None,
-    future: pd.DataFrame | None = None,
-    backtest: BacktestResult | None = None,
-    always_backtest: bool = False,
-) -> ForecastResult:
-    """Forecast every series; with several candidate models, select by backtest first.
-
-    Given ``backtest`` (a selection made earlier, e.g. by a registered model), the backtest
-    is skipped and only the models each series chose are fitted. ``always_backtest`` scores
-    a single model too (pipelines track every run's backtest).
-
-    Returns
-    -------
-    ForecastResult
-        ``forecast`` has ``unique_id, ds, forecast, forecast-lo-80, forecast-hi-80, ...,
-        model``.
-    """
-    classes = classify_demand(df)
-    names, use_ml, per_class = _candidates(config, classes)
-    season = _season(config)
-    _check_season(df, season)
-    task = progress.add_task("forecast", total=3) if progress is not None else None
-    if backtest is not None and backtest.selection is not None:
-        used = {m for ms in backtest.selection.per_series["members"] for m in ms}
-        names = [n for n in names if CATALOGUE[n].alias in used]
-        use_ml = use_ml and ML_ALIAS in used
-    elif len(names) + use_ml > 1 or always_backtest:
-        backtest = run_backtest(df, config, classes)
-    if progress is not None:
-        progress.update(task, advance=1, description="fit and forecast")
-    logger.info(
-        "Forecasting %d series %d periods ahead with %d model(s)",
-        df["unique_id"].nunique(),
-        config.horizon,
-        len(names),
-    )
-    wide, short = [], []
-    for part, models in _model_groups(df, config, classes, names):
-        fcst, part_short = stats_forecast(part, config.horizon, _stats_run(config, models))
-        wide.append(fcst)
-        short.extend(part_short)
-    wide = pd.concat(wide, ignore_index=True) if wide else None
-    if use_ml:
-        ml = ml_forecast(df, config.horizon, _ml_settings(df, config), future=future)
-        wide = ml if wide is None else wide.merge(ml, on=["unique_id", "ds"], how="left")
-    names = [*names, "lgbm"] if use_ml else names
-    if progress is not None:
-        progress.update(task, advance=1, description="combine and intervals")
-    selection = _selection_for_all(df, backtest, names, classes)
-    point = combine_forecasts(wide, selection)
-    out = _attach_intervals(point, wide, selection, backtest, config)
-    if config.clip:
-        num = [c for c in out.columns if c.startswith("forecast")]
-        out[num] = out[num].clip(lower=0.0)
-    if progress is not None:
-        progress.update(task, advance=1)
-    return ForecastResult(out, backtest, classes, short, wide)
-
-
-def _check_season(df: pd.DataFrame, season: int | list[int]) -> None:
+def check_season(df: pd.DataFrame, season: int | list[int]) -> None:
     longest = int(df.groupby("unique_id").size().max())
-    main = _main_season(season)
+    main = main_season(season)
     if main < 1 or main > longest:
         raise ConfigError(
             f"season length {main} does not fit the data: the longest series has {longest} "
-            "periods. Give --season-length no longer than the history (1 for no seasonality)."
+            "periods. Set season_length no longer than the history (1 for no seasonality).",
+            setting="season_length",
         )
 
 
-def _selection_for_all(df, backtest, names, classes) -> pd.DataFrame:
+def selection_for_all(df, backtest, names, classes) -> pd.DataFrame:
     """Each series' members: from the backtest, else the single model (or first candidate
     of its class for series too short to backtest)."""
     ids = pd.Index(sorted(df["unique_id"].unique()))
@@ -359,7 +339,7 @@ def _selection_for_all(df, backtest, names, classes) -> pd.DataFrame:
     return chosen
 
 
-def _attach_intervals(point, wide, selection, backtest, config: ForecastConfig) -> pd.DataFrame:
+def attach_intervals(point, wide, selection, backtest, config: ForecastConfig) -> pd.DataFrame:
     """Native intervals for single models, conformal ones for combinations."""
     out = point.copy()
     levels = list(config.level)

@@ -15,7 +15,7 @@ import pandas as pd
 from utilsforecast import losses
 from utilsforecast.evaluation import evaluate
 
-__all__ = ["POINT_METRICS", "evaluate_backtest", "summarise_metrics", "smape_m3", "bias_ratio"]
+__all__ = ["POINT_METRICS", "evaluate_backtest", "summarise_metrics", "smape", "smape_m3", "bias_ratio"]
 
 POINT_METRICS = ("mase", "rmsse", "smape", "wape", "bias")
 # metrics where the level-wide value is a ratio of sums, not a mean of series values
@@ -170,3 +170,37 @@ def _ratio_metrics(cv: pd.DataFrame, models: list[str], by: pd.Series | None) ->
     out = pd.DataFrame(rows)
     keys = ["group", "model"] if by is not None else ["model"]
     return out.set_index(keys)[list(_RATIO_METRICS)]
+
+
+def smape(actual: pd.DataFrame, forecast: pd.DataFrame, column: str = "forecast") -> pd.Series:
+    """M3 sMAPE (0-200) of each series: the mean over its horizon of 200 |y - f| / (|y| + |f|).
+
+    A period where actual and forecast are both zero counts as exact (0).
+
+    Parameters
+    ----------
+    actual : pandas.DataFrame
+        Held-out actuals ``unique_id, ds, y``.
+    forecast : pandas.DataFrame
+        Forecast frame with ``unique_id, ds`` and the forecast in ``column``.
+    column : str, default "forecast"
+        Column of ``forecast`` to score.
+
+    Returns
+    -------
+    pandas.Series
+        sMAPE per ``unique_id``.
+
+    Raises
+    ------
+    ValueError
+        If an actual has no forecast; the message names up to five such series.
+    """
+    joined = actual.merge(forecast[["unique_id", "ds", column]], on=["unique_id", "ds"], how="left")
+    if joined[column].isna().any():
+        missing = joined.loc[joined[column].isna(), "unique_id"].unique()[:5]
+        raise ValueError(f"no forecast for {list(missing)}")
+    y, f = joined["y"].to_numpy(), joined[column].to_numpy()
+    denom = np.abs(y) + np.abs(f)
+    err = np.where(denom > 0, 200.0 * np.abs(y - f) / np.where(denom > 0, denom, 1.0), 0.0)
+    return pd.Series(err).groupby(joined["unique_id"].to_numpy()).mean()

@@ -5,7 +5,8 @@ each series is scaled locally so large and small SKUs share one model, hierarchy
 as categorical static features, and drivers (price, promo) as dynamic features whose future
 values the caller supplies. Forecasts are recursive, so a driver's value in every future
 period reaches the forecast of that period (mlforecast's direct strategy has used only the
-first step's values: Nixtla/mlforecast #705). Intervals are conformal.
+first step's values: Nixtla/mlforecast #705). Intervals are conformal, from the backtest
+(:mod:`sopforecast.forecasting.intervals`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pandas as pd
 from ..errors import DataError
 from .models import CATALOGUE
 
-__all__ = ["MLSettings", "ml_forecast", "ml_backtest", "default_features"]
+__all__ = ["MLSettings", "ml_fit", "ml_predict", "ml_backtest", "default_features", "ALIAS"]
 
 logger = logging.getLogger(__name__)
 ALIAS = CATALOGUE["lgbm"].alias
@@ -72,7 +73,9 @@ class MLSettings:
                 "min_child_samples": 10,
                 "verbosity": -1,
                 "random_state": self.seed,
-                "n_jobs": max(self.n_jobs, 1),
+                # one thread: OpenMP threads stall each other when the cores are also busy
+                # with statsforecast's worker processes (seen: 0.1 s fits taking minutes)
+                "n_jobs": 1,
                 **params,
             }
         )
@@ -95,53 +98,75 @@ def _frame(df: pd.DataFrame, settings: MLSettings) -> pd.DataFrame:
     return frame
 
 
-def _intervals(h: int, settings: MLSettings, n_windows: int = 2):
-    from mlforecast.utils import PredictionIntervals
-
-    return PredictionIntervals(n_windows=n_windows, h=h) if settings.level else None
+def _min_rows(freq: str) -> int:
+    return max(default_features(freq)[0]) + 2
 
 
-def _future(future: pd.DataFrame | None, df: pd.DataFrame, h: int, settings: MLSettings):
-    if not settings.drivers:
-        return None
-    if future is None:
-        raise DataError(
-            f"LightGBM uses the drivers {settings.drivers}; give their future values for the "
-            f"{h} forecast periods (a file with unique_id, ds, {', '.join(settings.drivers)}), "
-            "or drop the drivers from the config."
-        )
-    missing = [c for c in ["unique_id", "ds", *settings.drivers] if c not in future.columns]
-    if missing:
-        raise DataError(f"future drivers: missing column(s) {missing}.")
-    return future[["unique_id", "ds", *settings.drivers]]
-
-
-def ml_forecast(
-    df: pd.DataFrame, h: int, settings: MLSettings, future: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """Fit LightGBM on all series and forecast ``h`` periods: ``unique_id, ds, LightGBM, ...``."""
+def ml_fit(df: pd.DataFrame, settings: MLSettings):
+    """Fit LightGBM on every series long enough for its lags; return the fitted MLForecast
+    (``None`` when no series is long enough)."""
     frame = _frame(df, settings)
+    sizes = frame.groupby("unique_id")["y"].transform("size")
+    frame = frame[sizes >= _min_rows(settings.freq)]
+    if frame.empty:
+        return None
     fcst = settings.build()
-    # conformal intervals need history beyond the calibration windows
-    sizes = frame.groupby("unique_id").size()
-    need = 2 * h + max(default_features(settings.freq)[0]) + 1
-    intervals = _intervals(h, settings) if sizes.min() >= need else None
-    fcst.fit(frame, static_features=settings.statics, prediction_intervals=intervals)
-    level = list(settings.level) if intervals is not None else None
-    out = fcst.predict(h, X_df=_future(future, df, h, settings), level=level)
-    return out
+    fcst.fit(frame, static_features=settings.statics)
+    return fcst
+
+
+def ml_predict(fitted, h: int, settings: MLSettings, future: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Recursive forecast ``unique_id, ds, LightGBM`` of a fitted model; ``future`` holds the
+    drivers of every step (``unique_id, ds, <drivers>``)."""
+    x_df = None
+    if settings.drivers:
+        if future is None:
+            raise DataError(f"LightGBM uses the drivers {settings.drivers}: their future values are needed.")
+        x_df = future[["unique_id", "ds", *settings.drivers]]
+    ids = list(fitted.ts.uids)
+    if x_df is not None:
+        x_df = x_df[x_df["unique_id"].isin(ids)]
+    return fitted.predict(h, X_df=x_df)
 
 
 def ml_backtest(
-    df: pd.DataFrame, h: int, settings: MLSettings, *, n_windows: int, step_size: int | None = None
+    df: pd.DataFrame,
+    h: int,
+    settings: MLSettings,
+    *,
+    n_windows: int,
+    step_size: int | None = None,
+    baseline=None,
 ) -> pd.DataFrame:
-    """Rolling-origin backtest of LightGBM (refit at every origin)."""
-    frame = _frame(df, settings)
-    fcst = settings.build()
-    return fcst.cross_validation(
+    """Rolling-origin backtest of LightGBM (refit at every origin): ``unique_id, ds,
+    cutoff, LightGBM``. Given ``baseline`` (a function of the window's future drivers and
+    the training part that returns the drivers without the plan's moves), also the column
+    ``LightGBM|baseline``: the same model's forecast under those drivers."""
+    from utilsforecast.processing import backtest_splits
+
+    frame = _frame(df, settings).sort_values(["unique_id", "ds"], kind="stable").reset_index(drop=True)
+    parts = []
+    splits = backtest_splits(
         frame,
         n_windows=n_windows,
         h=h,
+        id_col="unique_id",
+        time_col="ds",
+        freq=settings.freq,
         step_size=step_size or h,
-        static_features=settings.statics,
     )
+    for cutoffs, train, valid in splits:
+        fitted = ml_fit(train, settings)
+        if fitted is None:
+            continue
+        future = valid[["unique_id", "ds", *settings.drivers]]
+        pred = ml_predict(fitted, h, settings, future)
+        if baseline is not None and settings.drivers:
+            base = ml_predict(fitted, h, settings, baseline(future, train))
+            pred[f"{ALIAS}|baseline"] = base[ALIAS].to_numpy()
+        pred = pred.merge(cutoffs, on="unique_id", how="left")
+        pred = pred.merge(valid[["unique_id", "ds"]], on=["unique_id", "ds"], how="inner")
+        parts.append(pred)
+    if not parts:
+        return pd.DataFrame(columns=["unique_id", "ds", "cutoff", ALIAS])
+    return pd.concat(parts, ignore_index=True)

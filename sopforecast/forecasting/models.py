@@ -19,6 +19,7 @@ __all__ = [
     "ModelSpec",
     "CATALOGUE",
     "CLASS_CANDIDATES",
+    "class_candidates",
     "default_season_length",
     "resolve_models",
     "build_stats_model",
@@ -103,6 +104,25 @@ CLASS_CANDIDATES: dict[str, tuple[str, ...]] = {
     "lumpy": ("sba", "adida", "imapa", "tsb", "mean"),
     "zero": ("naive",),
 }
+
+
+# AutoARIMA's search grows with the season length: on monthly data it costs 5-8x AutoETS
+# and 100x Theta per series (BENCHMARKS.md, "time per model") and does not earn that in
+# the median of the class's candidates (M3 monthly: 13.44 sMAPE without it, 13.48 with),
+# so `auto` leaves it out from seasons of LONG_SEASON periods. Yearly and quarterly data
+# keep it, and any model list may name it.
+COSTLY_ON_LONG_SEASONS = ("arima",)
+LONG_SEASON = 12
+
+
+def class_candidates(season_length: int) -> dict[str, tuple[str, ...]]:
+    """Candidates per demand class under ``models: auto`` for a season length."""
+    if season_length < LONG_SEASON:
+        return dict(CLASS_CANDIDATES)
+    return {
+        cls: tuple(m for m in models if m not in COSTLY_ON_LONG_SEASONS)
+        for cls, models in CLASS_CANDIDATES.items()
+    }
 
 
 def resolve_models(models: str | list[str]) -> list[str]:

@@ -16,7 +16,7 @@ import pandas as pd
 from ..data.hierarchy import PATH_SEP, TOTAL, hierarchy_levels, level_name
 from ..errors import ConfigError
 
-__all__ = ["aggregate_hierarchy", "reconcile", "level_of", "coherence_gap", "METHODS"]
+__all__ = ["aggregate_hierarchy", "reconcile", "level_of", "coherence_gap", "is_strict", "METHODS"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def level_of(tags: dict[str, np.ndarray]) -> pd.Series:
 def _reconciler(method: str, tags: dict, middle_level: str | None, nonnegative: bool):
     from hierarchicalforecast.methods import BottomUp, MiddleOut, MinTrace, TopDown
 
-    strict = _is_strict(tags)
+    strict = is_strict(tags)
     if method in ("top_down", "middle_out") and not strict:
         raise ConfigError(
             f"{method} needs a strictly nested hierarchy (one chain); a grouped hierarchy "
@@ -91,7 +91,7 @@ def _reconciler(method: str, tags: dict, middle_level: str | None, nonnegative: 
     raise ConfigError(f"unknown reconciliation {method!r}; valid: none, {', '.join(METHODS)}.")
 
 
-def _is_strict(tags: dict) -> bool:
+def is_strict(tags: dict) -> bool:
     names = list(tags)
     return all(b.startswith(a + PATH_SEP) or a == TOTAL for a, b in zip(names, names[1:], strict=False))
 

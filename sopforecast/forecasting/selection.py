@@ -81,13 +81,12 @@ def _combo_errors(cv, members_of, scale, how="mean") -> pd.Series:
 
 def _loo_top(errors: pd.DataFrame, k: int) -> dict:
     """For each (series, window), the k best models by the series' other windows."""
-    out = {}
-    for uid, block in errors.groupby(level=0, sort=False):
-        total, n = block.sum(), len(block)
-        for (_, cutoff), row in block.iterrows():
-            other = (total - row) / max(n - 1, 1)
-            out[(uid, cutoff)] = tuple(other.nsmallest(k).index)
-    return out
+    total = errors.groupby(level=0, sort=False).transform("sum")
+    n = errors.groupby(level=0, sort=False)[errors.columns[0]].transform("size").to_numpy()
+    other = (total - errors).to_numpy() / np.maximum(n - 1, 1)[:, None]
+    order = np.argsort(other, axis=1, kind="stable")[:, :k]
+    names = np.asarray(errors.columns)
+    return {key: tuple(names[row]) for key, row in zip(errors.index, order, strict=True)}
 
 
 def _window_means(err: pd.Series) -> pd.Series:
@@ -182,7 +181,10 @@ def select_models(
         )
         by_series = errors.groupby(level=0).mean()
         for uid in by_series.index:
-            ranked = tuple(by_series.loc[uid].sort_values(kind="stable").index)
+            scored = by_series.loc[uid].dropna()  # models that backtested this series
+            ranked = tuple(scored.sort_values(kind="stable").index)
+            if not ranked:
+                continue
             if winner in models:
                 members, how = (winner,), "mean"
             elif winner.startswith("class_top"):
@@ -193,6 +195,9 @@ def select_models(
                 members, how = tuple(sorted(ranked[: int(winner[3:])])), "mean"
             else:
                 members, how = tuple(models), winner
+            # a member that could not forecast this series (LightGBM on a short launch) drops
+            # out; if none is left, the series' best model stands in
+            members = tuple(m for m in members if m in scored.index) or ranked[:1]
             rows.append(
                 {
                     "unique_id": uid,
@@ -200,7 +205,9 @@ def select_models(
                     "strategy": winner,
                     "members": members,
                     "how": how,
-                    "backtest_error": float(table.loc[uid, winner]),
+                    "backtest_error": float(table.loc[uid, winner])
+                    if pd.notna(table.loc[uid, winner])
+                    else np.nan,
                 }
             )
     per_series = pd.DataFrame(

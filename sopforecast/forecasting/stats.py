@@ -29,22 +29,22 @@ class StatsRun:
     level: tuple[int, ...] = (80, 95)
     params: dict | None = None
     n_jobs: int = -1
-    conformal_windows: int = 2
     engine: str = "local"
+    refit: bool = True
+    interval_models: tuple[str, ...] = ()  # models whose native intervals the forecast needs
 
     def aliases(self) -> list[str]:
         return [CATALOGUE[m].alias for m in self.models]
 
 
-def _instances(run: StatsRun, h: int, seasonal: bool) -> list:
-    from statsforecast.utils import ConformalIntervals
-
-    conformal = ConformalIntervals(h=h, n_windows=run.conformal_windows) if run.level else None
+def _instances(run: StatsRun, seasonal: bool) -> list:
+    # models without native intervals (Croston family) get conformal ones from our own
+    # backtest, not from statsforecast's, which would fit every series twice more
     season = run.season_length if seasonal else 1
     params = run.params or {}
     out = []
     for name in run.models:
-        model = build_stats_model(name, season, params.get(name), conformal=conformal)
+        model = build_stats_model(name, season, params.get(name))
         model.alias = CATALOGUE[name].alias  # one column name per catalogue entry
         out.append(model)
     return out
@@ -55,12 +55,10 @@ def _split_short(df: pd.DataFrame, need: int) -> tuple[pd.DataFrame, pd.DataFram
     return df[sizes >= need], df[sizes < need]
 
 
-def _min_seasonal(run: StatsRun, h: int) -> int:
+def _min_seasonal(run: StatsRun) -> int:
     season = max(run.season_length) if isinstance(run.season_length, list) else run.season_length
-    # two full seasons to estimate a seasonal pattern, plus room for conformal windows
-    # when a model without native intervals needs them
-    conformal = run.level and any(not CATALOGUE[m].native_intervals for m in run.models)
-    return max(2 * season, 2) + (run.conformal_windows * h if conformal else 0)
+    # two full seasons to estimate a seasonal pattern
+    return max(2 * season, 2)
 
 
 def _engine_settings(run: StatsRun) -> dict:
@@ -76,16 +74,38 @@ def _run(df: pd.DataFrame, run: StatsRun, h: int, seasonal: bool, action: str, *
     from statsforecast.models import Naive
 
     sf = StatsForecast(
-        models=_instances(run, h, seasonal),
+        models=_instances(run, seasonal),
         freq=run.freq,
         fallback_model=Naive(),
         **_engine_settings(run),
     )
-    level = list(run.level) if run.level else None
     df = df[["unique_id", "ds", "y"]]  # other columns would be taken as exogenous regressors
     if action == "forecast":
+        # native intervals only when asked (CES simulates them: most of its cost)
+        level = list(run.level) if run.level else None
         return sf.forecast(df=df, h=h, level=level)
-    return sf.cross_validation(df=df, h=h, level=level, **kw)
+    # the backtest scores point forecasts; intervals come from its residuals later.
+    # Carrying parameters forward needs every model to implement it (the Croston family
+    # does not, and fits in microseconds anyway)
+    refit = run.refit or not all(hasattr(m, "forward") for m in sf.models)
+    return sf.cross_validation(df=df, h=h, refit=refit, **kw)
+
+
+def _forecast_parts(df: pd.DataFrame, run: StatsRun, h: int, seasonal: bool) -> pd.DataFrame:
+    """One call for the models whose native intervals are wanted, one for the rest."""
+    from dataclasses import replace
+
+    with_level = tuple(m for m in run.models if m in run.interval_models and CATALOGUE[m].native_intervals)
+    without = tuple(m for m in run.models if m not in with_level)
+    frames = []
+    if with_level:
+        frames.append(_run(df, replace(run, models=with_level), h, seasonal, "forecast"))
+    if without:
+        frames.append(_run(df, replace(run, models=without, level=()), h, seasonal, "forecast"))
+    out = frames[0]
+    for extra in frames[1:]:
+        out = out.merge(extra, on=["unique_id", "ds"], how="outer")
+    return out
 
 
 def stats_forecast(df: pd.DataFrame, h: int, run: StatsRun) -> tuple[pd.DataFrame, list[str]]:
@@ -97,12 +117,12 @@ def stats_forecast(df: pd.DataFrame, h: int, run: StatsRun) -> tuple[pd.DataFram
         Wide frame ``unique_id, ds, <alias>, <alias>-lo-80, ...`` and the ids that took the
         short-history path (non-seasonal models).
     """
-    long_, short = _split_short(df, _min_seasonal(run, h))
+    long_, short = _split_short(df, _min_seasonal(run))
     parts = []
     if len(long_):
-        parts.append(_run(long_, run, h, True, "forecast"))
+        parts.append(_forecast_parts(long_, run, h, True))
     if len(short):
-        parts.append(_run(short, run, h, False, "forecast"))
+        parts.append(_forecast_parts(short, run, h, False))
         logger.info(
             "%d series too short for seasonal models used their non-seasonal form",
             short["unique_id"].nunique(),
@@ -119,10 +139,10 @@ def stats_backtest(
     Returns
     -------
     pandas.DataFrame
-        ``unique_id, ds, cutoff, y`` and one column per model (plus interval bounds).
+        ``unique_id, ds, cutoff, y`` and one column per model (point forecasts).
     """
     step = step_size or h
-    need = _min_seasonal(run, h) + h + step * (n_windows - 1)
+    need = _min_seasonal(run) + h + step * (n_windows - 1)
     long_, short = _split_short(df, need)
     parts = []
     if len(long_):

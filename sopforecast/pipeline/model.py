@@ -1,19 +1,20 @@
 """The fitted forecaster as an MLflow pyfunc model.
 
-What the pipeline learned is the selection: which model or combination each series gets,
-and the backtest errors behind its conformal intervals. The model carries that selection,
-the history and the configuration; ``predict`` re-estimates each series' chosen models on
-the history (statistical models fit in seconds and need the full history anyway) and
-returns the forecast frame, reconciled for hierarchies.
+The pipeline logs the fitted :class:`~sopforecast.forecasting.forecaster.Forecaster` itself
+(pickled: its selection, the statistical models' stored forecasts, the fitted LightGBM,
+the backtest residuals behind the intervals, the hierarchy). ``predict`` never re-fits:
+it combines the stored forecasts with the drivers given, attaches intervals and reconciles.
 
 Input: a frame with one row and a ``horizon`` column, or the future drivers
-(``unique_id, ds, <drivers>``), whose dates set the horizon. Output: ``unique_id, ds,
+(``unique_id`` or the key columns, ``ds``, the drivers), whose dates set the horizon. With
+drivers for only some series, the others keep their last driver values and only the
+series given (and, in a hierarchy, every aggregate) are returned. Output: ``unique_id, ds,
 forecast, forecast-lo-80, ..., model`` (and ``level`` for hierarchies).
 """
 
 from __future__ import annotations
 
-import json
+import pickle
 import warnings
 from pathlib import Path
 
@@ -24,84 +25,98 @@ try:  # mlflow is a runtime dependency; the import guard keeps this module impor
 except ImportError:  # pragma: no cover
     PythonModel = object
 
-from ..config import ForecastConfig
 from ..errors import ConfigError
 
-__all__ = ["Forecaster", "save_artifacts", "predict_with"]
+__all__ = ["ForecasterModel", "save_artifacts", "predict_with", "model_signature", "ARTIFACT"]
 
-ARTIFACTS = ("history", "selection", "chosen_cv", "config")
+ARTIFACT = "forecaster"
 
 
-def save_artifacts(folder: Path, history, config: ForecastConfig, backtest) -> dict[str, str]:
-    """Write what the model needs into ``folder``; return MLflow's artifacts mapping."""
+def save_artifacts(folder: Path, forecaster) -> dict[str, str]:
+    """Write the fitted forecaster (and its config, readable without unpickling) into
+    ``folder``; return MLflow's artifacts mapping."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {name: folder / f"{name}.parquet" for name in ARTIFACTS[:3]}
-    history.to_parquet(paths["history"], index=False)
-    if backtest is not None and backtest.selection is not None:
-        sel = backtest.selection.per_series[["unique_id", "members", "how"]].copy()
-        sel["members"] = sel["members"].map(list)
-        sel.to_parquet(paths["selection"], index=False)
-        backtest.chosen_cv.to_parquet(paths["chosen_cv"], index=False)
-    else:
-        pd.DataFrame({"unique_id": [], "members": [], "how": []}).to_parquet(paths["selection"])
-        pd.DataFrame().to_parquet(paths["chosen_cv"])
-    (folder / "config.json").write_text(config.model_dump_json(indent=2))
-    return {**{k: str(v) for k, v in paths.items()}, "config": str(folder / "config.json")}
+    path = folder / "forecaster.pkl"
+    with path.open("wb") as fh:
+        pickle.dump(forecaster, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    (folder / "config.json").write_text(forecaster.config.model_dump_json(indent=2))
+    return {ARTIFACT: str(path), "config": str(folder / "config.json")}
 
 
-def _stored_backtest(selection: pd.DataFrame, chosen_cv: pd.DataFrame):
-    from ..forecasting.engine import BacktestResult
-    from ..forecasting.selection import Selection
+def model_signature(forecaster, output: pd.DataFrame):
+    """Input and output schema for the registry: every input column optional (a horizon,
+    or the future drivers)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
 
-    if selection.empty:
-        return None
-    sel = selection.assign(members=selection["members"].map(tuple))
-    empty = pd.DataFrame()
-    return BacktestResult(empty, empty, empty, Selection(sel, empty), chosen_cv)
+    config = forecaster.config
+    inputs = [
+        ColSpec("long", "horizon", required=False),
+        ColSpec("string", "unique_id", required=False),
+        ColSpec("datetime", "ds", required=False),
+    ]
+    keys = [k for chain in config.hierarchy for k in chain.split("/") if k]
+    inputs += [ColSpec("string", k, required=False) for k in keys]
+    inputs += [ColSpec("double", d, required=False) for d in config.drivers]
+    kinds = {"unique_id": "string", "ds": "datetime", "model": "string", "level": "string"}
+    outputs = [ColSpec(kinds.get(c, "double"), c) for c in output.columns]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
 
-def _horizon(model_input: pd.DataFrame, config: ForecastConfig) -> tuple[int, pd.DataFrame | None]:
+def _request(model_input: pd.DataFrame | None, forecaster) -> tuple[int | None, pd.DataFrame | None]:
+    """Horizon and future drivers from the model input."""
+    config = forecaster.config
     if model_input is None or len(model_input) == 0:
-        return config.horizon, None
-    if "horizon" in model_input.columns:
-        h = int(model_input["horizon"].iloc[0])
+        return None, None
+    columns = set(model_input.columns)
+    if "horizon" in columns and model_input["horizon"].notna().any():
+        h = int(model_input["horizon"].dropna().iloc[0])
         if h <= 0:
-            raise ConfigError(f"horizon must be a positive number of periods, got {h}.")
-        return h, None
-    if {"unique_id", "ds"} <= set(model_input.columns):
-        future = model_input.assign(ds=pd.to_datetime(model_input["ds"]))
-        return int(future.groupby("unique_id").size().max()), future
+            raise ConfigError(f"horizon must be a positive number of periods, got {h}.", setting="horizon")
+        drivers = [d for d in config.drivers if d in columns]
+        if not drivers or "ds" not in columns:
+            return h, None
+    if "ds" in columns:
+        future = model_input.drop(columns=["horizon"], errors="ignore").dropna(axis=1, how="all")
+        future = future.assign(ds=pd.to_datetime(future["ds"]))
+        last = forecaster.panel_.Y["ds"].max()
+        offset = pd.tseries.frequencies.to_offset(config.freq)
+        steps = len(pd.date_range(last + offset, future["ds"].max(), freq=config.freq))
+        return steps, future
     raise ConfigError(
-        "model input needs a 'horizon' column (one row) or future drivers with unique_id, ds "
-        f"and the driver columns; got columns {list(model_input.columns)}."
+        "model input needs a 'horizon' column (one row) or future drivers with unique_id (or the "
+        f"key columns), ds and the drivers {config.drivers}; got columns {sorted(columns)}."
     )
 
 
-def predict_with(history, config: ForecastConfig, selection, chosen_cv, model_input) -> pd.DataFrame:
-    """Forecast with a stored selection (the pyfunc's body, usable without MLflow)."""
-    from ..forecasting.api import forecast_hierarchy
-    from ..forecasting.engine import run_forecast
-
-    h, future = _horizon(model_input, config)
-    cfg = config.model_copy(update={"horizon": h})
-    backtest = _stored_backtest(selection, chosen_cv)
-    if cfg.hierarchy:
-        return forecast_hierarchy(history, cfg, backtest=backtest).forecast
-    return run_forecast(history, cfg, future=future, backtest=backtest).forecast
+def predict_with(forecaster, model_input: pd.DataFrame | None) -> pd.DataFrame:
+    """Forecast with a fitted forecaster from a pyfunc input frame (usable without MLflow)."""
+    h, future = _request(model_input, forecaster)
+    if future is None:
+        return forecaster.predict(h=h).forecast
+    config = forecaster.config
+    keys = [k for chain in config.hierarchy for k in chain.split("/") if k]
+    if "unique_id" not in future.columns and keys and set(keys) <= set(future.columns):
+        future = future.assign(unique_id=future[keys].astype(str).agg("/".join, axis=1))
+    given = set(future["unique_id"]) if "unique_id" in future.columns else set()
+    # series without drivers in the input keep their last values
+    out = forecaster.predict(h=h, future=future, fill="carry").forecast
+    if given:
+        bottom = set(forecaster.panel_.bottom["unique_id"])
+        keep = out["unique_id"].isin(given) | ~out["unique_id"].isin(bottom)
+        out = out[keep].reset_index(drop=True)
+    return out
 
 
 with warnings.catch_warnings():  # MLflow nags about type hints on predict; input is a frame
     warnings.simplefilter("ignore", UserWarning)
 
-    class Forecaster(PythonModel):
+    class ForecasterModel(PythonModel):
         """MLflow pyfunc wrapper of a pipeline's fitted forecaster."""
 
         def load_context(self, context) -> None:
-            art = context.artifacts
-            self.history = pd.read_parquet(art["history"])
-            self.selection = pd.read_parquet(art["selection"])
-            self.chosen_cv = pd.read_parquet(art["chosen_cv"])
-            self.config = ForecastConfig.model_validate(json.loads(Path(art["config"]).read_text()))
+            with Path(context.artifacts[ARTIFACT]).open("rb") as fh:
+                self.forecaster = pickle.load(fh)  # noqa: S301 - our own artifact
 
         def predict(self, context, model_input, params=None):  # noqa: ARG002 - MLflow's signature
-            return predict_with(self.history, self.config, self.selection, self.chosen_cv, model_input)
+            return predict_with(self.forecaster, model_input)

@@ -4,6 +4,8 @@ Every registered version first becomes the ``challenger``. It takes the ``champi
 only when its backtest error beats the champion's on the same data by the configured
 margin (or when forced). "The same data": when the champion was trained on other data, it
 is re-scored on this run's data before the comparison.
+
+Every function takes the store's :class:`mlflow.MlflowClient` (``Store.client()``).
 """
 
 from __future__ import annotations
@@ -11,8 +13,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 __all__ = ["Decision", "check_name", "register_and_decide", "promote", "PIPELINE_TAG"]
 
@@ -36,18 +42,12 @@ class Decision:
     previous_champion: str | None = None
 
 
-def _client():
-    from mlflow import MlflowClient
-
-    return MlflowClient()
-
-
-def check_name(name: str, pipeline: str) -> None:
+def check_name(client: MlflowClient, name: str, pipeline: str) -> None:
     """Refuse a registered model that belongs to another pipeline (a name clash)."""
     from mlflow.exceptions import MlflowException
 
     try:
-        model = _client().get_registered_model(name)
+        model = client.get_registered_model(name)
     except MlflowException:
         return
     owner = model.tags.get(PIPELINE_TAG)
@@ -55,24 +55,26 @@ def check_name(name: str, pipeline: str) -> None:
         raise ConfigError(
             f"registered model {name!r} already exists and belongs to "
             f"{'pipeline ' + repr(owner) if owner else 'something other than sopforecast'}; "
-            "set tracking.registered_model to another name."
+            "set tracking.registered_model to another name.",
+            setting="tracking.registered_model",
         )
 
 
-def _champion(name: str):
+def _champion(client: MlflowClient, name: str):
     from mlflow.exceptions import MlflowException
 
     try:
-        return _client().get_model_version_by_alias(name, CHAMPION)
+        return client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         return None
 
 
 def register_and_decide(
+    client: MlflowClient,
     *,
     name: str,
     pipeline: str,
-    model_uri: str,
+    source: str,
     run_id: str,
     metric: str,
     value: float,
@@ -81,23 +83,27 @@ def register_and_decide(
     force: bool,
     rescore: Callable[[str], float],
 ) -> Decision:
-    """Register ``model_uri`` as a new version of ``name``, alias it ``challenger`` and decide.
+    """Register the model at ``source`` as a new version of ``name``, alias it
+    ``challenger`` and decide.
 
     The decision says whether the version should become champion; :func:`promote` carries
     it out once the run has nothing left that can fail.
 
     Parameters
     ----------
+    client : mlflow.MlflowClient
+        The store's client.
+    source : str
+        Artifact URI of the logged pyfunc model (``<run artifact uri>/forecaster``).
+    run_id : str
+        The run that logged it.
     rescore : callable
         Given a champion version, its ``metric`` on this run's data (used when the champion
         was trained on other data).
     """
     from mlflow.exceptions import MlflowException
 
-    import mlflow
-
-    client = _client()
-    check_name(name, pipeline)
+    check_name(client, name, pipeline)
     try:
         client.get_registered_model(name)
     except MlflowException:
@@ -106,15 +112,15 @@ def register_and_decide(
             tags={PIPELINE_TAG: pipeline},
             description=f"Demand forecaster of the sopforecast pipeline {pipeline}.",
         )
-    version = mlflow.register_model(model_uri, name, tags={PIPELINE_TAG: pipeline}).version
-    for key, val in {
+    tags = {
+        PIPELINE_TAG: pipeline,
         "metric": metric,
         metric: repr(float(value)),
         "data_fingerprint": data_fingerprint,
-    }.items():
-        client.set_model_version_tag(name, version, key, val)
-    client.set_model_version_tag(name, version, "run_id", run_id)
-    champion = _champion(name)
+        "run_id": run_id,
+    }
+    version = client.create_model_version(name, source=source, run_id=run_id, tags=tags).version
+    champion = _champion(client, name)
     client.set_registered_model_alias(name, CHALLENGER, version)
     decision = Decision(name, str(version), False, "", metric, value)
     if champion is None:
@@ -131,7 +137,7 @@ def register_and_decide(
             decision.champion_value = float(rescore(str(champion.version)))
         bar = decision.champion_value * (1.0 - margin)
         if force:
-            decision.promoted, decision.reason = True, "forced with --promote"
+            decision.promoted, decision.reason = True, "forced (promote)"
         elif value < bar:
             decision.promoted = True
             decision.reason = (
@@ -152,16 +158,15 @@ def register_and_decide(
     return decision
 
 
-def promote(decision: Decision) -> None:
+def promote(client: MlflowClient, decision: Decision) -> None:
     """Give a promoted version the ``champion`` alias (the run's last step, after its outputs)."""
     from mlflow.exceptions import MlflowException
 
     if not decision.promoted:
         return
-    client = _client()
     client.set_registered_model_alias(decision.name, CHAMPION, decision.version)
     try:
         client.delete_registered_model_alias(decision.name, CHALLENGER)
-    except MlflowException:
+    except MlflowException:  # no challenger alias left to remove
         pass
     logger.info("%s v%s is the champion", decision.name, decision.version)

@@ -27,6 +27,7 @@ class History:
     report: ValidationReport
     source: str
     test: pd.DataFrame | None = None
+    future: pd.DataFrame | None = None  # the drivers' planned values (promotion calendar)
 
 
 def fingerprint(frame: pd.DataFrame) -> str:
@@ -39,14 +40,13 @@ def fingerprint(frame: pd.DataFrame) -> str:
 
 
 def _competition(data: PipelineData) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    from ..bench.m3 import to_dates
     from ..data import competitions
 
     loader = {"m1": competitions.load_m1, "m3": competitions.load_m3, "tourism": competitions.load_tourism}
     comp = loader[data.dataset](data.group)
     group = data.group.lower()
     full = pd.concat([comp.train, comp.test])
-    dated = to_dates(full.drop(columns="group"), group)
+    dated = competitions.to_dates(full.drop(columns="group"), group)
     train_len = comp.train.groupby("unique_id").size()
     step = dated.groupby("unique_id").cumcount() + 1
     is_train = step.to_numpy() <= dated["unique_id"].map(train_len).to_numpy()
@@ -58,12 +58,16 @@ def load_history(data: PipelineData, workdir: Workdir) -> History:
     test = None
     config = data.model_copy()
     if data.dataset == "demo" or (data.dataset is None and not data.path):
-        from ..data.datasets import generate_demand
+        from ..data.datasets import generate_plan
 
         workdir.ensure(workdir.data)
         path = workdir.data / "demo_demand.csv"
         demo = data.demo
-        write_frame(generate_demand(n_series=demo.series, periods=demo.periods, seed=demo.seed), path)
+        plan = generate_plan(n_series=demo.series, periods=demo.periods, seed=demo.seed)
+        write_frame(plan.history, path)
+        if data.drivers and not data.future:
+            calendar = write_frame(plan.future, workdir.data / "demo_promotion_calendar.csv")
+            data = data.model_copy(update={"future": str(calendar)})
         raw, source = read_source(path), str(path)
     elif data.dataset == "pbs":
         from ..data.pbs import default_pbs_path, load_pbs
@@ -77,4 +81,7 @@ def load_history(data: PipelineData, workdir: Workdir) -> History:
         raw = read_source(data.path, table=data.table, query=data.query, sheet=data.sheet)
         source = data.path
     validated = validate(raw, config, source=source)
-    return History(validated.frame, validated.report, source, test)
+    future = None
+    if data.future:
+        future = read_source(data.future).rename(columns={data.time_col: "ds", data.id_col: "unique_id"})
+    return History(validated.frame, validated.report, source, test, future)

@@ -8,14 +8,15 @@ path (``forecast.horizon=24``).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..config import DataConfig, ForecastConfig
-from ..errors import ConfigError
+from ..config import MAX_HORIZON_MONTHS, DataConfig, ForecastConfig, check_freq
+from ..errors import ConfigError, format_examples, validation_problems
 
 __all__ = [
     "PipelineSpec",
@@ -26,10 +27,12 @@ __all__ = [
     "MonitorStep",
     "load_pipeline",
     "apply_overrides",
+    "check_columns",
     "MAX_HORIZON_MONTHS",
 ]
 
-MAX_HORIZON_MONTHS = 36
+logger = logging.getLogger(__name__)
+
 DATASETS = ("demo", "pbs", "m1", "m3", "tourism")
 
 
@@ -54,6 +57,11 @@ class PipelineData(DataConfig):
     )
     group: str | None = Field(None, description="Competition group: yearly, quarterly, monthly, other.")
     demo: DemoSettings = Field(default_factory=DemoSettings)
+    future: str | None = Field(
+        None,
+        description="Promotion calendar / price plan: a file with unique_id (or the key columns), ds and "
+        "the drivers for the forecast months. The demo makes its own.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> PipelineData:
@@ -118,6 +126,25 @@ class PipelineSpec(_Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     output: str | None = Field(None, description="Forecast file to write; default <workdir>/forecasts/.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _freq_from_data(cls, raw: Any) -> Any:
+        # the forecast section is checked with the data's frequency (a 37-period horizon is
+        # fine for weeks, not for months), so it gets data.freq before it is validated
+        if not isinstance(raw, dict) or not isinstance(raw.get("forecast", {}), dict):
+            return raw
+        data = raw.get("data")
+        freq = data.get("freq") if isinstance(data, dict) else None
+        freq = PipelineData.model_fields["freq"].default if freq is None else freq
+        forecast = raw.get("forecast", {})
+        if "freq" in forecast or not isinstance(freq, str):
+            return raw
+        try:
+            check_freq(freq)
+        except ValueError:
+            return raw  # reported once, under data.freq
+        return {**raw, "forecast": {**forecast, "freq": freq}}
+
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
         given = self.forecast.model_fields_set
@@ -129,11 +156,12 @@ class PipelineSpec(_Strict):
         self.forecast.freq = self.data.freq
         if not self.forecast.hierarchy and self.data.hierarchy:
             self.forecast.hierarchy = list(self.data.hierarchy)
-        if self.data.freq.startswith("M") and self.forecast.horizon > MAX_HORIZON_MONTHS:
-            raise ValueError(
-                f"forecast.horizon {self.forecast.horizon} months is beyond the S&OP range; "
-                f"use at most {MAX_HORIZON_MONTHS}"
+        if self.forecast.drivers and "drivers" in self.forecast.model_fields_set:
+            raise ConfigError(
+                f"give the drivers once, under data.drivers (got {self.forecast.drivers} under forecast)",
+                setting="forecast.drivers",
             )
+        self.forecast.drivers = list(self.data.drivers)
         for step in ("plan", "monitor"):
             if getattr(self, step).enabled:
                 raise ValueError(
@@ -177,12 +205,13 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 def _format_errors(exc: ValidationError, where: str) -> str:
     lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    for err, (loc, msg) in zip(exc.errors(), validation_problems(exc), strict=True):
+        loc = loc or "(top level)"
         if err["type"] == "extra_forbidden":
             lines.append(f"  {loc}: unknown key; check its spelling (see pipelines/README.md)")
+        elif isinstance(err.get("input"), dict | list):
+            lines.append(f"  {loc}: {msg}")  # a whole section: the message says what is wrong
         else:
-            msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"  {loc}: {msg} (got {err.get('input')!r})")
     return f"{where}: invalid pipeline:\n" + "\n".join(lines)
 
@@ -211,10 +240,80 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
     try:
         spec = PipelineSpec.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, str(path))) from exc
+        first = validation_problems(exc)[0][0] or None
+        raise ConfigError(_format_errors(exc, str(path)), setting=first) from exc
     data_path = spec.data.path
     if data_path and "://" not in data_path and not Path(data_path).is_absolute():
         spec.data.path = str((path.parent / data_path).resolve())
+    if spec.data.future and not Path(spec.data.future).is_absolute():
+        spec.data.future = str((path.parent / spec.data.future).resolve())
+    if spec.data.future and not Path(spec.data.future).is_file():
+        raise ConfigError(
+            f"{path}: data.future {spec.data.future} does not exist; fix the path or use --set.",
+            setting="data.future",
+        )
     if spec.data.path and "://" not in spec.data.path and not Path(spec.data.path).exists():
-        raise ConfigError(f"{path}: data.path {spec.data.path} does not exist; fix the path or use --set.")
+        raise ConfigError(
+            f"{path}: data.path {spec.data.path} does not exist; fix the path or use --set.",
+            setting="data.path",
+        )
+    check_columns(spec)
     return spec
+
+
+def _header(path: Path) -> list[str] | None:
+    """Column names of a CSV or Parquet file, read cheaply; ``None`` for other sources."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            import pandas as pd
+
+            return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+        if suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+    except Exception as exc:  # an unreadable file is reported, with its fix, when it is read
+        logger.debug("could not read the header of %s (%s); columns are checked on reading", path, exc)
+    return None
+
+
+def check_columns(spec: PipelineSpec) -> None:
+    """Check that the data file has every column the pipeline names, before anything runs.
+
+    Only CSV and Parquet files are checked (their header is cheap to read); Excel, SQL and
+    built-in datasets are checked when the data is read.
+
+    Raises
+    ------
+    ConfigError
+        Naming the setting (``data.hierarchy``, ``data.drivers``, ``data.time_col``, ...),
+        the missing columns and the columns found.
+    """
+    data = spec.data
+    if data.dataset or not data.path or "://" in data.path:
+        return
+    present = _header(Path(data.path))
+    if present is None:
+        return
+    if data.hierarchy:
+        series = "data.hierarchy"
+    elif data.keys:
+        series = "data.keys"
+    else:
+        series = "data.id_col"
+    roles = [
+        (series, data.series_columns),
+        ("data.time_col", [data.time_col]),
+        ("data.target_col", [data.target_col]),
+        ("data.drivers", data.drivers),
+    ]
+    problems = [(name, [c for c in cols if c not in present]) for name, cols in roles]
+    problems = [(name, missing) for name, missing in problems if missing]
+    if problems:
+        text = "; ".join(f"{name} names column(s) {missing} not in the file" for name, missing in problems)
+        raise ConfigError(
+            f"{data.path}: {text}. Columns found: {format_examples(present, 12)}. "
+            "Fix the names in the pipeline's data: section (or rename the columns in the file).",
+            setting=problems[0][0],
+        )

@@ -3,6 +3,9 @@
 With no configuration, tracking and the model registry use a SQLite database and an
 artifact folder under ``<workdir>/mlflow/``: offline, no server. A remote ``http(s)://``
 server or a ``postgresql://`` backend is checked for reachability before a run starts.
+
+Everything here talks to MLflow through the :class:`~mlflow.MlflowClient` of a
+:class:`Store` (``store.client()``), never through MLflow's process-wide tracking URI.
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..workdir import Workdir
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 __all__ = ["Store", "resolve_store", "check_reachable", "get_experiment_id"]
 
@@ -29,7 +36,16 @@ class Store:
     registry_uri: str
     artifact_root: Path | None
 
+    def client(self) -> MlflowClient:
+        """An :class:`mlflow.MlflowClient` on this store's tracking and registry URIs."""
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+
     def activate(self) -> None:
+        """Point MLflow's fluent API (``mlflow.search_runs``, ``mlflow.pyfunc.load_model``)
+        at this store, for notebooks and scripts. Process-wide; the package itself uses
+        :meth:`client` instead."""
         import mlflow
 
         mlflow.set_tracking_uri(self.tracking_uri)
@@ -103,20 +119,30 @@ def _redact(uri: str) -> str:
     return uri
 
 
-def get_experiment_id(store: Store, name: str) -> str:
-    """The experiment's id, created (with its artifacts in the local store) when missing."""
-    import mlflow
+def get_experiment_id(client: MlflowClient, name: str, artifact_root: Path | None = None) -> str:
+    """The experiment's id, created when missing (with its artifacts under
+    ``artifact_root`` when given, as for the local store).
 
-    experiment = mlflow.get_experiment_by_name(name)
+    Parameters
+    ----------
+    client : mlflow.MlflowClient
+        The store's client (:meth:`Store.client`).
+    name : str
+        The pipeline's ``tracking.experiment``.
+    artifact_root : Path, optional
+        Artifact folder of a local store; default the server's.
+    """
+    experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             raise ConfigError(
-                f"experiment {name!r} was deleted in MLflow; restore it or set tracking.experiment."
+                f"experiment {name!r} was deleted in MLflow; restore it or set tracking.experiment.",
+                setting="tracking.experiment",
             )
         return experiment.experiment_id
     location = None
-    if store.artifact_root is not None:
-        store.artifact_root.mkdir(parents=True, exist_ok=True)
-        location = store.artifact_root.as_uri()
+    if artifact_root is not None:
+        artifact_root.mkdir(parents=True, exist_ok=True)
+        location = artifact_root.as_uri()
     logger.info("Creating MLflow experiment %s", name)
-    return mlflow.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location)

@@ -1,0 +1,226 @@
+"""Drivers (price, promotion flags, any numeric column): aggregation and future values.
+
+Aggregate series of a hierarchy get aggregated drivers: every bottom series weighs in with
+its mean demand over the last 12 periods of history (equal weights where a whole branch
+sold nothing), so an aggregate's ``promo`` is the demand-weighted share of its children on
+promotion and its ``price`` the volume-weighted mean price. The same weights serve history
+and future, so a promotion calendar means the same thing before and after the origin.
+
+Future values come from a promotion calendar / price plan (``unique_id`` or the key
+columns, ``ds``, the drivers). Missing series, months or columns are an error naming what
+is missing, unless ``future_fill`` says how to fill: ``carry`` repeats each driver's last
+known value, ``zero`` sets flags (0/1 drivers) to 0 and carries the others.
+
+The *baseline* of a future is the same calendar with every flag off and every other driver
+at its last value before the origin: what demand would be without the plan's promotions
+and price moves. The forecaster turns the gap between the two into a driver effect.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..data.hierarchy import PATH_SEP
+from ..errors import ConfigError, DataError, format_examples
+
+__all__ = [
+    "driver_weights",
+    "aggregate_drivers",
+    "flag_drivers",
+    "future_frame",
+    "baseline_future",
+    "FILLS",
+]
+
+FILLS = ("error", "carry", "zero")
+WEIGHT_PERIODS = 12
+
+
+def flag_drivers(history: pd.DataFrame, drivers: list[str]) -> list[str]:
+    """Drivers whose history holds only 0 and 1 (promotion flags)."""
+    flags = []
+    for col in drivers:
+        values = history[col].dropna().unique()
+        if len(values) and np.isin(values, (0.0, 1.0)).all():
+            flags.append(col)
+    return flags
+
+
+def driver_weights(bottom: pd.DataFrame) -> pd.Series:
+    """Each bottom series' mean demand over its last 12 periods (index unique_id)."""
+    recent = bottom.sort_values("ds").groupby("unique_id", sort=True).tail(WEIGHT_PERIODS)
+    return recent.groupby("unique_id", sort=True)["y"].mean().clip(lower=0.0)
+
+
+def aggregate_drivers(
+    bottom: pd.DataFrame, S: pd.DataFrame, drivers: list[str], weights: pd.Series
+) -> pd.DataFrame:
+    """Drivers of every series of ``S`` (bottom and aggregates) on the dates of ``bottom``.
+
+    Parameters
+    ----------
+    bottom : pandas.DataFrame
+        ``unique_id, ds`` and the driver columns of the bottom series.
+    S : pandas.DataFrame
+        Summing matrix (``unique_id`` and one column per bottom series).
+    drivers : list of str
+        Driver columns.
+    weights : pandas.Series
+        Weight of each bottom series (:func:`driver_weights`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``unique_id, ds, <drivers>`` for every series of ``S``.
+    """
+    bottom_ids = [c for c in S.columns if c != "unique_id"]
+    smat = S.set_index("unique_id")[bottom_ids].to_numpy(dtype=float)
+    w = weights.reindex(bottom_ids).fillna(0.0).to_numpy()
+    wmat = smat * w
+    totals = wmat.sum(axis=1)
+    # a branch that sold nothing recently: its children count equally
+    wmat = np.where(totals[:, None] > 0, wmat, smat)
+    wmat = wmat / wmat.sum(axis=1, keepdims=True)
+    dates = np.sort(bottom["ds"].unique())
+    out = pd.DataFrame(
+        {
+            "unique_id": np.repeat(S["unique_id"].to_numpy(), len(dates)),
+            "ds": np.tile(dates, len(S)),
+        }
+    )
+    for col in drivers:
+        wide = bottom.pivot(index="ds", columns="unique_id", values=col).reindex(
+            index=dates, columns=bottom_ids
+        )
+        values = wide.ffill().bfill().to_numpy()
+        out[col] = (wmat @ values.T).reshape(-1)
+    return out
+
+
+def _ids_from_keys(future: pd.DataFrame, keys: list[str], where: str) -> pd.Series:
+    missing = [k for k in keys if k not in future.columns]
+    if missing:
+        raise DataError(
+            f"{where}: needs unique_id or the key columns {keys}; missing {missing} "
+            f"(columns: {list(future.columns)})."
+        )
+    return future[keys].astype(str).agg(PATH_SEP.join, axis=1)
+
+
+def future_frame(
+    future: pd.DataFrame | None,
+    history: pd.DataFrame,
+    drivers: list[str],
+    h: int,
+    freq: str,
+    *,
+    keys: list[str] | None = None,
+    fill: str = "error",
+    where: str = "future drivers",
+) -> pd.DataFrame:
+    """The drivers of every series for the ``h`` periods after its history, checked.
+
+    Parameters
+    ----------
+    future : pandas.DataFrame or None
+        Promotion calendar / price plan: ``unique_id`` (or the ``keys``), ``ds``, drivers.
+    history : pandas.DataFrame
+        ``unique_id, ds`` and the drivers of the series to forecast.
+    drivers : list of str
+        Driver columns.
+    h : int
+        Periods ahead.
+    freq : str
+        pandas frequency.
+    keys : list of str, optional
+        Key columns that may name the series instead of ``unique_id``.
+    fill : {"error", "carry", "zero"}, default "error"
+        How to fill missing series and periods (setting ``future_fill``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``unique_id, ds, <drivers>``: one row per series and future period.
+    """
+    if fill not in FILLS:
+        raise ConfigError(f"future_fill {fill!r} is not one of {', '.join(FILLS)}.", setting="future_fill")
+    last = history.groupby("unique_id", sort=True)["ds"].max()
+    offset = pd.tseries.frequencies.to_offset(freq)
+    steps = np.arange(1, h + 1)
+    grid = pd.DataFrame(
+        {
+            "unique_id": np.repeat(last.index.to_numpy(), h),
+            "ds": np.concatenate([pd.DatetimeIndex([d + k * offset for k in steps]) for d in last]),
+        }
+    )
+    if future is None:
+        if fill == "error":
+            raise DataError(
+                f"the drivers {drivers} need their future values for the {h} forecast periods: "
+                f"give a promotion calendar / price plan (unique_id or key columns, ds, "
+                f"{', '.join(drivers)}), or set future_fill to carry or zero.",
+                setting="future",
+            )
+        plan = grid.assign(**{d: np.nan for d in drivers})
+    else:
+        plan = future.copy()
+        if "unique_id" not in plan.columns:
+            plan["unique_id"] = _ids_from_keys(plan, list(keys or []), where)
+        absent = [c for c in ["ds", *drivers] if c not in plan.columns]
+        if absent:
+            raise DataError(
+                f"{where}: column(s) {absent} missing (columns: {list(future.columns)}); "
+                f"the file needs unique_id (or the key columns), ds and {', '.join(drivers)}.",
+                setting="future",
+            )
+        plan["ds"] = pd.to_datetime(plan["ds"], errors="coerce")
+        if plan["ds"].isna().any():
+            raise DataError(f"{where}: {int(plan['ds'].isna().sum())} row(s) have no readable date in ds.")
+        for col in drivers:
+            plan[col] = pd.to_numeric(plan[col], errors="coerce")
+        bad = ~np.isfinite(plan[drivers].to_numpy(dtype=float)) & plan[drivers].notna().to_numpy()
+        if bad.any():
+            raise DataError(
+                f"{where}: infinite driver values in {format_examples(plan.index[bad.any(axis=1)])}."
+            )
+        plan = plan[["unique_id", "ds", *drivers]].drop_duplicates(["unique_id", "ds"], keep="last")
+        plan = grid.merge(plan, on=["unique_id", "ds"], how="left")
+    holes = plan[drivers].isna()
+    if holes.to_numpy().any():
+        if fill == "error":
+            rows = plan.loc[holes.any(axis=1), ["unique_id", "ds"]]
+            ids = rows["unique_id"].unique()
+            months = sorted(rows["ds"].dt.strftime("%Y-%m-%d").unique())
+            cols = [c for c in drivers if holes[c].any()]
+            raise DataError(
+                f"{where}: {len(rows)} series-period(s) lack values of {cols}: series "
+                f"{format_examples(ids)}, periods {format_examples(months)}. Add them to the file "
+                "or set future_fill to carry (repeat the last value) or zero (flags off).",
+                setting="future",
+            )
+        plan = _fill(plan, history, drivers, fill)
+    return plan.sort_values(["unique_id", "ds"], kind="stable").reset_index(drop=True)
+
+
+def _fill(plan: pd.DataFrame, history: pd.DataFrame, drivers: list[str], fill: str) -> pd.DataFrame:
+    flags = set(flag_drivers(history, drivers)) if fill == "zero" else set()
+    last = history.sort_values("ds").groupby("unique_id", sort=True)[drivers].last()
+    plan = plan.sort_values(["unique_id", "ds"], kind="stable")
+    for col in drivers:
+        if col in flags:
+            plan[col] = plan[col].fillna(0.0)
+            continue
+        carried = plan.groupby("unique_id", sort=False)[col].ffill()
+        plan[col] = carried.fillna(plan["unique_id"].map(last[col])).fillna(0.0)
+    return plan
+
+
+def baseline_future(plan: pd.DataFrame, history: pd.DataFrame, drivers: list[str]) -> pd.DataFrame:
+    """The plan without its moves: flags off, other drivers at their last value in history."""
+    flags = set(flag_drivers(history, drivers))
+    last = history.sort_values("ds").groupby("unique_id", sort=True)[drivers].last()
+    base = plan.copy()
+    for col in drivers:
+        base[col] = 0.0 if col in flags else base["unique_id"].map(last[col]).fillna(base[col]).to_numpy()
+    return base

@@ -1,0 +1,351 @@
+"""One entry point for forecasting: :class:`Forecaster`.
+
+Configured once with a :class:`~sopforecast.config.ForecastConfig`, it serves every caller
+(the public ``forecast`` / ``backtest``, the CLI, the pipeline runner, the registered MLflow
+model and the benchmarks):
+
+- ``fit(history)`` builds the panel (the series, or every level of the hierarchy with its
+  aggregated drivers), backtests the candidate models by rolling origin, selects per demand
+  class, and estimates the chosen models on the whole history: statistical models forecast
+  their longest horizon once (``predict`` slices it), LightGBM is kept fitted because its
+  forecast depends on the future drivers;
+- ``predict(h=None, future=None)`` combines the fitted candidates with the drivers' effect,
+  attaches intervals and reconciles, without re-fitting anything;
+- ``cross_validation(history, windows=...)`` is the backtest alone, scored per model and,
+  for a hierarchy, per level and reconciliation method.
+
+Each returns a :class:`ForecastRun`: forecast frame, backtest per model and window, accuracy
+per level, chosen model per series, stage timings.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import pandas as pd
+from pydantic import ValidationError
+
+from ..config import ForecastConfig
+from ..data.panel import extend_to_common_end
+from ..data.profile import classify_demand
+from ..errors import ConfigError, NotFittedError
+from ..notices import library_warnings
+from . import engine
+from .combine import deliver
+from .drivers import aggregate_drivers, baseline_future, future_frame
+from .hierarchical import Panel, build_panel, hierarchy_keys, level_accuracy
+from .ml import ml_fit, ml_predict
+from .models import CATALOGUE
+from .stats import stats_forecast
+
+__all__ = ["Forecaster", "ForecastRun", "stored_horizon"]
+
+logger = logging.getLogger(__name__)
+
+
+def stored_horizon(config: ForecastConfig) -> int:
+    """Periods the statistical models forecast at fit time: enough for any later ``predict``
+    within the S&OP range (36 months for monthly data)."""
+    return max(config.horizon, 36) if config.freq.startswith("M") else config.horizon
+
+
+@dataclass
+class ForecastRun:
+    """What one call of the forecaster produced."""
+
+    forecast: pd.DataFrame
+    backtest: engine.BacktestResult | None = None
+    accuracy: pd.DataFrame | None = None  # per level and method (hierarchies)
+    selection: pd.DataFrame | None = None  # unique_id, members, how (+ class, strategy)
+    classes: pd.DataFrame | None = None
+    levels: pd.Series | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    short_history: list[str] = field(default_factory=list)
+    candidates: pd.DataFrame | None = None  # every candidate's forecast, wide
+    series: pd.DataFrame | None = None  # history of every series forecast (aggregates included)
+    bottom_level: str | None = None
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """Backtest accuracy: per level and method for a hierarchy, else per model."""
+        if self.accuracy is not None:
+            return self.accuracy
+        if self.backtest is None:
+            raise ConfigError("no backtest was run; use cross_validation or more than one model.")
+        return self.backtest.summary
+
+
+class _Stages:
+    """Wall time per stage, logged as each ends."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        yield
+        took = time.perf_counter() - start
+        self.seconds[name] = self.seconds.get(name, 0.0) + took
+        logger.info("Stage %s took %.1f s", name, took)
+
+
+class Forecaster:
+    """Backtest, select, fit and forecast flat or hierarchical demand history.
+
+    Parameters
+    ----------
+    config : ForecastConfig
+        Models, horizon, backtest windows, intervals, hierarchy, drivers, reconciliation.
+
+    Attributes (after ``fit``)
+    --------------------------
+    panel_ : Panel
+        The series fitted (aggregates included) and the hierarchy.
+    backtest_ : BacktestResult or None
+        Backtest of the candidates and the selection.
+    selection_ : pandas.DataFrame
+        Members of each series' forecast.
+    """
+
+    def __init__(self, config: ForecastConfig | None = None) -> None:
+        self.config = config or ForecastConfig()
+
+    # -- fitting -------------------------------------------------------------------------
+    def fit(self, history: pd.DataFrame, *, backtest: bool | None = None, progress=None) -> Forecaster:
+        """Backtest, select and estimate the models on ``history``; returns self.
+
+        Parameters
+        ----------
+        history : pandas.DataFrame
+            Validated long history: ``unique_id, ds, y``, the hierarchy's key columns and
+            the drivers.
+        backtest : bool, optional
+            Always backtest (True), or only when selection, conformal intervals or
+            reconciliation need it (None, the default).
+        progress : rich.progress.Progress, optional
+            Shows the stages.
+        """
+        with library_warnings(logger):
+            return self._fit(history, backtest, progress)
+
+    def _fit(self, history: pd.DataFrame, backtest: bool | None, progress) -> Forecaster:
+        config = self.config
+        stage = _Stages()
+        task = progress.add_task("prepare the panel", total=4) if progress is not None else None
+
+        def advance(description: str) -> None:
+            if progress is not None:
+                progress.update(task, advance=1, description=description)
+
+        with stage("prepare"):
+            panel = build_panel(history, config)
+            classes = classify_demand(panel.Y[["unique_id", "ds", "y"]])
+            names, use_ml, _ = engine.candidates(config, classes)
+            engine.check_season(panel.Y, engine.season_of(config))
+            if config.drivers and not use_ml:
+                logger.warning(
+                    "The drivers %s are not used: only LightGBM reads them (and carries their effect "
+                    "to the other models); add lgbm to models or use models: auto.",
+                    ", ".join(config.drivers),
+                )
+        advance(f"backtest on {panel.Y['unique_id'].nunique():,} series")
+        result = None
+        if backtest or self._needs_backtest(names, use_ml, panel):
+            with stage("backtest"):
+                result = engine.run_backtest(panel.Y, config, classes)
+        backtest = result
+        advance("fit")
+        with stage("fit"):
+            selection = engine.selection_for_all(
+                panel.Y, backtest, [*names, *(["lgbm"] if use_ml else [])], classes
+            )
+            used = {m for members in selection["members"] for m in members}
+            stats_names = [n for n in names if CATALOGUE[n].alias in used]
+            wide, short = self._fit_stats(panel.Y, classes, stats_names, selection)
+            fitted_ml = ml_fit(panel.Y, engine.ml_settings(panel.Y, config)) if use_ml else None
+        advance("score levels")
+        accuracy = None
+        if panel.tags is not None and backtest is not None and backtest.chosen_cv is not None:
+            with stage("accuracy"):
+                methods = [] if config.reconcile == "none" else [config.reconcile]
+                accuracy = level_accuracy(
+                    backtest.chosen_cv, panel, config, engine.main_season(engine.season_of(config)), methods
+                )
+        advance("fitted")
+        self.panel_, self.classes_, self.backtest_ = panel, classes, backtest
+        self.selection_, self.stats_wide_, self.short_ = selection, wide, short
+        self.ml_, self.accuracy_ = fitted_ml, accuracy
+        self.timings_ = stage.seconds
+        return self
+
+    def _needs_backtest(self, names: list[str], use_ml: bool, panel: Panel) -> bool:
+        config = self.config
+        several = len(names) + use_ml > 1
+        conformal = any(not CATALOGUE[n].native_intervals for n in names) or use_ml
+        residuals = panel.tags is not None and config.reconcile in ("wls_var", "mint_shrink")
+        return several or bool(config.level and conformal) or residuals
+
+    def _fit_stats(self, Y: pd.DataFrame, classes: pd.DataFrame, names: list[str], selection: pd.DataFrame):
+        config = self.config
+        horizon = stored_horizon(config)
+        by_alias = {CATALOGUE[n].alias: n for n in names}
+        # native intervals only for models some series gets alone; combinations get conformal ones
+        alone = tuple(
+            sorted({by_alias[m[0]] for m in selection["members"] if len(m) == 1 and m[0] in by_alias})
+        )
+        wide, short = [], []
+        for part, models in engine.model_groups(Y, config, classes, names):
+            fcst, part_short = stats_forecast(part, horizon, engine.stats_run(config, models, alone))
+            wide.append(fcst)
+            short.extend(part_short)
+        if short:
+            logger.info("%d series too short for seasonal models used their non-seasonal form", len(short))
+        frame = pd.concat(wide, ignore_index=True) if wide else None
+        return frame, short
+
+    # -- predicting ----------------------------------------------------------------------
+    def predict(
+        self, h: int | None = None, future: pd.DataFrame | None = None, *, fill: str | None = None
+    ) -> ForecastRun:
+        """Forecast ``h`` periods (default the configured horizon) without re-fitting.
+
+        Parameters
+        ----------
+        h : int, optional
+            Periods ahead, at most the horizon stored at fit time (36 months for monthly data).
+        future : pandas.DataFrame, optional
+            Promotion calendar / price plan: ``unique_id`` or the key columns, ``ds`` and the
+            drivers, for every bottom series and forecast period (or ``future_fill`` set).
+        fill : {"error", "carry", "zero"}, optional
+            How to fill series and periods missing from ``future`` in this call; default the
+            config's ``future_fill``.
+        """
+        if not hasattr(self, "panel_"):
+            raise NotFittedError("this Forecaster is not fitted yet; call fit(history) first.")
+        config = self.config
+        h = config.horizon if h is None else int(h)
+        limit = stored_horizon(config)
+        if not 0 < h <= limit:
+            raise ConfigError(
+                f"horizon {h} is outside 1..{limit}, the range this forecaster was fitted for; "
+                "raise forecast.horizon and fit again.",
+                setting="horizon",
+            )
+        stage = _Stages()
+        with stage("predict"), library_warnings(logger):
+            wide = self._candidates(h, future, fill or config.future_fill)
+        with stage("reconcile"):
+            out = deliver(wide, self.selection_, self.backtest_, self.panel_, config)
+        timings = {**self.timings_, **stage.seconds}
+        return ForecastRun(
+            out,
+            self.backtest_,
+            self.accuracy_,
+            self.selection_,
+            self.classes_,
+            self.panel_.levels,
+            timings,
+            self.short_,
+            wide,
+            self.panel_.Y[["unique_id", "ds", "y"]],
+            self.panel_.bottom_level,
+        )
+
+    def _candidates(self, h: int, future: pd.DataFrame | None, fill: str) -> pd.DataFrame:
+        """Every candidate's forecast for ``h`` periods, the drivers' effect applied."""
+        wide = self.stats_wide_
+        if wide is not None:
+            wide = wide[wide.groupby("unique_id", sort=False).cumcount() < h]
+        if self.ml_ is None:
+            return wide.reset_index(drop=True)
+        config = self.config
+        settings = engine.ml_settings(self.panel_.Y, config)
+        plan = self._future(future, h, fill) if config.drivers else None
+        ml = ml_predict(self.ml_, h, settings, plan)
+        if plan is not None:
+            baseline = baseline_future(plan, self.panel_.Y, list(config.drivers))
+            ml[f"{engine.ML_ALIAS}|baseline"] = ml_predict(self.ml_, h, settings, baseline)[
+                engine.ML_ALIAS
+            ].to_numpy()
+        if wide is None:
+            return ml
+        wide = wide.merge(ml, on=["unique_id", "ds"], how="left")
+        stats_aliases = [c for c in wide.columns if c in {s.alias for s in CATALOGUE.values()}]
+        return engine.apply_driver_effect(wide, [a for a in stats_aliases if a != engine.ML_ALIAS])
+
+    def _future(self, future: pd.DataFrame | None, h: int, fill: str) -> pd.DataFrame:
+        """Future drivers of every series fitted, aggregates included."""
+        config, panel = self.config, self.panel_
+        drivers = list(config.drivers)
+        keys = hierarchy_keys(config)
+        source = panel.bottom if panel.S is not None else panel.Y
+        plan = future_frame(future, source, drivers, h, config.freq, keys=keys, fill=fill)
+        if panel.S is None:
+            return plan
+        return aggregate_drivers(plan, panel.S, drivers, panel.weights)
+
+    def check_future(self, history: pd.DataFrame, future: pd.DataFrame | None) -> None:
+        """Check a promotion calendar / price plan against ``history`` before fitting, with
+        the rules ``predict`` applies (missing series, periods or drivers are errors unless
+        ``future_fill`` says how to fill), so a bad file fails in seconds, not after the fit."""
+        config = self.config
+        if not config.drivers:
+            return
+        drivers = list(config.drivers)
+        frame = history[["unique_id", "ds", *drivers]]
+        if config.hierarchy:
+            frame, _ = extend_to_common_end(frame, config.freq)
+        future_frame(
+            future,
+            frame,
+            drivers,
+            config.horizon,
+            config.freq,
+            keys=hierarchy_keys(config),
+            fill=config.future_fill,
+        )
+
+    # -- backtest only -------------------------------------------------------------------
+    def cross_validation(
+        self, history: pd.DataFrame, windows: int | None = None, *, progress=None
+    ) -> ForecastRun:
+        """Rolling-origin backtest of the candidates (``windows`` origins, default the
+        config's), scored per model and, for a hierarchy, per level and every
+        reconciliation method. Does not fit the final models."""
+        config = self.config
+        if windows is not None:
+            try:
+                config = ForecastConfig.model_validate({**config.model_dump(), "windows": windows})
+            except ValidationError as exc:
+                raise ConfigError.from_validation(exc) from exc
+        stage = _Stages()
+        task = progress.add_task("backtest", total=1) if progress is not None else None
+        with stage("prepare"):
+            panel = build_panel(history, config)
+            classes = classify_demand(panel.Y[["unique_id", "ds", "y"]])
+        with stage("backtest"), library_warnings(logger):
+            bt = engine.run_backtest(panel.Y, config, classes)
+        accuracy = None
+        if panel.tags is not None and bt.chosen_cv is not None:
+            with stage("accuracy"):
+                accuracy = level_accuracy(
+                    bt.chosen_cv, panel, config, engine.main_season(engine.season_of(config))
+                )
+        if progress is not None:
+            progress.update(task, advance=1)
+        selection = bt.selection.per_series if bt.selection is not None else None
+        return ForecastRun(
+            pd.DataFrame(),
+            bt,
+            accuracy,
+            selection,
+            classes,
+            panel.levels,
+            stage.seconds,
+            series=panel.Y[["unique_id", "ds", "y"]],
+            bottom_level=panel.bottom_level,
+        )

@@ -1,0 +1,224 @@
+"""The panel a forecaster works on: the series themselves, or every level of a hierarchy.
+
+A hierarchy is a setting of the forecaster, not a second code path: :func:`build_panel`
+returns the same :class:`Panel` for flat data (one level, no summing matrix) and for a
+hierarchy (bottom series extended to a common origin, every aggregate built, drivers
+aggregated). :func:`level_accuracy` scores the backtest per level, base and reconciled.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..config import ForecastConfig
+from ..data.hierarchy import check_nesting, parse_chains
+from ..data.panel import extend_to_common_end
+from ..errors import ConfigError, DataError
+from .drivers import aggregate_drivers, driver_weights
+from .metrics import evaluate_backtest, summarise_metrics
+from .reconcile import METHODS, aggregate_hierarchy, is_strict, level_of, reconcile
+
+__all__ = ["Panel", "build_panel", "level_accuracy", "reconciled_backtest", "recentre", "hierarchy_keys"]
+
+logger = logging.getLogger(__name__)
+
+
+def hierarchy_keys(config: ForecastConfig) -> list[str]:
+    """Key columns named by the hierarchy chains, top to bottom."""
+    return [c for chain in parse_chains(config.hierarchy) for c in chain]
+
+
+@dataclass
+class Panel:
+    """Every series to forecast (``Y``: ``unique_id, ds, y`` and drivers) and, for a
+    hierarchy, its summing matrix, level ids, driver weights and the bottom history."""
+
+    Y: pd.DataFrame
+    bottom: pd.DataFrame
+    S: pd.DataFrame | None = None
+    tags: dict | None = None
+    weights: pd.Series | None = None
+    extended: list[str] = field(default_factory=list)
+
+    @property
+    def levels(self) -> pd.Series | None:
+        return level_of(self.tags) if self.tags is not None else None
+
+    @property
+    def bottom_level(self) -> str | None:
+        return list(self.tags)[-1] if self.tags is not None else None
+
+
+def build_panel(history: pd.DataFrame, config: ForecastConfig) -> Panel:
+    """The series the forecaster fits: flat history as given, or every level of the hierarchy."""
+    drivers = list(config.drivers)
+    absent = [d for d in drivers if d not in history.columns]
+    if absent:
+        raise ConfigError(
+            f"driver column(s) {absent} are not in the data (columns: {list(history.columns)}); "
+            "set drivers to columns of the data.",
+            setting="drivers",
+        )
+    if not config.hierarchy:
+        frame = history[["unique_id", "ds", "y", *_statics(history, config), *drivers]]
+        return Panel(frame, frame)
+    keys = hierarchy_keys(config)
+    missing = [k for k in keys if k not in history.columns]
+    if missing:
+        raise ConfigError(
+            f"hierarchy columns {missing} are not in the data (columns: {list(history.columns)}); "
+            "set hierarchy to the key columns of the data.",
+            setting="hierarchy",
+        )
+    check_nesting(history, config.hierarchy)
+    bottom, extended = extend_to_common_end(history[["unique_id", "ds", "y", *keys, *drivers]], config.freq)
+    if extended:
+        logger.info("%d series stopped early; extended with zeros to the common origin", len(extended))
+    Y, S, tags = aggregate_hierarchy(bottom, config.hierarchy)
+    bottom = bottom.assign(unique_id=_bottom_ids(bottom, S))
+    weights = None
+    if drivers:
+        weights = driver_weights(bottom)
+        agg = aggregate_drivers(bottom, S, drivers, weights)
+        Y = Y.merge(agg, on=["unique_id", "ds"], how="left")
+        Y[drivers] = Y.groupby("unique_id", sort=False)[drivers].ffill().fillna(0.0)
+    logger.info("Hierarchy: %d series on %d levels", len(S), len(tags))
+    return Panel(Y, bottom, S, tags, weights, extended)
+
+
+def _statics(history: pd.DataFrame, config: ForecastConfig) -> list[str]:
+    """Text key columns of flat data, kept as static features for LightGBM."""
+    reserved = {"unique_id", "ds", "y", *config.drivers}
+    return [
+        c
+        for c in history.columns
+        if c not in reserved
+        and not pd.api.types.is_numeric_dtype(history[c])
+        and not pd.api.types.is_datetime64_any_dtype(history[c])
+    ]
+
+
+def _bottom_ids(bottom: pd.DataFrame, S: pd.DataFrame) -> pd.Series:
+    """The bottom series' ids as the summing matrix names them (the full key path)."""
+    ids = [c for c in S.columns if c != "unique_id"]
+    known = set(ids)
+    if set(bottom["unique_id"].unique()) <= known:
+        return bottom["unique_id"]
+    raise DataError(
+        "the series ids do not match the hierarchy's bottom level; build unique_id from the "
+        "hierarchy's key columns (validate the data with the same hierarchy)."
+    )
+
+
+def recentre(base: pd.DataFrame, rec: pd.DataFrame, column: str, clip: bool) -> pd.DataFrame:
+    """Move point forecasts to the reconciled values; intervals keep their base width."""
+    merged = base.merge(rec[["unique_id", "ds", column]], on=["unique_id", "ds"], how="left")
+    shift = merged[column] - merged["forecast"]
+    bounds = [c for c in merged.columns if c.startswith("forecast-")]
+    merged[bounds] = merged[bounds].add(shift, axis=0)
+    merged["forecast"] = merged[column]
+    if clip:
+        # clipping after reconciliation breaks coherence only where a total would be < 0
+        merged[bounds] = merged[bounds].clip(lower=0.0)
+    return merged.drop(columns=[column])
+
+
+def reconciled_backtest(
+    chosen: pd.DataFrame, panel: Panel, config: ForecastConfig, methods: list[str] | None = None
+) -> tuple[pd.DataFrame, list[str]]:
+    """The backtest of the delivered forecasts, base (``base``) and reconciled per window
+    with each method (one column per method), clipped like the delivered forecast.
+
+    Parameters
+    ----------
+    chosen : pandas.DataFrame
+        Backtest of the chosen forecasts: ``unique_id, cutoff, ds, y, forecast``.
+    methods : list of str, optional
+        Reconciliation methods; default every method the hierarchy allows.
+
+    Returns
+    -------
+    (pandas.DataFrame, list of str)
+        The frame and its forecast columns (``base`` and the methods).
+    """
+    S, tags, Y = panel.S, panel.tags, panel.Y
+    ids = set(S["unique_id"])
+    allowed = [m for m in METHODS if is_strict(tags) or m not in ("top_down", "middle_out")]
+    methods = [m for m in (allowed if methods is None else methods) if m in allowed]
+    frames = [chosen.rename(columns={"forecast": "base"})]
+    columns = ["base"]
+    for cutoff in sorted(chosen["cutoff"].unique()):
+        window = chosen[chosen["cutoff"] == cutoff]
+        if not methods:
+            continue
+        missing = ids - set(window["unique_id"])
+        if missing:
+            # reconciliation needs every series: new items without a backtest forecast get
+            # the naive one (last value before the cutoff, zero before their launch)
+            window = pd.concat([window, _naive_window(Y, sorted(missing), window, cutoff)], ignore_index=True)
+            logger.info(
+                "Backtest window %s: %d series without a forecast (new items) get the naive one",
+                pd.Timestamp(cutoff).date(),
+                len(missing),
+            )
+        rec = reconcile(
+            window,
+            S,
+            tags,
+            methods=methods,
+            residuals=chosen[chosen["cutoff"] != cutoff],
+            history=Y[Y["ds"] <= cutoff][["unique_id", "ds", "y"]],
+            middle_level=config.middle_level,
+            nonnegative=config.nonnegative,
+        )
+        rec = rec.rename(columns={f"forecast/{m}": m for m in methods})
+        frames.append(rec.assign(cutoff=cutoff))
+    merged = frames[0]
+    if len(frames) > 1:
+        recs = pd.concat(frames[1:], ignore_index=True)
+        merged = merged.merge(
+            recs[["unique_id", "ds", "cutoff", *methods]], on=["unique_id", "ds", "cutoff"], how="left"
+        )
+        columns += methods
+    if config.clip:
+        merged[columns] = merged[columns].clip(lower=0.0)
+    return merged, columns
+
+
+def _naive_window(Y: pd.DataFrame, ids: list[str], window: pd.DataFrame, cutoff) -> pd.DataFrame:
+    """Naive backtest rows for ``ids`` on the window's dates."""
+    dates = np.sort(window["ds"].unique())
+    grid = pd.DataFrame({"unique_id": np.repeat(ids, len(dates)), "ds": np.tile(dates, len(ids))})
+    part = Y[Y["unique_id"].isin(ids)]
+    last = part[part["ds"] <= cutoff].sort_values("ds").groupby("unique_id")["y"].last()
+    grid = grid.merge(part[["unique_id", "ds", "y"]], on=["unique_id", "ds"], how="left")
+    return grid.assign(
+        y=grid["y"].fillna(0.0),
+        forecast=grid["unique_id"].map(last).fillna(0.0).to_numpy(),
+        cutoff=cutoff,
+    )
+
+
+def level_accuracy(
+    chosen: pd.DataFrame,
+    panel: Panel,
+    config: ForecastConfig,
+    season_length: int,
+    methods: list[str] | None = None,
+) -> pd.DataFrame:
+    """Accuracy per level of the base backtest forecasts and of each reconciliation method
+    (:func:`reconciled_backtest`): one row per level and method."""
+    merged, columns = reconciled_backtest(chosen, panel, config, methods)
+    Y, tags = panel.Y, panel.tags
+    train = Y[Y["ds"] <= merged["cutoff"].min()]
+    scored = evaluate_backtest(merged, train, columns, season_length=season_length)
+    table = summarise_metrics(scored, merged, by=level_of(tags))
+    table = table.rename(columns={"group": "level", "model": "method"})
+    order = {name: i for i, name in enumerate(tags)}
+    table["_o"] = table["level"].map(order)
+    out = table.sort_values(["_o", "method"]).drop(columns="_o").reset_index(drop=True)
+    return out.replace([np.inf, -np.inf], np.nan)

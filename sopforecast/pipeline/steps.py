@@ -1,0 +1,271 @@
+"""The steps of a pipeline run, as plain functions over frames.
+
+Each step takes the pipeline's spec, its data or the previous step's result and returns
+frames, dictionaries or files written into a folder it is given. None of them talks to
+MLflow, the run history or the planners' output files: :mod:`.runner` wires the steps
+together and does all of that, so a step can be tested on tiny data without a tracking
+store, and a failed step leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+import yaml
+
+from ..config import ForecastConfig
+from ..workdir import Workdir
+from .plots import run_plots
+from .sources import History, load_history
+from .spec import PipelineSpec
+
+__all__ = [
+    "METRICS",
+    "Evaluation",
+    "Candidate",
+    "load",
+    "evaluate",
+    "run_params",
+    "run_metrics",
+    "target_checks",
+    "candidate_runs",
+    "result_tables",
+    "result_plots",
+    "output_targets",
+]
+
+METRICS = ("mase", "rmsse", "smape", "wape", "bias")
+
+
+@dataclass
+class Evaluation:
+    """The forecast and its backtest, as the pipeline delivers them."""
+
+    forecast: pd.DataFrame
+    backtest: object  # BacktestResult
+    headline: dict[str, float]  # metrics of the delivered forecast (bottom level for hierarchies)
+    accuracy: pd.DataFrame | None = None  # per level and method (hierarchies)
+    levels: pd.Series | None = None  # level of each series (hierarchies)
+    all_series: pd.DataFrame | None = None  # history of every series incl. aggregates
+    headline_level: str = "all"  # where the headline is measured: bottom level or all series
+    forecaster: object = None  # the fitted Forecaster
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per forecasting stage
+
+
+class Candidate(NamedTuple):
+    """What a candidate model's nested run records.
+
+    ``windows`` holds one dict of metrics per backtest window, oldest first (the metric's
+    step in MLflow is the window's position).
+    """
+
+    name: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    windows: list[dict[str, float]]
+
+
+def load(spec: PipelineSpec, workdir: Workdir) -> History:
+    """Read and validate the pipeline's data (the demo data is generated into ``workdir``)."""
+    return load_history(spec.data, workdir)
+
+
+def evaluate(
+    frame: pd.DataFrame, config: ForecastConfig, future: pd.DataFrame | None = None, progress=None
+) -> Evaluation:
+    """Backtest, fit and forecast ``frame`` with ``config``.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Validated long history.
+    config : ForecastConfig
+        The pipeline's forecast section.
+    future : pandas.DataFrame, optional
+        The drivers' planned values (promotion calendar).
+    progress : rich.progress.Progress, optional
+        Shows the forecasting stages.
+
+    Returns
+    -------
+    Evaluation
+        The headline is the delivered forecast's backtest accuracy: for hierarchies at the
+        bottom level with the configured reconciliation, else over every series.
+    """
+    from ..forecasting.forecaster import Forecaster
+
+    forecaster = Forecaster(config).fit(frame, backtest=True, progress=progress)
+    run = forecaster.predict(future=future)
+    if run.accuracy is not None:
+        method = "base" if config.reconcile == "none" else config.reconcile
+        acc = run.accuracy
+        row = acc[(acc["level"] == run.bottom_level) & (acc["method"] == method)]
+        if row.empty:
+            row = acc[(acc["level"] == run.bottom_level) & (acc["method"] == "base")]
+        headline = {m: float(row[m].iloc[0]) for m in METRICS if m in row}
+        level = run.bottom_level
+    else:
+        row = run.backtest.summary.set_index("model").loc["auto"]
+        headline = {m: float(row[m]) for m in METRICS if m in row}
+        level = "all"
+    return Evaluation(
+        run.forecast,
+        run.backtest,
+        headline,
+        run.accuracy,
+        run.levels,
+        run.series,
+        level,
+        forecaster,
+        run.timings,
+    )
+
+
+def run_params(spec: PipelineSpec) -> dict[str, str]:
+    """The spec flattened to ``section.key`` parameters (values cut to 5,000 characters)."""
+    return _flatten(spec.model_dump(mode="json"))
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, str]:
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = str(value)[:5000]
+    return out
+
+
+def _metric_key(*parts: str) -> str:
+    return "_".join(p.replace(" ", "_") for p in parts if p)
+
+
+def run_metrics(ev: Evaluation, data: History) -> dict[str, float]:
+    """The pipeline run's metrics: ``backtest_<metric>`` of the delivered forecast,
+    ``<metric>_<method>_<level>`` per level for hierarchies, ``test_*`` on a held-out part."""
+    metrics = {f"backtest_{k}": v for k, v in ev.headline.items()}
+    if data.test is not None:
+        metrics.update(_test_scores(ev.forecast, data.test))
+    if ev.accuracy is not None:
+        for _, row in ev.accuracy.iterrows():
+            for m in METRICS:
+                if pd.notna(row.get(m)):
+                    metrics[_metric_key(m, str(row["method"]), str(row["level"]))] = float(row[m])
+    return metrics
+
+
+def _test_scores(forecast: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
+    """Accuracy on the dataset's held-out test part (competition data)."""
+    from ..forecasting.metrics import smape
+
+    scores = smape(test, forecast)
+    joined = test.merge(forecast[["unique_id", "ds", "forecast"]], on=["unique_id", "ds"])
+    err = (joined["forecast"] - joined["y"]).abs().sum()
+    return {"test_smape": float(scores.mean()), "test_wape": float(err / joined["y"].abs().sum())}
+
+
+def target_checks(spec: PipelineSpec, headline: dict[str, float]) -> dict[str, bool]:
+    """Whether the headline meets each target the spec sets (absolute bias)."""
+    checks = {}
+    for name, limit in spec.targets.model_dump().items():
+        if limit is None or name not in headline:
+            continue
+        value = abs(headline[name]) if name == "bias" else headline[name]
+        checks[name] = value <= limit
+    return checks
+
+
+def candidate_runs(ev: Evaluation, config: ForecastConfig) -> list[Candidate]:
+    """One record per candidate model of the backtest: its parameters, overall and
+    per-level metrics, and the metrics of each backtest window."""
+    from ..forecasting.metrics import summarise_metrics
+    from ..forecasting.models import CATALOGUE
+
+    bt = ev.backtest
+    by_alias = {spec.alias: name for name, spec in CATALOGUE.items()}
+    summary = bt.summary.set_index("model")
+    per_level = summarise_metrics(bt.scores, bt.cv, by=ev.levels) if ev.levels is not None else None
+    cutoffs = sorted(bt.scores["cutoff"].unique())
+    window_means = bt.scores.groupby(["model", "metric", "cutoff"])["value"].mean()
+    out = []
+    for alias in summary.index:
+        if alias == "auto":
+            continue
+        name = by_alias.get(alias, alias)
+        params = {
+            "model": name,
+            "alias": alias,
+            "season_length": str(config.season_length or "default"),
+            "horizon": str(config.horizon),
+            "windows": str(config.windows),
+            **{f"param.{k}": str(v) for k, v in config.params.get(name, {}).items()},
+        }
+        row = summary.loc[alias]
+        metrics = {k: float(v) for k, v in row.items() if pd.notna(v) and isinstance(v, int | float)}
+        if per_level is not None:
+            for _, lrow in per_level[per_level["model"] == alias].iterrows():
+                for m in METRICS:
+                    if m in lrow and pd.notna(lrow[m]):
+                        metrics[_metric_key(m, str(lrow["group"]))] = float(lrow[m])
+        windows = [
+            {
+                _metric_key("window", m): float(window_means[(alias, m, cutoff)])
+                for m in METRICS
+                if (alias, m, cutoff) in window_means.index and pd.notna(window_means[(alias, m, cutoff)])
+            }
+            for cutoff in cutoffs
+        ]
+        out.append(Candidate(alias, params, metrics, windows))
+    return out
+
+
+def result_tables(ev: Evaluation, data: History, spec: PipelineSpec, folder: Path) -> list[Path]:
+    """Write the run's tables into ``folder``: forecast, backtest summary and scores,
+    selection, accuracy per level, the validation report and the spec."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def put(name: str, write) -> None:
+        path = folder / name
+        write(path)
+        written.append(path)
+
+    put("forecast.parquet", lambda p: ev.forecast.to_parquet(p, index=False))
+    put("backtest_summary.csv", lambda p: ev.backtest.summary.to_csv(p, index=False))
+    put("backtest_scores.parquet", lambda p: ev.backtest.scores.to_parquet(p, index=False))
+    if ev.backtest.selection is not None:
+        sel = ev.backtest.selection
+        chosen = sel.per_series.assign(members=sel.per_series["members"].map(",".join))
+        put("selection_strategies.csv", lambda p: sel.scores.to_csv(p, index=False))
+        put("selection_per_series.csv", lambda p: chosen.to_csv(p, index=False))
+    if ev.accuracy is not None:
+        put("level_accuracy.csv", lambda p: ev.accuracy.to_csv(p, index=False))
+    report = json.dumps(data.report.to_dict(), indent=2, default=str)
+    put("validation.json", lambda p: p.write_text(report))
+    settings = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+    put("pipeline.yaml", lambda p: p.write_text(settings))
+    return written
+
+
+def result_plots(ev: Evaluation, folder: Path) -> list[Path]:
+    """Write the forecast plots (one per level, the largest series) into ``folder``."""
+    return run_plots(ev.all_series, ev.forecast, folder)
+
+
+def output_targets(
+    spec: PipelineSpec, workdir: Workdir, ev: Evaluation
+) -> dict[str, tuple[pd.DataFrame, Path]]:
+    """The planners' files and their places: label -> (frame, path). Nothing is written."""
+    forecast = Path(spec.output) if spec.output else workdir.forecasts / f"{spec.name}.csv"
+    targets = {
+        "forecast": (ev.forecast, forecast),
+        "backtest summary": (ev.backtest.summary, workdir.reports / f"{spec.name}_backtest.csv"),
+    }
+    if ev.accuracy is not None:
+        targets["accuracy per level"] = (ev.accuracy, workdir.reports / f"{spec.name}_levels.csv")
+    return targets

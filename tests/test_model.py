@@ -1,0 +1,125 @@
+"""The registered forecaster: loaded from the registry in a fresh process, it predicts
+without re-fitting, carries its input signature and reads future drivers per month.
+
+The demo pipeline runs once on tiny data (6 bottom series, one backtest window); one
+fresh Python process then loads ``models:/monthly_demand_plan@champion`` with the model
+libraries' fit methods replaced by ones that raise, and writes what it predicted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+
+from sopforecast.demo import run_demo
+from sopforecast.pipeline.tracking import resolve_store
+from sopforecast.workdir import Workdir
+
+MODEL = "monthly_demand_plan"
+KEYS = ["category", "family", "sku", "region", "channel"]
+HORIZON = 12
+PROMO_MONTH = 3
+
+# Runs in the fresh process: every way statsforecast or mlforecast could fit is made to fail
+# before the model is even loaded, so a re-fit anywhere in load or predict fails the test.
+_FRESH = """
+import json, sys, time
+import mlflow, pandas as pd
+import mlforecast, statsforecast
+
+def refuse(*args, **kwargs):
+    raise AssertionError("the registered model re-fitted")
+
+for cls, names in (
+    (statsforecast.StatsForecast, ("fit", "forecast", "cross_validation")),
+    (mlforecast.MLForecast, ("fit", "cross_validation")),
+):
+    for name in names:
+        setattr(cls, name, refuse)
+
+tracking_uri, uri, out = sys.argv[1:4]
+mlflow.set_tracking_uri(tracking_uri)
+signature = mlflow.models.get_model_info(uri).signature
+model = mlflow.pyfunc.load_model(uri)
+clock = time.perf_counter()
+plain = model.predict(pd.DataFrame({"horizon": [HORIZON]}))
+seconds = time.perf_counter() - clock
+plain.to_parquet(f"{out}/plain.parquet")
+for name in ("no_promo", "promo"):
+    future = pd.read_parquet(f"{out}/{name}_input.parquet")
+    model.predict(future).to_parquet(f"{out}/{name}.parquet")
+inputs = signature.inputs.input_names() if signature is not None else None
+with open(f"{out}/meta.json", "w") as fh:
+    json.dump({"seconds": seconds, "inputs": inputs}, fh)
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    """Run the demo pipeline, then predict from the registered champion in a new process."""
+    root = tmp_path_factory.mktemp("model")
+    workdir = Workdir(root / "work")
+    demo = run_demo(workdir, n_series=6, overrides=["forecast.windows=1"])
+    history = demo.run.data.frame
+    # the largest bottom series: the one with most signal for the promotion's effect
+    bottom = history.groupby(KEYS)["y"].sum().idxmax()
+    last = history[(history[KEYS] == pd.Series(bottom, index=KEYS)).all(axis=1)].sort_values("ds").iloc[-1]
+    months = pd.date_range(last["ds"] + pd.offsets.MonthBegin(), periods=HORIZON, freq="MS")
+    no_promo = pd.DataFrame({**dict(zip(KEYS, bottom, strict=True)), "ds": months, "price": last["price"]})
+    no_promo["promo"] = 0
+    promo = no_promo.assign(promo=(no_promo.index == PROMO_MONTH - 1).astype(int))
+    out = root / "out"
+    out.mkdir()
+    no_promo.to_parquet(out / "no_promo_input.parquet")
+    promo.to_parquet(out / "promo_input.parquet")
+    code = textwrap.dedent(_FRESH).replace("HORIZON", str(HORIZON))
+    uri = f"models:/{MODEL}@champion"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, resolve_store(workdir).tracking_uri, uri, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return {
+        "series": set(demo.forecast["unique_id"]),
+        "bottom": "/".join(bottom),
+        "bottoms": set(history[KEYS].astype(str).agg("/".join, axis=1)),
+        "meta": json.loads((out / "meta.json").read_text()),
+        **{name: pd.read_parquet(out / f"{name}.parquet") for name in ("plain", "no_promo", "promo")},
+    }
+
+
+def test_registered_model_predicts_every_series_without_refitting(fresh):
+    plain = fresh["plain"]
+    assert set(plain["unique_id"]) == fresh["series"]
+    assert (plain.groupby("unique_id").size() == HORIZON).all()
+    assert plain["forecast"].notna().all()
+    assert fresh["meta"]["seconds"] < 30
+
+
+def test_registered_model_has_a_signature_with_the_drivers(fresh):
+    inputs = fresh["meta"]["inputs"]
+    assert inputs is not None
+    assert {"horizon", "unique_id", "ds", "price", "promo", *KEYS} <= set(inputs)
+
+
+def test_promotion_in_month_three_lifts_that_month(fresh):
+    bottom, no_promo, promo = fresh["bottom"], fresh["no_promo"], fresh["promo"]
+    others = fresh["bottoms"] - {bottom}
+    for frame in (no_promo, promo):
+        ids = set(frame["unique_id"])
+        assert bottom in ids and not ids & others  # the SKU given and the aggregates only
+        assert ids - {bottom} == fresh["series"] - fresh["bottoms"]
+    before = no_promo[no_promo["unique_id"] == bottom].sort_values("ds")["forecast"].to_numpy()
+    after = promo[promo["unique_id"] == bottom].sort_values("ds")["forecast"].to_numpy()
+    assert len(before) == len(after) == HORIZON
+    month = PROMO_MONTH - 1
+    assert after[month] > before[month]
+    # the effect lands in month 3, not in the months before it
+    assert after[:month] == pytest.approx(before[:month])
