@@ -495,8 +495,7 @@ def compare_cmd(
 
     store = resolve_store(resolve_workdir(workdir), tracking_uri)
     check_reachable(store)
-    store.activate()
-    board = leaderboard(experiment, metric=metric, level=level)
+    board = leaderboard(experiment, metric=metric, level=level, client=store.client())
     levels = ", ".join(board["level"].unique()) if len(board) else (level or "all")
     table = Table(title=f"{experiment}: backtest {metric} at level {levels}, best first")
     for col in ("#", "run started", "model", metric, "seconds", "status", "run id"):

@@ -108,6 +108,13 @@ def _type_hints(matches: list[re.Match]) -> str:
     )
 
 
+def _mlflow_notes(matches: list[re.Match]) -> str:
+    return (
+        f"MLflow made {len(matches)} remark(s) while logging the run (input examples, dataset "
+        "sources); informational, the run and model are complete"
+    )
+
+
 # the library warnings library_warnings summarises; all others pass through unchanged
 _KNOWN: tuple[_Kind, ...] = (
     _Kind(
@@ -135,6 +142,7 @@ _KNOWN: tuple[_Kind, ...] = (
         prefixes=("The following series were dropped completely",),
     ),
     _Kind("type_hints", UserWarning, re.compile(r"type hint", re.I), _type_hints, source="mlflow"),
+    _Kind("mlflow_notes", UserWarning, re.compile(r"\S"), _mlflow_notes, source="mlflow"),
 )
 
 

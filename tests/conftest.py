@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -21,3 +22,14 @@ def pbs_path() -> Path:
     if not PBS_CSV.exists():
         pytest.skip(f"real data absent: {PBS_CSV} (see ../shared/data/README.md)")
     return PBS_CSV
+
+
+@pytest.fixture(autouse=True)
+def _package_logger_propagates():
+    """The CLI sends the package's logs to its own handler (no propagation); tests that
+    read logs through caplog need them to reach the root logger again."""
+    yield
+    package = logging.getLogger("sopforecast")
+    package.handlers.clear()
+    package.propagate = True
+    package.setLevel(logging.NOTSET)

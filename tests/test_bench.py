@@ -4,11 +4,13 @@ The full benchmarks are slow and run on demand (``-m slow`` or their own command
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from sopforecast.bench import m3, pbs
+from sopforecast.bench import m3, pbs, report
 from sopforecast.data.competitions import CompetitionData
 
 
@@ -120,10 +122,6 @@ def test_m3_other_auto_beats_every_reference_model():
 
 
 def test_report_tables_from_benchmark_outputs(tmp_path, capsys):
-    import json
-
-    from sopforecast.bench import report
-
     rows = [
         {
             "group": g,
@@ -153,3 +151,59 @@ def test_report_tables_from_benchmark_outputs(tmp_path, capsys):
     assert "| auto | 12.0 | 12.0 |" in out  # yearly and monthly columns
     assert "| Total | 1.0 | 0.9 |" in out and "mint_shrink 0.0e+00" in out
     assert "| auto | 79.5 | 94.0 |" in out
+
+
+def test_m3_time_table_sums_the_reference_and_shows_stages(tmp_path):
+    rows = [
+        {
+            "group": "yearly",
+            "model": "auto",
+            "series": 3,
+            "smape": 10.0,
+            "seconds": 9.0,
+            "seconds_backtest": 4.0,
+            "seconds_fit": 5.0,
+        },
+        {"group": "yearly", "model": "AutoETS", "series": 3, "smape": 11.0, "seconds": 2.0},
+        {
+            "group": "yearly",
+            "model": "reference mean(ETS,ARIMA,Theta,CES)",
+            "series": 3,
+            "smape": 10.5,
+            "seconds": 7.0,
+        },
+    ]
+    (tmp_path / "m3_results.json").write_text(json.dumps(rows))
+    text = report.m3_time_table(tmp_path)
+    assert "auto backtest" in text and "auto fit" in text
+    assert "| yearly | 9.0 | 4.0 | 5.0 | 2.0 | 7.0 |" in text
+
+
+def test_drivers_benchmark_scores_promotion_months_per_level():
+    from sopforecast.bench import drivers
+
+    frame = pd.DataFrame(
+        {
+            "unique_id": ["a", "a", "T", "T"],
+            "ds": pd.to_datetime(["2024-01-01", "2024-02-01"] * 2),
+            "y": [10.0, 20.0, 30.0, 40.0],
+            "f": [12.0, 15.0, 30.0, 36.0],
+        }
+    )
+    promo = pd.Series([0.0, 1.0, 0.1, 0.5])
+    levels = pd.Series({"a": "sku", "T": "Total"})
+    table = drivers.promo_wape(frame, "f", promo, levels).set_index("level")
+    assert table.loc["sku", "wape"] == pytest.approx(7 / 30)
+    assert table.loc["sku", "wape_promo"] == pytest.approx(5 / 20)  # only the promoted month
+    assert table.loc["Total", "wape_promo"] == pytest.approx(4 / 40)  # share 0.5 >= 0.25
+    assert table.loc["Total", "promo_rows"] == 1
+
+
+def test_model_cost_times_every_candidate_of_a_class():
+    from sopforecast.bench.model_cost import model_cost
+
+    table = model_cost(n_series=12, sample=2, horizon=3)
+    smooth = table[table["demand_class"] == "smooth"]
+    assert {"AutoETS", "AutoARIMA", "DynamicOptimizedTheta"} <= set(smooth["model"])
+    assert (table["ms_per_series"] > 0).all()
+    assert set(table.loc[table["model"] == "CrostonSBA", "intervals"]) <= {False}

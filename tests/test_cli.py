@@ -42,7 +42,7 @@ def _sales(tmp_path, **changes) -> str:
         ({"qty": (3, -5)}, [], "negative value(s)"),
         ({"ds": (3, "2022-01-01")}, [], "rows share a series and period"),
         ({"ds": (3, "2022-04-09")}, [], "off the 'MS' calendar"),
-        ({}, ["--freq", "D"], "Pass --freq MS"),
+        ({}, ["--freq", "D"], "Set freq to MS. (option --freq)"),
         ({}, ["--min-length", "36", "--short-series", "error"], "fewer than 36 periods"),
         ({"qty": (3, "")}, [], "column 'qty' is empty in 1 row(s)"),
         ({}, ["--freq", "monthly"], "unknown frequency 'monthly'"),

@@ -195,6 +195,9 @@ def test_options_reach_the_configs_and_the_forecaster(tmp_path, monkeypatch):
         def __init__(self, config):
             seen["config"] = config
 
+        def check_future(self, history, future):
+            seen["checked"] = future is not None
+
         def fit(self, history, progress=None):
             seen["history"] = history
             return self

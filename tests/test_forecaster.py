@@ -229,11 +229,6 @@ def test_every_series_gets_a_forecast_when_too_short_for_lightgbm():
     assert out.groupby("unique_id").size().to_dict() == {"long": 3, "new": 3}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnboundLocalError,  # from inside statsforecast
-    reason="bug: windows is not validated by cross_validation",
-)
 def test_cross_validation_refuses_zero_windows():
     with pytest.raises(ConfigError, match="windows"):
         Forecaster(_config(models="naive")).cross_validation(_panel(n_smooth=1), windows=0)

@@ -230,24 +230,36 @@ def _classes(n: int) -> pd.DataFrame:
     return pd.DataFrame({"unique_id": [f"s{i}" for i in range(n)], "demand_class": "smooth"})
 
 
-def test_auto_offers_lgbm_from_ml_min_series():
+def test_auto_offers_lgbm_from_ml_min_series_on_short_seasons():
     """The rule: under auto LightGBM joins smooth and erratic classes from ml_min_series
-    series; a model list decides by itself."""
-    config = ForecastConfig(models="auto", ml_min_series=20)
+    series when the season is shorter than 12 (quarterly, yearly); a model list decides by
+    itself."""
+    config = ForecastConfig(models="auto", freq="QS", ml_min_series=20)
     _, use_ml, per_class = engine.candidates(config, _classes(19))
     assert not use_ml and "LightGBM" not in per_class["smooth"]
     stats, use_ml, per_class = engine.candidates(config, _classes(20))
     assert use_ml
     assert per_class["smooth"][-1] == per_class["erratic"][-1] == "LightGBM"
     assert "LightGBM" not in per_class["intermittent"] and "LightGBM" not in per_class["lumpy"]
-    assert "lgbm" not in stats and stats == ["ces", "ets", "snaive", "theta"]  # smooth only
+    assert "lgbm" not in stats and stats == ["arima", "ces", "ets", "snaive", "theta"]  # smooth only
     stats, use_ml, per_class = engine.candidates(ForecastConfig(models="ets,lgbm"), _classes(2))
     assert stats == ["ets"] and use_ml and per_class["lumpy"] == ["AutoETS", "LightGBM"]
 
 
+def test_auto_on_monthly_data_runs_lgbm_only_for_drivers():
+    """Monthly (season 12): neither ARIMA nor LightGBM is a candidate; LightGBM still runs
+    when drivers are given, to carry their effect to the statistical models."""
+    stats, use_ml, per_class = engine.candidates(ForecastConfig(models="auto"), _classes(20))
+    assert not use_ml and "arima" not in stats and "LightGBM" not in per_class["smooth"]
+    with_drivers = ForecastConfig(models="auto", drivers=["promo"])
+    _, use_ml, per_class = engine.candidates(with_drivers, _classes(20))
+    assert use_ml and "LightGBM" not in per_class["smooth"]
+
+
 def test_auto_includes_lgbm_for_large_panels():
     df = _promo_panel(n=24).drop(columns=["promo"])
-    result = Forecaster(ForecastConfig(horizon=6, windows=2, n_jobs=1, ml_min_series=20)).fit(df).predict()
+    config = ForecastConfig(horizon=6, windows=2, n_jobs=1, ml_min_series=20, season_length=4)
+    result = Forecaster(config).fit(df).predict()
     assert "LightGBM" in result.backtest.cv.columns
     assert "LightGBM" in set(result.backtest.selection.scores["strategy"])
 

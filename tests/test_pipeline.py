@@ -6,6 +6,7 @@ on small demo data checks per-level logging and plots.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 from mlflow import MlflowClient
 from sopforecast.cli import main
 from sopforecast.errors import ConfigError
+from sopforecast.pipeline import steps
 from sopforecast.pipeline.history import AlreadyRunning, RunHistory, pipeline_lock
 from sopforecast.pipeline.runner import run_pipeline
 from sopforecast.pipeline.spec import load_pipeline
@@ -82,6 +84,7 @@ def tiny(tmp_path):
 
 
 def _client(workdir: Workdir) -> MlflowClient:
+    """The work directory store's client (no global tracking URI)."""
     return resolve_store(workdir).client()
 
 
@@ -130,15 +133,48 @@ def test_overrides_set_nested_keys_and_reject_bad_ones(tiny):
         load_pipeline(path, ["forecast.horizn=3"])
 
 
+# --- the steps, without MLflow ---------------------------------------------------------------
+
+
+def test_steps_compute_metrics_candidates_and_outputs_without_writing(tiny, tmp_path):
+    path, workdir = tiny
+    spec = load_pipeline(path, ["targets.wape=0.0001", "targets.bias=1.0"])
+    data = steps.load(spec, workdir)
+    assert data.frame["unique_id"].nunique() == 4
+    ev = steps.evaluate(data.frame, spec.forecast, data.future)
+    metrics = steps.run_metrics(ev, data)
+    assert metrics["backtest_wape"] == ev.headline["wape"] and "test_smape" not in metrics
+    # the targets: a wape no forecast meets, a bias every forecast meets
+    assert steps.target_checks(spec, ev.headline) == {"wape": False, "bias": True}
+    candidates = {c.name: c for c in steps.candidate_runs(ev, spec.forecast)}
+    assert set(candidates) == {"SeasonalNaive", "Naive"}
+    naive = candidates["Naive"]
+    assert naive.params["model"] == "naive" and naive.params["windows"] == "2"
+    assert len(naive.windows) == 2 and set(naive.windows[0]) >= {"window_wape", "window_mase"}
+    summary = ev.backtest.summary.set_index("model")
+    assert naive.metrics["wape"] == pytest.approx(summary.loc["Naive", "wape"])
+    written = steps.result_tables(ev, data, spec, tmp_path / "results")
+    assert {p.name for p in written} >= {"forecast.parquet", "validation.json", "pipeline.yaml"}
+    assert all(p.is_file() for p in written)
+    targets = steps.output_targets(spec, workdir, ev)
+    assert set(targets) == {"forecast", "backtest summary"}
+    assert not targets["forecast"][1].exists()  # places only: the runner writes them
+
+
 # --- a tracked run -------------------------------------------------------------------------
 
 
-def test_run_is_tracked_with_children_dataset_artifacts_and_model(tiny):
+def test_run_is_tracked_with_children_dataset_artifacts_and_model(tiny, caplog):
     path, workdir = tiny
-    result = run_pipeline(load_pipeline(path), workdir)
+    with caplog.at_level(logging.INFO, logger="sopforecast"):
+        result = run_pipeline(load_pipeline(path), workdir)
     client = _client(workdir)
     parent = client.get_run(result.run_id)
     assert parent.info.status == "FINISHED"
+    # stage times: metrics of the run and one line of the log
+    for stage in ("load_validate", "backtest", "fit", "tracking"):
+        assert parent.data.metrics[f"time_{stage}_seconds"] >= 0
+    assert [r for r in caplog.records if r.getMessage().startswith("Stage times: load_validate")]
     tags = parent.data.tags
     assert tags["sopforecast.pipeline"] == "tiny"
     assert len(tags["sopforecast.data_fingerprint"]) == 16

@@ -74,18 +74,22 @@ def test_pipeline_tracks_and_registers_in_postgresql(postgres_url, tmp_path):
     first = run_pipeline(spec, workdir)
     second = run_pipeline(spec, workdir)
     assert first.decision.promoted and not second.decision.promoted
+    import pandas as pd
+
     import mlflow
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(postgres_url)
-    mlflow.set_registry_uri(postgres_url)
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri=postgres_url, registry_uri=postgres_url)
     assert client.get_model_version_by_alias("tiny", "champion").version == int(first.decision.version)
     runs = client.search_runs([first.experiment_id], filter_string="tags.`sopforecast.role` = 'pipeline'")
     assert {r.info.run_id for r in runs} == {first.run_id, second.run_id}
+    children = client.search_runs(
+        [first.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{first.run_id}'"
+    )
+    assert {c.data.tags["model"] for c in children} == {"SeasonalNaive", "Naive"}
+    # the fluent API needs the global URI: set here, in the test only
+    mlflow.set_tracking_uri(postgres_url)
     model = mlflow.pyfunc.load_model("models:/tiny@champion")
-    import pandas as pd
-
     assert len(model.predict(pd.DataFrame({"horizon": [3]}))) == 4 * 3
 
 

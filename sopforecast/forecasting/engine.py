@@ -20,7 +20,14 @@ from .drivers import baseline_future
 from .intervals import conformal_bounds
 from .metrics import evaluate_backtest, summarise_metrics
 from .ml import MLSettings, default_features, ml_backtest
-from .models import CATALOGUE, CLASS_CANDIDATES, class_candidates, default_season_length, resolve_models
+from .models import (
+    CATALOGUE,
+    CLASS_CANDIDATES,
+    class_candidates,
+    default_season_length,
+    ml_is_candidate,
+    resolve_models,
+)
 from .selection import Selection, combine_forecasts, select_models, series_scale
 from .stats import StatsRun, stats_backtest
 
@@ -79,9 +86,12 @@ def candidates(config: ForecastConfig, classes: pd.DataFrame):
         present = set(classes["demand_class"].astype(str))
         by_class = class_candidates(main_season(season_of(config)))
         names = sorted({m for c in present for m in by_class.get(c, ())})
-        use_ml = len(classes) >= config.ml_min_series
+        enough = len(classes) >= config.ml_min_series
+        member = enough and ml_is_candidate(main_season(season_of(config)))
+        # LightGBM runs as a candidate, or to carry the drivers' effect to the others
+        use_ml = member or (enough and bool(config.drivers))
         per_class = {c: [CATALOGUE[m].alias for m in by_class[c]] for c in by_class}
-        if use_ml:
+        if member:
             for cls in ML_CLASSES:
                 per_class[cls] = [*per_class[cls], ML_ALIAS]
     else:

@@ -20,6 +20,7 @@ __all__ = [
     "CATALOGUE",
     "CLASS_CANDIDATES",
     "class_candidates",
+    "ml_is_candidate",
     "default_season_length",
     "resolve_models",
     "build_stats_model",
@@ -106,13 +107,21 @@ CLASS_CANDIDATES: dict[str, tuple[str, ...]] = {
 }
 
 
-# AutoARIMA's search grows with the season length: on monthly data it costs 5-8x AutoETS
-# and 100x Theta per series (BENCHMARKS.md, "time per model") and does not earn that in
-# the median of the class's candidates (M3 monthly: 13.44 sMAPE without it, 13.48 with),
-# so `auto` leaves it out from seasons of LONG_SEASON periods. Yearly and quarterly data
-# keep it, and any model list may name it.
+# What `auto` runs depends on the season length, from measurements (BENCHMARKS.md, "time
+# per model" and "M3"): AutoARIMA's search grows with the season; on monthly data it costs
+# 5-8x AutoETS and 100x Theta per series and does not earn it in the median of the class's
+# candidates (M3 monthly 13.44 sMAPE without it). LightGBM (a global model on lags, weak
+# alone on M3) steadies the median on yearly and quarterly data but pulls it off on monthly
+# (13.57 with it, 13.44 without). So from seasons of LONG_SEASON periods neither is a
+# candidate; LightGBM still runs there when drivers are given, to carry their effect to the
+# statistical models. Any model list may name either.
 COSTLY_ON_LONG_SEASONS = ("arima",)
 LONG_SEASON = 12
+
+
+def ml_is_candidate(season_length: int) -> bool:
+    """Whether LightGBM joins the smooth and erratic candidates under ``models: auto``."""
+    return season_length < LONG_SEASON
 
 
 def class_candidates(season_length: int) -> dict[str, tuple[str, ...]]:

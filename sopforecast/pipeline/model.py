@@ -15,7 +15,6 @@ forecast, forecast-lo-80, ..., model`` (and ``level`` for hierarchies).
 from __future__ import annotations
 
 import pickle
-import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -108,15 +107,13 @@ def predict_with(forecaster, model_input: pd.DataFrame | None) -> pd.DataFrame:
     return out
 
 
-with warnings.catch_warnings():  # MLflow nags about type hints on predict; input is a frame
-    warnings.simplefilter("ignore", UserWarning)
+class ForecasterModel(PythonModel):
+    """MLflow pyfunc wrapper of a pipeline's fitted forecaster."""
 
-    class ForecasterModel(PythonModel):
-        """MLflow pyfunc wrapper of a pipeline's fitted forecaster."""
+    def load_context(self, context) -> None:
+        with Path(context.artifacts[ARTIFACT]).open("rb") as fh:
+            self.forecaster = pickle.load(fh)  # noqa: S301 - our own artifact
 
-        def load_context(self, context) -> None:
-            with Path(context.artifacts[ARTIFACT]).open("rb") as fh:
-                self.forecaster = pickle.load(fh)  # noqa: S301 - our own artifact
-
-        def predict(self, context, model_input, params=None):  # noqa: ARG002 - MLflow's signature
-            return predict_with(self.forecaster, model_input)
+    # the type hints tell MLflow the input is a frame (checked against the logged signature)
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:  # noqa: ARG002
+        return predict_with(self.forecaster, model_input)

@@ -141,6 +141,10 @@ def run_scheduled(path: str, workdir_root: str) -> None:
         RunHistory.for_workdir(workdir).record(name, path, "schedule", "FAILED", str(exc))
         logger.error("Scheduled pipeline %s is invalid: %s", path, exc)
         return
+    # statsforecast's worker pool forked from the scheduler's thread can deadlock on a lock
+    # another thread held at the fork; until scheduled runs get a process of their own,
+    # they fit in this process
+    spec.forecast.n_jobs = 1
     try:
         result = run_pipeline(spec, workdir, path=path, trigger="schedule")
         logger.info("Scheduled run of %s finished: MLflow run %s", spec.name, result.run_id)

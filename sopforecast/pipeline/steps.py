@@ -98,7 +98,9 @@ def evaluate(
     """
     from ..forecasting.forecaster import Forecaster
 
-    forecaster = Forecaster(config).fit(frame, backtest=True, progress=progress)
+    forecaster = Forecaster(config)
+    forecaster.check_future(frame, future)  # a bad promotion calendar fails before the fit
+    forecaster.fit(frame, backtest=True, progress=progress)
     run = forecaster.predict(future=future)
     if run.accuracy is not None:
         method = "base" if config.reconcile == "none" else config.reconcile
