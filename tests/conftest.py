@@ -25,10 +25,15 @@ def pbs_path() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _package_logger_propagates():
-    """The CLI sends the package's logs to its own handler (no propagation); tests that
-    read logs through caplog need them to reach the root logger again."""
+def _isolated_globals():
+    """MLflow's global URIs do not leak into later tests, and the package's logs reach the
+    root logger again (the CLI sends them to its own handler, without propagation), so
+    tests can read them through caplog."""
     yield
+    # mlflow.set_tracking_uri / set_registry_uri (a test's Store.activate) also set these
+    # variables, which every later subprocess would inherit and load models from
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        os.environ.pop(name, None)
     package = logging.getLogger("sopforecast")
     package.handlers.clear()
     package.propagate = True

@@ -89,6 +89,7 @@ def test_pipeline_tracks_and_registers_in_postgresql(postgres_url, tmp_path):
     assert {c.data.tags["model"] for c in children} == {"SeasonalNaive", "Naive"}
     # the fluent API needs the global URI: set here, in the test only
     mlflow.set_tracking_uri(postgres_url)
+    mlflow.set_registry_uri(postgres_url)
     model = mlflow.pyfunc.load_model("models:/tiny@champion")
     assert len(model.predict(pd.DataFrame({"horizon": [3]}))) == 4 * 3
 
