@@ -203,12 +203,6 @@ def test_hierarchy_with_drivers_from_key_columns(hierarchy_history):
     assert np.isfinite(out[["forecast", *BOUNDS]].to_numpy(dtype=float)).all()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: a series too short for LightGBM (< 14 months) but given LightGBM by the "
-    "selection is dropped from the forecast without a record",
-)
 def test_every_series_gets_a_forecast_when_too_short_for_lightgbm():
     rng = np.random.default_rng(0)
     long_ = pd.DataFrame(

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from ..config import ForecastConfig
 from ..data.panel import extend_to_common_end
 from ..data.profile import classify_demand
-from ..errors import ConfigError, NotFittedError
+from ..errors import ConfigError, NotFittedError, format_examples
 from ..notices import library_warnings
 from . import engine
 from .combine import deliver
@@ -167,6 +167,7 @@ class Forecaster:
             stats_names = [n for n in names if CATALOGUE[n].alias in used]
             wide, short = self._fit_stats(panel.Y, classes, stats_names, selection)
             fitted_ml = ml_fit(panel.Y, engine.ml_settings(panel.Y, config)) if use_ml else None
+            selection, wide, short = self._cover_ml_gaps(panel.Y, selection, wide, short, fitted_ml)
         advance("score levels")
         accuracy = None
         if panel.tags is not None and backtest is not None and backtest.chosen_cv is not None:
@@ -181,6 +182,31 @@ class Forecaster:
         self.ml_, self.accuracy_ = fitted_ml, accuracy
         self.timings_ = stage.seconds
         return self
+
+    def _cover_ml_gaps(self, Y, selection, wide, short, fitted_ml):
+        """Series whose forecast would come from LightGBM alone but that are too short for
+        its lags get the naive forecast instead, and are reported with the short histories."""
+        known = set(fitted_ml.ts.uids) if fitted_ml is not None else set()
+        alone = selection["members"].map(lambda m: set(m) <= {engine.ML_ALIAS})
+        gaps = selection.loc[alone & ~selection["unique_id"].isin(known), "unique_id"]
+        if gaps.empty:
+            return selection, wide, short
+        logger.warning(
+            "%d series are too short for LightGBM's lags and get the naive forecast: %s",
+            len(gaps),
+            format_examples(gaps),
+        )
+        naive = CATALOGUE["naive"].alias
+        selection = selection.copy()
+        selection.loc[gaps.index, "members"] = pd.Series([(naive,)] * len(gaps), index=gaps.index)
+        selection.loc[gaps.index, "how"] = "mean"
+        run = engine.stats_run(self.config, ("naive",), ("naive",))
+        fcst, _ = stats_forecast(Y[Y["unique_id"].isin(gaps)], stored_horizon(self.config), run)
+        if wide is not None:
+            wide = pd.concat([wide[~wide["unique_id"].isin(gaps)], fcst], ignore_index=True)
+        else:
+            wide = fcst
+        return selection, wide, sorted({*short, *gaps})
 
     def _needs_backtest(self, names: list[str], use_ml: bool, panel: Panel) -> bool:
         config = self.config
@@ -273,7 +299,7 @@ class Forecaster:
             ].to_numpy()
         if wide is None:
             return ml
-        wide = wide.merge(ml, on=["unique_id", "ds"], how="left")
+        wide = wide.merge(ml, on=["unique_id", "ds"], how="outer")
         stats_aliases = [c for c in wide.columns if c in {s.alias for s in CATALOGUE.values()}]
         return engine.apply_driver_effect(wide, [a for a in stats_aliases if a != engine.ML_ALIAS])
 
