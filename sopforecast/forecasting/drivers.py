@@ -30,6 +30,7 @@ __all__ = [
     "flag_drivers",
     "future_frame",
     "baseline_future",
+    "series_ids",
     "FILLS",
 ]
 
@@ -98,7 +99,8 @@ def aggregate_drivers(
     return out
 
 
-def _ids_from_keys(future: pd.DataFrame, keys: list[str], where: str) -> pd.Series:
+def series_ids(future: pd.DataFrame, keys: list[str], where: str = "future drivers") -> pd.Series:
+    """Series ids (key path joined with ``/``) of a frame that names series by key columns."""
     missing = [k for k in keys if k not in future.columns]
     if missing:
         raise DataError(
@@ -166,7 +168,7 @@ def future_frame(
     else:
         plan = future.copy()
         if "unique_id" not in plan.columns:
-            plan["unique_id"] = _ids_from_keys(plan, list(keys or []), where)
+            plan["unique_id"] = series_ids(plan, list(keys or []), where)
         absent = [c for c in ["ds", *drivers] if c not in plan.columns]
         if absent:
             raise DataError(

@@ -19,7 +19,7 @@ from ..errors import ConfigError, DataError
 from .drivers import baseline_future
 from .intervals import conformal_bounds
 from .metrics import evaluate_backtest, summarise_metrics
-from .ml import MLSettings, default_features, ml_backtest
+from .ml import MLSettings, default_features, ml_backtest, static_columns
 from .models import (
     CATALOGUE,
     CLASS_CANDIDATES,
@@ -104,14 +104,7 @@ def candidates(config: ForecastConfig, classes: pd.DataFrame):
 
 def ml_settings(df: pd.DataFrame, config: ForecastConfig) -> MLSettings:
     # text columns (hierarchy keys) are static features; numeric ones only when named drivers
-    reserved = {"unique_id", "ds", "y", *config.drivers}
-    statics = [
-        c
-        for c in df.columns
-        if c not in reserved
-        and not pd.api.types.is_numeric_dtype(df[c])
-        and not pd.api.types.is_datetime64_any_dtype(df[c])
-    ]
+    statics = static_columns(df, list(config.drivers))
     params = dict(config.params.get("lgbm", {}))
     return MLSettings(
         freq=config.freq,

@@ -20,6 +20,7 @@ from ..data.panel import extend_to_common_end
 from ..errors import ConfigError, DataError
 from .drivers import aggregate_drivers, driver_weights
 from .metrics import evaluate_backtest, summarise_metrics
+from .ml import static_columns
 from .reconcile import METHODS, aggregate_hierarchy, is_strict, level_of, reconcile
 
 __all__ = ["Panel", "build_panel", "level_accuracy", "reconciled_backtest", "recentre", "hierarchy_keys"]
@@ -56,30 +57,18 @@ class Panel:
 def build_panel(history: pd.DataFrame, config: ForecastConfig) -> Panel:
     """The series the forecaster fits: flat history as given, or every level of the hierarchy."""
     drivers = list(config.drivers)
-    absent = [d for d in drivers if d not in history.columns]
-    if absent:
-        raise ConfigError(
-            f"driver column(s) {absent} are not in the data (columns: {list(history.columns)}); "
-            "set drivers to columns of the data.",
-            setting="drivers",
-        )
+    _require_columns(history, drivers, "drivers", "driver column(s)", "columns of the data")
     if not config.hierarchy:
-        frame = history[["unique_id", "ds", "y", *_statics(history, config), *drivers]]
+        frame = history[["unique_id", "ds", "y", *static_columns(history, drivers), *drivers]]
         return Panel(frame, frame)
     keys = hierarchy_keys(config)
-    missing = [k for k in keys if k not in history.columns]
-    if missing:
-        raise ConfigError(
-            f"hierarchy columns {missing} are not in the data (columns: {list(history.columns)}); "
-            "set hierarchy to the key columns of the data.",
-            setting="hierarchy",
-        )
+    _require_columns(history, keys, "hierarchy", "hierarchy columns", "the key columns of the data")
     check_nesting(history, config.hierarchy)
     bottom, extended = extend_to_common_end(history[["unique_id", "ds", "y", *keys, *drivers]], config.freq)
     if extended:
         logger.info("%d series stopped early; extended with zeros to the common origin", len(extended))
     Y, S, tags = aggregate_hierarchy(bottom, config.hierarchy)
-    bottom = bottom.assign(unique_id=_bottom_ids(bottom, S))
+    _check_bottom_ids(bottom, S)
     weights = None
     if drivers:
         weights = driver_weights(bottom)
@@ -90,28 +79,23 @@ def build_panel(history: pd.DataFrame, config: ForecastConfig) -> Panel:
     return Panel(Y, bottom, S, tags, weights, extended)
 
 
-def _statics(history: pd.DataFrame, config: ForecastConfig) -> list[str]:
-    """Text key columns of flat data, kept as static features for LightGBM."""
-    reserved = {"unique_id", "ds", "y", *config.drivers}
-    return [
-        c
-        for c in history.columns
-        if c not in reserved
-        and not pd.api.types.is_numeric_dtype(history[c])
-        and not pd.api.types.is_datetime64_any_dtype(history[c])
-    ]
+def _require_columns(history: pd.DataFrame, columns: list[str], setting: str, noun: str, fix: str) -> None:
+    missing = [c for c in columns if c not in history.columns]
+    if missing:
+        raise ConfigError(
+            f"{noun} {missing} are not in the data (columns: {list(history.columns)}); "
+            f"set {setting} to {fix}.",
+            setting=setting,
+        )
 
 
-def _bottom_ids(bottom: pd.DataFrame, S: pd.DataFrame) -> pd.Series:
-    """The bottom series' ids as the summing matrix names them (the full key path)."""
-    ids = [c for c in S.columns if c != "unique_id"]
-    known = set(ids)
-    if set(bottom["unique_id"].unique()) <= known:
-        return bottom["unique_id"]
-    raise DataError(
-        "the series ids do not match the hierarchy's bottom level; build unique_id from the "
-        "hierarchy's key columns (validate the data with the same hierarchy)."
-    )
+def _check_bottom_ids(bottom: pd.DataFrame, S: pd.DataFrame) -> None:
+    """The bottom series' ids must be the summing matrix's (the full key path)."""
+    if not set(bottom["unique_id"].unique()) <= set(S.columns[S.columns != "unique_id"]):
+        raise DataError(
+            "the series ids do not match the hierarchy's bottom level; build unique_id from the "
+            "hierarchy's key columns (validate the data with the same hierarchy)."
+        )
 
 
 def recentre(base: pd.DataFrame, rec: pd.DataFrame, column: str, clip: bool) -> pd.DataFrame:

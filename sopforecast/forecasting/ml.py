@@ -19,7 +19,7 @@ import pandas as pd
 from ..errors import DataError
 from .models import CATALOGUE
 
-__all__ = ["MLSettings", "ml_fit", "ml_predict", "ml_backtest", "default_features", "ALIAS"]
+__all__ = ["MLSettings", "ml_fit", "ml_predict", "ml_backtest", "default_features", "static_columns", "ALIAS"]
 
 logger = logging.getLogger(__name__)
 ALIAS = CATALOGUE["lgbm"].alias
@@ -40,6 +40,18 @@ def default_features(freq: str) -> tuple[list[int], list[int], list[str]]:
     base = {"ME": "MS", "M": "MS", "QE": "QS", "Q": "QS", "YE": "YS", "Y": "YS", "B": "D"}.get(base, base)
     lags, windows, dates = _FEATURES.get(base, ([1, 2, 3], [3], []))
     return list(lags), list(windows), list(dates)
+
+
+def static_columns(frame: pd.DataFrame, drivers: list[str]) -> list[str]:
+    """Text columns besides the id and the drivers (hierarchy keys): LightGBM's static features."""
+    reserved = {"unique_id", "ds", "y", *drivers}
+    return [
+        c
+        for c in frame.columns
+        if c not in reserved
+        and not pd.api.types.is_numeric_dtype(frame[c])
+        and not pd.api.types.is_datetime64_any_dtype(frame[c])
+    ]
 
 
 @dataclass

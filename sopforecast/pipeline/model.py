@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover
     PythonModel = object
 
 from ..errors import ConfigError
+from ..forecasting.drivers import series_ids
 
 __all__ = ["ForecasterModel", "save_artifacts", "predict_with", "model_signature", "ARTIFACT"]
 
@@ -96,7 +97,7 @@ def predict_with(forecaster, model_input: pd.DataFrame | None) -> pd.DataFrame:
     config = forecaster.config
     keys = [k for chain in config.hierarchy for k in chain.split("/") if k]
     if "unique_id" not in future.columns and keys and set(keys) <= set(future.columns):
-        future = future.assign(unique_id=future[keys].astype(str).agg("/".join, axis=1))
+        future = future.assign(unique_id=series_ids(future, keys))
     given = set(future["unique_id"]) if "unique_id" in future.columns else set()
     # series without drivers in the input keep their last values
     out = forecaster.predict(h=h, future=future, fill="carry").forecast
