@@ -50,6 +50,12 @@ WorkdirOption = Annotated[
 ]
 
 
+_DATE_FORMAT_HELP = (
+    "Date format, e.g. %d/%m/%Y; default ISO dates (a time and offset allowed), or the "
+    "day/month order the values allow."
+)
+
+
 class NegativePolicy(str, Enum):
     error = "error"
     clip = "clip"
@@ -100,7 +106,8 @@ def demo(
         )
     _print_summary(result.report, result.levels, result.classes)
     _print_run(result.run)
-    table = Table(title="Outputs", show_header=True)
+    delivered = result.run.delivered
+    table = Table(title="Outputs" if delivered else "Outputs (forecast and reports: the challenger's)")
     table.add_column("what")
     table.add_column("where")
     for name, path in result.outputs.items():
@@ -130,7 +137,9 @@ def validate_cmd(
     data: Annotated[str, typer.Option("--data", "-d", help="CSV/Parquet/Excel file or database URL.")],
     table: Annotated[str | None, typer.Option(help="Table to read from a database URL.")] = None,
     query: Annotated[str | None, typer.Option(help="SQL query to run on a database URL.")] = None,
-    sheet: Annotated[str | None, typer.Option(help="Excel sheet name.")] = None,
+    sheet: Annotated[
+        str | None, typer.Option(help="Excel sheet (name or number); default the first.")
+    ] = None,
     id_col: Annotated[str, typer.Option(help="Series id column (when no hierarchy).")] = "unique_id",
     time_col: Annotated[str, typer.Option(help="Date column.")] = "ds",
     target_col: Annotated[str, typer.Option(help="Demand column.")] = "y",
@@ -140,7 +149,7 @@ def validate_cmd(
     ] = None,
     driver: Annotated[list[str] | None, typer.Option(help="Driver column (repeatable).")] = None,
     freq: Annotated[str, typer.Option(help="Frequency: MS, W-MON, D, QS, YS.")] = "MS",
-    date_format: Annotated[str | None, typer.Option(help="Date format, e.g. %d.%m.%Y.")] = None,
+    date_format: Annotated[str | None, typer.Option(help=_DATE_FORMAT_HELP)] = None,
     align_dates: Annotated[bool, typer.Option(help="Move dates to their period's start.")] = False,
     negative: Annotated[NegativePolicy, typer.Option(help="Negative demand.")] = NegativePolicy.error,
     missing: Annotated[MissingPolicy, typer.Option(help="Empty demand cells.")] = MissingPolicy.error,
@@ -211,6 +220,10 @@ class HistoryOptions:
         str,
         typer.Option("--data", "-d", help="History file (CSV/Parquet/Excel).", rich_help_panel=_DATA_PANEL),
     ]
+    sheet: Annotated[
+        str | None,
+        typer.Option(help="Excel sheet (name or number); default the first.", rich_help_panel=_DATA_PANEL),
+    ] = None
     id_col: Annotated[
         str, typer.Option(help="Series id column (when no hierarchy).", rich_help_panel=_DATA_PANEL)
     ] = "unique_id"
@@ -233,7 +246,8 @@ class HistoryOptions:
         str, typer.Option(help="Frequency: MS, W-MON, D, QS, YS.", rich_help_panel=_DATA_PANEL)
     ] = "MS"
     date_format: Annotated[
-        str | None, typer.Option(help="Date format, e.g. %d.%m.%Y.", rich_help_panel=_DATA_PANEL)
+        str | None,
+        typer.Option(help=_DATE_FORMAT_HELP, rich_help_panel=_DATA_PANEL),
     ] = None
     negative: Annotated[
         NegativePolicy, typer.Option(help="Negative demand.", rich_help_panel=_DATA_PANEL)
@@ -277,6 +291,7 @@ class HistoryOptions:
         return _build(
             DataConfig,
             path=self.data,
+            sheet=self.sheet,
             id_col=self.id_col,
             time_col=self.time_col,
             target_col=self.target_col,
@@ -312,7 +327,7 @@ class HistoryOptions:
         from .data.io import read_source
         from .data.schema import validate
 
-        return validate(read_source(self.data), self.data_config()).frame
+        return validate(read_source(self.data, sheet=self.sheet), self.data_config()).frame
 
     def read_future(self, path: Path) -> pd.DataFrame:
         """The promotion calendar / price plan, its date (and id) columns named as in the
@@ -323,11 +338,11 @@ class HistoryOptions:
         future = read_source(path)
         renames = {self.time_col: "ds", self.id_col: "unique_id"}
         future = future.rename(columns={k: v for k, v in renames.items() if k in future and k != v})
-        if self.date_format and "ds" in future:
-            import pandas as pd
+        if "ds" in future:  # read as the history's dates: offset dropped, day/month order checked
+            from .data.schema import parse_dates
 
-            # unreadable dates become NaT, which the forecaster reports with the row count
-            future["ds"] = pd.to_datetime(future["ds"], format=self.date_format, errors="coerce")
+            where = future.attrs.get("source", str(path))
+            future["ds"] = parse_dates(future["ds"], self.date_format, column=self.time_col, where=where)
         return future
 
 
@@ -457,19 +472,22 @@ def run_cmd(
 
 
 def _print_run(result) -> None:
-    table = Table(title=f"Pipeline {result.spec.name}: backtest of the delivered forecast")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in result.evaluation.headline.items():
-        table.add_row(key, f"{value:.4f}")
-    console.print(table)
+    _print_levels(result)
     console.print(f"MLflow run {result.run_id} ({result.seconds:.0f} s), tracking {result.tracking_uri}")
-    if result.decision is not None:
-        d = result.decision
+    d = result.decision
+    if d is not None:
         role = "champion" if d.promoted else "challenger"
         console.print(f"Model {d.name} v{d.version} is the {role}: {escape(d.reason)}", highlight=False)
+    if result.delivered:
+        console.print("Delivered outputs:")
+    else:
+        console.print(
+            f"Delivered outputs stay champion v{d.previous_champion}'s; challenger v{d.version}'s outputs "
+            "(also in its MLflow run's results/):",
+            highlight=False,
+        )
     for name, path in result.outputs.items():
-        console.print(f"  {name}: {path}")
+        console.print(f"  {name}: {path}", highlight=False, soft_wrap=True)
     if result.tracking_uri.startswith("sqlite:"):
         console.print(
             f"Open the MLflow UI: mlflow ui --backend-store-uri {result.tracking_uri} "
@@ -493,7 +511,7 @@ def compare_cmd(
     from .pipeline.tracking import check_reachable, resolve_store
     from .workdir import resolve_workdir
 
-    store = resolve_store(resolve_workdir(workdir), tracking_uri)
+    store = resolve_store(resolve_workdir(workdir), tracking_uri, create=False)  # reads only
     check_reachable(store)
     board = leaderboard(experiment, metric=metric, level=level, client=store.client())
     levels = ", ".join(board["level"].unique()) if len(board) else (level or "all")
@@ -524,7 +542,7 @@ def runs_cmd(
     from .pipeline.history import RunHistory
     from .workdir import resolve_workdir
 
-    frame = RunHistory.for_workdir(resolve_workdir(workdir)).frame(pipeline, limit)
+    frame = RunHistory.for_workdir(resolve_workdir(workdir), create=False).frame(pipeline, limit)
     table = Table(title="Pipeline runs (latest first)")
     for col in ("id", "pipeline", "trigger", "started (UTC)", "ended", "status", "MLflow run", "error"):
         table.add_column(col)
@@ -596,12 +614,22 @@ def scheduler_cmd(
     exit_after: Annotated[
         float | None, typer.Option(help="Stop after this many seconds (default: run until stopped).")
     ] = None,
+    job_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a run may take; a run still going is stopped and recorded TIMEOUT. 0: no limit."
+        ),
+    ] = 7200.0,
 ) -> None:
-    """Long-running scheduler: runs due pipelines, catches up a missed run once."""
+    """Long-running scheduler: runs due pipelines, each in a process of its own; catches up a
+    missed run once.
+
+    SIGTERM, Ctrl-C or --exit-after stop it and its runs (recorded STOPPED, locks released): exit code 0.
+    """
     from .pipeline.schedule import run_scheduler
     from .workdir import resolve_workdir
 
-    run_scheduler(resolve_workdir(workdir), exit_after=exit_after)
+    run_scheduler(resolve_workdir(workdir), exit_after=exit_after, job_timeout=job_timeout or None)
 
 
 # the option of each setting a user error can name (library messages name settings)
@@ -633,6 +661,10 @@ CLI_FLAGS = {
     "duplicates": "--duplicates",
     "min_length": "--min-length",
     "short_series": "--short-series",
+    "job_timeout": "--job-timeout",
+    "exit_after": "--exit-after",
+    "workdir": "--workdir",
+    "tracking_uri": "--tracking-uri",
 }
 
 
@@ -653,6 +685,45 @@ def _build(model, **values):
         named = [(_flag(name.split(".")[0]) if name else "", msg) for name, msg in problems]
         text = "; ".join(f"{flag}: {msg}" if flag else msg for flag, msg in named)
         raise ConfigError(f"invalid options: {text}", setting=problems[0][0] or None) from exc
+
+
+def _print_levels(result) -> None:
+    """The delivered forecast's backtest accuracy per level (reconciled as delivered), each
+    level against the pipeline's targets: met or missed."""
+    from rich import box
+
+    from .pipeline.steps import level_checks
+
+    ev = result.evaluation
+    checks = level_checks(result.spec, ev)
+    targeted = [c.removesuffix("_met") for c in checks.columns if c.endswith("_met")]
+    if ev.accuracy is None:
+        how = "every series"
+    else:
+        how = f"reconciled with {ev.method}" if ev.method != "base" else "not reconciled"
+    limits = ", ".join(
+        f"{'|bias|' if m == 'bias' else m} <= {checks[f'{m}_target'].iloc[0]:g}" for m in targeted
+    )
+    table = Table(
+        title=f"Pipeline {result.spec.name}: backtest of the delivered forecast ({how}) per level",
+        caption=f"targets: {limits}" if targeted else "no targets set (targets: in the pipeline)",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+    )
+    # the metrics targets can be set on; every metric is in the run and the levels report
+    shown = [m for m in ("wape", "bias", "mase") if m in checks]
+    table.add_column("level", no_wrap=True)
+    for m in shown:
+        table.add_column(m, justify="right", no_wrap=True)
+    if targeted:
+        table.add_column("targets")
+    for _, row in checks.iterrows():
+        cells = [str(row["level"]), *(f"{row[m]:.3f}" for m in shown)]
+        if targeted:
+            missed = [m for m in targeted if not row[f"{m}_met"]]
+            cells.append(f"[red]missed {', '.join(missed)}[/red]" if missed else "[green]met[/green]")
+        table.add_row(*cells)
+    console.print(table)
 
 
 def _print_summary(report, levels, classes) -> None:

@@ -41,8 +41,21 @@ def test_excel_with_sheet(tmp_path, frame):
         pd.DataFrame({"note": ["cover"]}).to_excel(writer, sheet_name="Cover", index=False)
         frame.to_excel(writer, sheet_name="Sales", index=False)
     _same(read_source(tmp_path / "d.xlsx", sheet="Sales"), frame)
-    with pytest.raises(DataError, match="d.xlsx: cannot be read as Excel: Worksheet named .Nope. not found"):
-        read_source(tmp_path / "d.xlsx", sheet="Nope")
+    _same(read_source(tmp_path / "d.xlsx", sheet=1), frame)
+    _same(read_source(tmp_path / "d.xlsx", sheet="1"), frame)  # as --sheet 1 gives it
+    assert read_source(tmp_path / "d.xlsx").columns.tolist() == ["note"]  # default the first
+
+
+@pytest.mark.parametrize("sheet", ["Nope", "sales", 2, "7"])
+def test_missing_excel_sheet_lists_the_workbook_sheets(tmp_path, frame, sheet):
+    with pd.ExcelWriter(tmp_path / "d.xlsx") as writer:
+        pd.DataFrame({"note": ["cover"]}).to_excel(writer, sheet_name="Cover", index=False)
+        frame.to_excel(writer, sheet_name="Sales", index=False)
+    with pytest.raises(DataError) as info:
+        read_source(tmp_path / "d.xlsx", sheet=sheet)
+    message = str(info.value)
+    assert f"d.xlsx: no sheet {sheet!r} in the workbook. Its sheets: ['Cover', 'Sales']." in message
+    assert "Set sheet to one of these names" in message and info.value.setting == "sheet"
 
 
 def test_sqlite_table_and_query(tmp_path, frame):

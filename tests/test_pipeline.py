@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -146,6 +147,11 @@ def test_steps_compute_metrics_candidates_and_outputs_without_writing(tiny, tmp_
     assert metrics["backtest_wape"] == ev.headline["wape"] and "test_smape" not in metrics
     # the targets: a wape no forecast meets, a bias every forecast meets
     assert steps.target_checks(spec, ev.headline) == {"wape": False, "bias": True}
+    # without a hierarchy, one row: every series, as delivered
+    checks = steps.level_checks(spec, ev).iloc[0]
+    assert checks["level"] == "all" and checks["method"] == "base" and ev.method == "base"
+    assert checks["wape"] == ev.headline["wape"] and checks["wape_target"] == 0.0001
+    assert not checks["wape_met"] and checks["bias_met"]
     candidates = {c.name: c for c in steps.candidate_runs(ev, spec.forecast)}
     assert set(candidates) == {"SeasonalNaive", "Naive"}
     naive = candidates["Naive"]
@@ -154,11 +160,23 @@ def test_steps_compute_metrics_candidates_and_outputs_without_writing(tiny, tmp_
     summary = ev.backtest.summary.set_index("model")
     assert naive.metrics["wape"] == pytest.approx(summary.loc["Naive", "wape"])
     written = steps.result_tables(ev, data, spec, tmp_path / "results")
-    assert {p.name for p in written} >= {"forecast.parquet", "validation.json", "pipeline.yaml"}
+    assert {p.name for p in written} >= {
+        "forecast.parquet",
+        "validation.json",
+        "pipeline.yaml",
+        "level_targets.csv",
+    }
     assert all(p.is_file() for p in written)
     targets = steps.output_targets(spec, workdir, ev)
     assert set(targets) == {"forecast", "backtest summary"}
     assert not targets["forecast"][1].exists()  # places only: the runner writes them
+    folder = steps.challenger_folder(workdir, "tiny", "2")
+    assert folder == workdir.root / "challengers" / "tiny" / "v2"
+    moved = steps.output_targets(spec, workdir, ev, folder=folder)
+    assert {label: path for label, (_, path) in moved.items()} == {
+        "forecast": folder / "tiny.csv",
+        "backtest summary": folder / "tiny_backtest.csv",
+    }
 
 
 # --- a tracked run -------------------------------------------------------------------------
@@ -233,6 +251,50 @@ def test_champion_challenger_promote_and_fresh_process_predict(tiny, tmp_path):
     assert len(pred) == 4 * 4
     delivered = forced.evaluation.forecast.groupby("unique_id").head(4).reset_index(drop=True)
     np.testing.assert_allclose(pred["forecast"], delivered["forecast"], rtol=1e-6)
+
+
+def test_delivered_outputs_stay_the_champions_and_a_challengers_go_aside(tiny, caplog):
+    path, workdir = tiny
+    first = run_pipeline(load_pipeline(path), workdir)
+    assert first.delivered and first.outputs["forecast"] == workdir.forecasts / "tiny.csv"
+    delivered = {label: Path(p).read_bytes() for label, p in first.outputs.items()}
+    # naive alone is worse than seasonal naive on seasonal demand: the new version is challenger
+    worse = load_pipeline(path, ["forecast.models=[naive]"])
+    with caplog.at_level(logging.INFO, logger="sopforecast"):
+        second = run_pipeline(worse, workdir)
+    assert not second.decision.promoted and not second.delivered
+    # the delivered files are still v1's, byte for byte, and hold v1's forecast
+    assert {label: Path(p).read_bytes() for label, p in first.outputs.items()} == delivered
+    shipped = pd.read_csv(workdir.forecasts / "tiny.csv")
+    np.testing.assert_allclose(shipped["forecast"], first.evaluation.forecast["forecast"])
+    assert not np.allclose(shipped["forecast"], second.evaluation.forecast["forecast"])
+    # the challenger's files: in challengers/<model>/v<version>/ and among its run's artifacts
+    folder = workdir.root / "challengers" / "tiny" / "v2"
+    assert second.outputs == {
+        "forecast": folder / "tiny.csv",
+        "backtest summary": folder / "tiny_backtest.csv",
+    }
+    aside = pd.read_csv(second.outputs["forecast"])
+    np.testing.assert_allclose(aside["forecast"], second.evaluation.forecast["forecast"])
+    assert not list(folder.glob(".*.tmp"))
+    client = _client(workdir)
+    tags = client.get_run(second.run_id).data.tags
+    assert tags["sopforecast.alias"] == "challenger" and tags["sopforecast.outputs"] == str(folder)
+    assert client.get_run(first.run_id).data.tags["sopforecast.outputs"] == "delivered"
+    artifacts = {a.path for a in client.list_artifacts(second.run_id, "results")}
+    assert "results/forecast.parquet" in artifacts
+    said = [r.getMessage() for r in caplog.records]
+    assert any(
+        m.startswith("tiny v2 is challenger; delivered outputs stay champion v1's; challenger outputs in ")
+        and str(folder) in m
+        for m in said
+    )
+    # the same model promoted: now it is the champion's, so it replaces the delivered files
+    third = run_pipeline(worse, workdir, promote=True)
+    assert third.delivered and third.outputs["forecast"] == workdir.forecasts / "tiny.csv"
+    shipped = pd.read_csv(workdir.forecasts / "tiny.csv")
+    np.testing.assert_allclose(shipped["forecast"], third.evaluation.forecast["forecast"])
+    assert not (workdir.root / "challengers" / "tiny" / "v3").exists()
 
 
 def test_better_challenger_on_other_data_rescored_champion(tiny, tmp_path):
@@ -389,6 +451,31 @@ def test_demo_pipeline_logs_levels_and_plots(tmp_path):
     plots = {Path(a.path).name for a in client.list_artifacts(result.run_id, "plots")}
     assert {"level_total.png", "level_category.png", "largest_series.png"} <= plots
     assert set(result.evaluation.forecast["level"]) >= {"Total", "category", "region/channel"}
+
+
+def test_run_summary_states_each_levels_reconciled_accuracy_against_targets(tmp_path, capsys):
+    workdir = tmp_path / "work"
+    settings = ["data.demo.series=16", "forecast.models=[snaive,naive]", "forecast.horizon=6"]
+    # a WAPE target the top levels meet and the bottom levels miss; a bias target all meet
+    settings += ["targets.wape=0.25", "targets.bias=0.5"]
+    args = [a for s in settings for a in ("--set", s)]
+    pipeline = REPO / "pipelines" / "monthly_demand_plan.yaml"
+    assert main(["run", str(pipeline), "--workdir", str(workdir), *args]) == 0
+    out = capsys.readouterr().out
+    flat = " ".join(out.split())
+    assert "backtest of the delivered forecast (reconciled with mint_shrink) per level" in flat
+    assert "targets: wape <= 0.25, |bias| <= 0.5" in flat
+    # every level's row: the reconciled accuracy, as in the levels report, and its verdict
+    levels = pd.read_csv(workdir / "reports" / "monthly_demand_plan_levels.csv")
+    delivered = levels[levels["method"] == "mint_shrink"]
+    assert len(delivered) == 12 and (levels["method"] == "base").sum() == 12
+    verdicts = set()
+    for row in delivered.itertuples():
+        verdict = "met" if row.wape <= 0.25 else "missed wape"
+        verdicts.add(verdict)
+        line = rf"^\s*{row.level}\s+{row.wape:.3f}\s+{row.bias:.3f}\s+{row.mase:.3f}\s+{verdict}\s*$"
+        assert re.search(line, out, flags=re.MULTILINE), line
+    assert verdicts == {"met", "missed wape"}
 
 
 # --- the shipped real-data pipelines, on cheap models ---------------------------------------

@@ -106,6 +106,101 @@ def test_date_format_option_parses_local_dates():
     assert out.report.start == pd.Timestamp("2021-01-01")
 
 
+def _dated(days: list[str] | pd.Index) -> pd.DataFrame:
+    """One series with the given date cells, as a file holds them."""
+    return pd.DataFrame({"unique_id": "A", "ds": list(days), "y": np.arange(len(days), dtype=float)})
+
+
+MONTHS = pd.date_range("2021-01-01", periods=24, freq="MS")
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        MONTHS.strftime("%Y-%m-%d %H:%M:%S"),  # ERP export with a time part
+        MONTHS.strftime("%Y-%m-%dT%H:%M:%S"),
+        MONTHS.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        MONTHS.strftime("%Y-%m-%dT%H:%M:%S+01:00"),  # local midnight, offset written
+        MONTHS.strftime("%Y-%m-%dT%H:%M:%S-0500"),
+        MONTHS.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        [d.strftime("%Y-%m-%dT00:00:00") + ("+02:00" if 4 <= d.month <= 10 else "+01:00") for d in MONTHS],
+        [d.strftime("%Y-%m-%d" if i % 2 else "%Y-%m-%d %H:%M") for i, d in enumerate(MONTHS)],
+    ],
+    ids=["space-time", "T-time", "Z-millis", "offset", "offset-hhmm", "UTC", "summer-time", "mixed-iso"],
+)
+def test_dates_with_time_and_offset_keep_the_written_date(cells):
+    """The offset is dropped, not converted: 2021-01-01T00:00+01:00 is 1 January (in UTC it
+    would be 31 December 23:00, the previous month)."""
+    out = validate(_dated(cells), DataConfig(freq="MS"), source="erp.csv")
+    assert out.frame["ds"].tolist() == MONTHS.tolist()
+    assert out.frame["ds"].dtype == "datetime64[ns]" and out.report.notes() == []
+
+
+def test_time_zone_aware_datetimes_keep_their_wall_clock():
+    raw = _dated(MONTHS.tz_localize("Europe/Berlin"))  # as Parquet or a database returns them
+    out = validate(raw, DataConfig(freq="MS"), source="erp.parquet")
+    assert out.frame["ds"].tolist() == MONTHS.tolist()
+    assert raw["ds"].dt.tz is not None  # input untouched
+
+
+def test_date_format_with_offset_directive_reads_offsets_dropped():
+    raw = _dated(MONTHS.strftime("%d/%m/%Y %H:%M%z").str.replace("$", "+0100", regex=True))
+    out = validate(raw, DataConfig(freq="MS", date_format="%d/%m/%Y %H:%M%z"), source="erp.csv")
+    assert out.frame["ds"].tolist() == MONTHS.tolist()
+
+
+def test_midnight_turned_into_utc_is_explained_not_moved():
+    cells = (MONTHS - pd.Timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")  # 2020-12-31T23:00:00Z
+    exc = _exc(_dated(cells), hierarchy=[], drivers=[])
+    assert "off the 'MS' calendar" in str(exc) and "ds=2020-12-31 23:00:00" in str(exc)
+    assert "carry a time of day" in str(exc) and "local midnight into UTC" in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("strftime", "example", "month_first"),
+    [("%d/%m/%Y", "01/02/2021", "%m/%d/%Y"), ("%d.%m.%Y %H:%M", "01.02.2021 00:00", "%m.%d.%Y %H:%M")],
+)
+def test_day_and_month_that_read_both_ways_are_refused(strftime, example, month_first):
+    """Monthly 01/02/2021 is 1 February or 2 January: no silent month-first reading (which
+    used to lead through align_dates and freq YS to yearly data)."""
+    exc = _exc(_dated(MONTHS.strftime(strftime)), hierarchy=[], drivers=[])
+    msg = str(exc)
+    assert f"sales.csv: column 'ds' has dates such as {example!r}" in msg
+    assert "day first (1 February 2021)" in msg and "month first (2 January 2021)" in msg
+    assert f"Set date_format to {strftime!r} if the day comes first, or to {month_first!r}" in msg
+    assert exc.setting == "date_format" and "--" not in msg
+    out = validate(_dated(MONTHS.strftime(strftime)), DataConfig(freq="MS", date_format=strftime))
+    assert out.frame["ds"].tolist() == MONTHS.tolist()
+
+
+@pytest.mark.parametrize(("strftime", "expected"), [("%d/%m/%Y", "%d/%m/%Y"), ("%m-%d-%y", "%m-%d-%y")])
+def test_day_and_month_order_the_values_allow_is_used_and_reported(strftime, expected):
+    days = pd.date_range("2021-01-01", periods=40, freq="D")  # days past 12 tell the order
+    out = validate(_dated(days.strftime(strftime)), DataConfig(freq="D"), source="pos.csv")
+    assert out.frame["ds"].tolist() == days.tolist()
+    assert out.report.date_format == expected
+    assert out.report.to_dict()["date_format_inferred"] == expected
+    assert [n for n in out.report.notes() if n.startswith(f"dates read as {expected}, the only order")]
+
+
+def test_same_day_and_month_read_either_way_need_no_format():
+    out = validate(_dated(["01/01/2021", "02/02/2021", "03/03/2021"]), DataConfig(freq="D"))
+    assert (out.report.start, out.report.end) == (pd.Timestamp("2021-01-01"), pd.Timestamp("2021-03-03"))
+    assert out.report.date_format is None
+
+
+def test_day_first_and_month_first_mixed_in_one_column_are_refused():
+    cells = ["13/01/2021", "14/01/2021", "01/15/2021"]
+    exc = _exc(_dated(cells), hierarchy=[], drivers=[], freq="D")
+    assert "mixes dates with the day first (such as '13/01/2021')" in str(exc)
+    assert "month first (such as '01/15/2021')" in str(exc) and exc.setting == "date_format"
+
+
+def test_day_and_month_impossible_either_way_are_not_dates():
+    exc = _exc(_dated(["01/01/2021", "45/01/2021", "02/01/2021"]), hierarchy=[], drivers=[], freq="D")
+    assert "values that are not dates" in str(exc) and "row 2: ds='45/01/2021'" in str(exc)
+
+
 def test_non_numeric_demand_shows_value():
     raw = _panel().astype({"y": object})
     raw.loc[3, "y"] = "12 pcs"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import DataError, format_examples
 
 __all__ = ["read_source", "write_frame", "stage_frame", "is_sql_url", "SUPPORTED_SUFFIXES"]
 
@@ -105,7 +105,10 @@ def _read_file(path: Path, *, sheet: str | int | None) -> pd.DataFrame:
             return pd.read_csv(path, sep=None, engine="python") if suffix == ".txt" else pd.read_csv(path)
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
-        return pd.read_excel(path, sheet_name=0 if sheet is None else sheet)
+        with pd.ExcelFile(path) as book:
+            return book.parse(_sheet(path, book.sheet_names, sheet))
+    except DataError:
+        raise
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path}: the file has no columns or rows. Export the demand history again.") from exc
     except Exception as exc:  # every reader failure here is a bad file, not our bug
@@ -114,6 +117,22 @@ def _read_file(path: Path, *, sheet: str | int | None) -> pd.DataFrame:
             f"{path}: cannot be read as {kind}: {_first_line(exc)}. Check that the file is "
             "complete and of the type its name says; save CSV as UTF-8 with one header row."
         ) from exc
+
+
+def _sheet(path: Path, names: list[str], sheet: str | int | None) -> str | int:
+    """The workbook's sheet to read: by name, else by number (0 = first) as ``2`` or ``"2"``."""
+    if sheet is None:
+        return 0
+    if sheet in names:
+        return sheet
+    if isinstance(sheet, int) or str(sheet).isdigit():
+        if int(sheet) < len(names):
+            return int(sheet)
+    raise DataError(
+        f"{path}: no sheet {sheet!r} in the workbook. Its sheets: {format_examples(names, 20)}. "
+        "Set sheet to one of these names, or to its number (0 = first).",
+        setting="sheet",
+    )
 
 
 def _read_sql(url: str, *, table: str | None, query: str | None) -> pd.DataFrame:

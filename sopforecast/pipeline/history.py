@@ -2,6 +2,11 @@
 
 Every pipeline run, manual or scheduled, is a row: pipeline, trigger, start, end, status,
 MLflow run id, error. A run that was killed shows as ``KILLED`` once its process is gone.
+
+Statuses: ``RUNNING``, ``FINISHED``, ``FAILED`` (the error says why), ``SKIPPED`` (another
+run held the lock), ``KILLED`` (the process ended mid-run), and for scheduled runs, set by
+the scheduler that ended the run's process: ``STOPPED`` (the scheduler was stopped) and
+``TIMEOUT`` (the run took longer than the scheduler's ``job_timeout``).
 """
 
 from __future__ import annotations
@@ -13,7 +18,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, select, update
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    inspect,
+    select,
+    update,
+)
 
 from ..errors import SopforecastError
 from ..workdir import Workdir
@@ -60,14 +77,21 @@ def _alive(pid: int | None) -> bool:
 class RunHistory:
     """The ``pipeline_runs`` table of ``<workdir>/sopforecast.db`` (or any SQLAlchemy URL)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, create: bool = True):
         self.engine = create_engine(url)
-        _meta.create_all(self.engine)
+        if create:
+            _meta.create_all(self.engine)
 
     @classmethod
-    def for_workdir(cls, workdir: Workdir) -> RunHistory:
-        workdir.ensure()
-        return cls(f"sqlite:///{workdir.database}")
+    def for_workdir(cls, workdir: Workdir, *, create: bool = True) -> RunHistory:
+        """The work directory's run history; with ``create=False`` (commands that only
+        read) a missing database is a :class:`~sopforecast.workdir.NoStoreError`, not a
+        new empty one."""
+        if create:
+            workdir.ensure()
+        else:
+            workdir.require(workdir.database)
+        return cls(f"sqlite:///{workdir.database}", create=create)
 
     def start(self, pipeline: str, path: str | None, trigger: str) -> int:
         with self.engine.begin() as conn:
@@ -115,13 +139,57 @@ class RunHistory:
                 )
             )
 
+    def end_process(
+        self,
+        pid: int,
+        since: datetime,
+        status: str,
+        error: str,
+        *,
+        pipeline: str,
+        path: str | None,
+        trigger: str,
+    ) -> int:
+        """Record how a supervisor ended process ``pid`` (started at ``since``, naive UTC).
+
+        The process's open runs (``RUNNING``, or ``KILLED``: the process saw its own end, or
+        :meth:`frame` saw it gone) get ``status`` and ``error``; runs it finished keep their
+        record; a process that ended before any run started gets a row of its own. Returns
+        the number of rows written.
+        """
+        mine = (runs_table.c.pid == pid) & (runs_table.c.started_at >= since)
+        with self.engine.begin() as conn:
+            closed = conn.execute(
+                update(runs_table)
+                .where(mine & runs_table.c.status.in_(["RUNNING", "KILLED"]))
+                .values(ended_at=_now(), status=status, error=error)
+            ).rowcount
+            if closed or conn.execute(select(runs_table.c.id).where(mine).limit(1)).first():
+                return int(closed or 0)
+            conn.execute(
+                runs_table.insert().values(
+                    pipeline=pipeline,
+                    path=path,
+                    trigger=trigger,
+                    started_at=since,
+                    ended_at=_now(),
+                    status=status,
+                    error=error,
+                    pid=pid,
+                )
+            )
+            return 1
+
     def frame(self, pipeline: str | None = None, limit: int = 50) -> pd.DataFrame:
         """Latest runs first; RUNNING rows whose process died are shown (and stored) as KILLED."""
+        columns = [c.name for c in runs_table.c]
+        if not inspect(self.engine).has_table(runs_table.name):  # a store no run has used yet
+            return pd.DataFrame(columns=columns)
         query = select(runs_table).order_by(runs_table.c.id.desc()).limit(limit)
         if pipeline:
             query = query.where(runs_table.c.pipeline == pipeline)
         with self.engine.begin() as conn:
-            rows = pd.DataFrame(conn.execute(query).mappings().all(), columns=[c.name for c in runs_table.c])
+            rows = pd.DataFrame(conn.execute(query).mappings().all(), columns=columns)
             dead = rows[(rows["status"] == "RUNNING") & ~rows["pid"].map(_alive)]
             for row_id in dead["id"]:
                 conn.execute(

@@ -5,6 +5,11 @@ select and forecast (reconciled for hierarchies); the run's metrics, a record pe
 model, the tables and plots; the fitted forecaster as a pyfunc model, registered as
 challenger or champion; the planners' forecast files.
 
+The planners' files in the work directory (``forecasts/``, ``reports/``) are the champion's:
+a run replaces them only when its model becomes champion (or when it registers no model).
+A challenger's files go to ``challengers/<model>/v<version>/`` instead, and, like every
+run's, its tables stay among its MLflow artifacts (``results/``).
+
 This module wires the steps together and is the only one that writes: the MLflow run,
 its nested candidate runs and the model registry (through the store's
 :class:`mlflow.MlflowClient`, never MLflow's process-wide tracking URI), the run history
@@ -72,6 +77,12 @@ class PipelineRun:
     seconds: float = 0.0
     tracking_uri: str = ""
     data: History | None = None
+
+    @property
+    def delivered(self) -> bool:
+        """Whether ``outputs`` are the delivered files (champion, or no registry), not a
+        challenger's."""
+        return self.decision is None or self.decision.promoted
 
 
 def run_pipeline(
@@ -379,21 +390,49 @@ def _deliver(
     ev: Evaluation,
     decision: registry.Decision | None,
 ) -> dict[str, Path]:
-    """Stage every output file, move the champion alias, then put the files in place."""
-    workdir.ensure(workdir.forecasts, workdir.reports)
+    """Stage every output file, move the champion alias, then put the files in place.
+
+    A champion's files (or those of a run without a registered model) replace the delivered
+    ones; a challenger's go to its :func:`steps.challenger_folder` and the delivered files
+    stay the champion's.
+    """
+    delivered = decision is None or decision.promoted
+    folder = None if delivered else steps.challenger_folder(workdir, decision.name, decision.version)
+    workdir.ensure(*((workdir.forecasts, workdir.reports) if delivered else ()))
     staged: dict[str, tuple[Path, Path]] = {}
     try:
-        for label, (frame, final) in steps.output_targets(spec, workdir, ev).items():
+        for label, (frame, final) in steps.output_targets(spec, workdir, ev, folder=folder).items():
             staged[label] = (stage_frame(frame, final), final)
         if decision is not None:
             registry.promote(client, decision)
-            role = "champion" if decision.promoted else "challenger"
-            tags = {"sopforecast.model_version": decision.version, "sopforecast.alias": role}
+            tags = {
+                "sopforecast.model_version": decision.version,
+                "sopforecast.alias": "champion" if delivered else "challenger",
+                "sopforecast.outputs": "delivered" if delivered else str(folder),
+            }
             _log(client, run_id, tags=tags)
-        return {label: tmp.replace(final) for label, (tmp, final) in staged.items()}
+        outputs = {label: tmp.replace(final) for label, (tmp, final) in staged.items()}
     finally:
         for tmp, _ in staged.values():
             tmp.unlink(missing_ok=True)
+    files = ", ".join(str(p) for p in outputs.values())
+    if decision is None:
+        logger.info("Delivered outputs: %s", files)
+    elif delivered:
+        logger.info(
+            "%s v%s is champion; delivered outputs are its own: %s", decision.name, decision.version, files
+        )
+    else:
+        logger.info(
+            "%s v%s is challenger; delivered outputs stay champion v%s's; challenger outputs in %s "
+            "and among MLflow run %s's artifacts (results/)",
+            decision.name,
+            decision.version,
+            decision.previous_champion,
+            folder,
+            run_id,
+        )
+    return outputs
 
 
 def _code_version() -> str:

@@ -32,10 +32,12 @@ __all__ = [
     "run_params",
     "run_metrics",
     "target_checks",
+    "level_checks",
     "candidate_runs",
     "result_tables",
     "result_plots",
     "output_targets",
+    "challenger_folder",
 ]
 
 METRICS = ("mase", "rmsse", "smape", "wape", "bias")
@@ -54,6 +56,7 @@ class Evaluation:
     headline_level: str = "all"  # where the headline is measured: bottom level or all series
     forecaster: object = None  # the fitted Forecaster
     timings: dict[str, float] = field(default_factory=dict)  # seconds per forecasting stage
+    method: str = "base"  # the delivered forecast's rows of ``accuracy``: its reconciliation
 
 
 class Candidate(NamedTuple):
@@ -107,13 +110,14 @@ def evaluate(
         acc = run.accuracy
         row = acc[(acc["level"] == run.bottom_level) & (acc["method"] == method)]
         if row.empty:
-            row = acc[(acc["level"] == run.bottom_level) & (acc["method"] == "base")]
+            method = "base"
+            row = acc[(acc["level"] == run.bottom_level) & (acc["method"] == method)]
         headline = {m: float(row[m].iloc[0]) for m in METRICS if m in row}
         level = run.bottom_level
     else:
         row = run.backtest.summary.set_index("model").loc["auto"]
         headline = {m: float(row[m]) for m in METRICS if m in row}
-        level = "all"
+        level, method = "all", "base"
     return Evaluation(
         run.forecast,
         run.backtest,
@@ -124,6 +128,7 @@ def evaluate(
         level,
         forecaster,
         run.timings,
+        method,
     )
 
 
@@ -180,6 +185,30 @@ def target_checks(spec: PipelineSpec, headline: dict[str, float]) -> dict[str, b
         value = abs(headline[name]) if name == "bias" else headline[name]
         checks[name] = value <= limit
     return checks
+
+
+def level_checks(spec: PipelineSpec, ev: Evaluation) -> pd.DataFrame:
+    """The delivered forecast's backtest accuracy per level against the spec's targets.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per level, top first (a single ``all`` row without a hierarchy): ``level``,
+        ``method`` (the delivered forecast's reconciliation, ``base`` when none), the
+        metrics, and per target set ``<metric>_target`` and ``<metric>_met`` (absolute bias
+        for ``bias``, as :func:`target_checks`).
+    """
+    if ev.accuracy is not None:
+        rows = ev.accuracy[ev.accuracy["method"] == ev.method].reset_index(drop=True)
+    else:
+        rows = pd.DataFrame([{"level": ev.headline_level, "method": "base", **ev.headline}])
+    out = rows[["level", "method", *(m for m in METRICS if m in rows)]].copy()
+    for name, limit in spec.targets.model_dump().items():
+        if limit is None or name not in out:
+            continue
+        out[f"{name}_target"] = limit
+        out[f"{name}_met"] = [target_checks(spec, {name: value}).get(name, False) for value in out[name]]
+    return out
 
 
 def candidate_runs(ev: Evaluation, config: ForecastConfig) -> list[Candidate]:
@@ -247,6 +276,8 @@ def result_tables(ev: Evaluation, data: History, spec: PipelineSpec, folder: Pat
         put("selection_per_series.csv", lambda p: chosen.to_csv(p, index=False))
     if ev.accuracy is not None:
         put("level_accuracy.csv", lambda p: ev.accuracy.to_csv(p, index=False))
+    checks = level_checks(spec, ev)
+    put("level_targets.csv", lambda p: checks.to_csv(p, index=False))
     report = json.dumps(data.report.to_dict(), indent=2, default=str)
     put("validation.json", lambda p: p.write_text(report))
     settings = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
@@ -260,9 +291,16 @@ def result_plots(ev: Evaluation, folder: Path) -> list[Path]:
 
 
 def output_targets(
-    spec: PipelineSpec, workdir: Workdir, ev: Evaluation
+    spec: PipelineSpec, workdir: Workdir, ev: Evaluation, *, folder: Path | None = None
 ) -> dict[str, tuple[pd.DataFrame, Path]]:
-    """The planners' files and their places: label -> (frame, path). Nothing is written."""
+    """The planners' files and their places: label -> (frame, path). Nothing is written.
+
+    Parameters
+    ----------
+    folder : Path, optional
+        Put every file in this folder under its own name instead of its delivered place
+        (a challenger's outputs, :func:`challenger_folder`); default the delivered places.
+    """
     forecast = Path(spec.output) if spec.output else workdir.forecasts / f"{spec.name}.csv"
     targets = {
         "forecast": (ev.forecast, forecast),
@@ -270,4 +308,14 @@ def output_targets(
     }
     if ev.accuracy is not None:
         targets["accuracy per level"] = (ev.accuracy, workdir.reports / f"{spec.name}_levels.csv")
+    if folder is not None:
+        targets = {label: (frame, folder / path.name) for label, (frame, path) in targets.items()}
     return targets
+
+
+def challenger_folder(workdir: Workdir, model: str, version: str) -> Path:
+    """Where a challenger's outputs go in the work directory: ``challengers/<model>/v<version>``.
+
+    The delivered places (``forecasts/``, ``reports/``) hold the champion's outputs only.
+    """
+    return workdir.root / "challengers" / model / f"v{version}"

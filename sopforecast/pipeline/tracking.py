@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
-from ..workdir import Workdir
+from ..workdir import NoStoreError, Workdir
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -53,22 +53,57 @@ class Store:
 
 
 def default_tracking_uri(workdir: Workdir) -> str:
-    return f"sqlite:///{workdir.mlflow / 'mlflow.db'}"
+    return f"sqlite:///{workdir.mlflow_db}"
 
 
 def resolve_store(
-    workdir: Workdir, tracking_uri: str | None = None, registry_uri: str | None = None
+    workdir: Workdir,
+    tracking_uri: str | None = None,
+    registry_uri: str | None = None,
+    *,
+    create: bool = True,
 ) -> Store:
-    """The configured store, else the SQLite store in ``<workdir>/mlflow``."""
+    """The configured store, else the SQLite store in ``<workdir>/mlflow``.
+
+    Parameters
+    ----------
+    workdir : Workdir
+        The work directory, home of the local store.
+    tracking_uri, registry_uri : str, optional
+        A configured store; default the local one (registry: the tracking URI).
+    create : bool, default True
+        Create the local store's folder. False for commands that only read: a missing
+        local (SQLite) store is then a :class:`~sopforecast.workdir.NoStoreError` instead
+        of a new empty store.
+    """
     if tracking_uri is None:
-        workdir.ensure(workdir.mlflow)
+        if create:
+            workdir.ensure(workdir.mlflow)
+        else:
+            workdir.require(workdir.mlflow_db)
         uri = default_tracking_uri(workdir)
         return Store(uri, registry_uri or uri, workdir.mlflow / "artifacts")
     root = None
     if tracking_uri.startswith(("sqlite:", "postgresql", "mysql")):
-        workdir.ensure(workdir.mlflow)
+        if create:
+            workdir.ensure(workdir.mlflow)
+        elif tracking_uri.startswith("sqlite:"):
+            _require_sqlite(tracking_uri)
         root = workdir.mlflow / "artifacts"
     return Store(tracking_uri, registry_uri or tracking_uri, root)
+
+
+def _require_sqlite(uri: str) -> None:
+    """Refuse a SQLite tracking URI whose file is missing (opening it would create it)."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(uri).database
+    if database and database != ":memory:" and not Path(database).is_file():
+        raise NoStoreError(
+            f"no MLflow store at {database} (tracking URI {uri}); run a pipeline with that "
+            "tracking URI first, or fix the URI.",
+            setting="tracking_uri",
+        )
 
 
 def check_reachable(store: Store, timeout: float = 5.0) -> None:
