@@ -148,7 +148,17 @@ class ForecastConfig(BaseModel):
     )
     middle_level: str | None = Field(None, description="Level for middle_out, e.g. category/family.")
     nonnegative: bool = Field(False, description="Non-negative reconciliation (MinTrace).")
-    clip: bool = Field(True, description="Clip forecasts and lower bounds at zero.")
+    clip: bool = Field(
+        True,
+        description="No negative demand: bottom forecasts clipped at zero, aggregates re-summed, "
+        "lower bounds at zero.",
+    )
+    discontinued_after: int | None = Field(
+        6,
+        ge=1,
+        description="A series with no demand for this many periods, and longer than any gap "
+        "between its sales before, is discontinued: forecast at zero and reported. None: never.",
+    )
     params: dict[str, dict] = Field(default_factory=dict, description="Per-model overrides.")
     engine: Literal["local"] = Field(
         "local", description="Where models fit: 'local' (processes on this machine, n_jobs cores)."

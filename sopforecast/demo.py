@@ -114,15 +114,16 @@ def run_demo(
     history = run.data.frame
     levels = series_per_level(history, spec.data.hierarchy) if spec.data.hierarchy else None
     classes = classify_demand(extend_to_common_end(history, spec.data.freq)[0])
-    workdir.ensure(workdir.reports)
+    reports = run.reports_folder(workdir)  # a challenger's data reports stay beside its outputs
+    workdir.ensure(reports)
     outputs = {
         "demo data": workdir.data / "demo_demand.csv",
         **run.outputs,
-        "demand classes": write_frame(classes, workdir.reports / "demand_classes.csv"),
-        "validation summary": _write_json(run.data.report.to_dict(), workdir.reports / "validation.json"),
+        "demand classes": write_frame(classes, reports / "demand_classes.csv"),
+        "validation summary": _write_json(run.data.report.to_dict(), reports / "validation.json"),
     }
     if levels is not None:
-        outputs["series per level"] = write_frame(levels, workdir.reports / "series_per_level.csv")
+        outputs["series per level"] = write_frame(levels, reports / "series_per_level.csv")
     return DemoResult(run.data.report, levels, class_counts(classes), run.evaluation.forecast, outputs, run)
 
 

@@ -207,3 +207,54 @@ def test_model_cost_times_every_candidate_of_a_class():
     assert {"AutoETS", "AutoARIMA", "DynamicOptimizedTheta"} <= set(smooth["model"])
     assert (table["ms_per_series"] > 0).all()
     assert set(table.loc[table["model"] == "CrostonSBA", "intervals"]) <= {False}
+
+
+def test_interval_score_is_width_plus_penalised_miss_over_the_scale():
+    from sopforecast.bench import intervals
+
+    frame = pd.DataFrame(
+        {
+            "unique_id": ["a", "a", "b"],
+            "ds": [1, 2, 1],
+            "y": [5.0, 0.0, 20.0],
+            "forecast": [5.0, 4.0, 10.0],
+            **{"forecast-lo-80": [4.0, 2.0, 8.0], "forecast-hi-80": [6.0, 6.0, 12.0]},
+            **{"forecast-lo-95": [3.0, 1.0, 6.0], "forecast-hi-95": [7.0, 7.0, 14.0]},
+        }
+    )
+    levels = pd.Series({"a": "low", "b": "top"})
+    scale = pd.Series({"a": 2.0, "b": 4.0})
+    table = intervals.interval_scores(frame, "forecast", levels, scale).set_index(["level", "interval"])
+    # a: inside (width 2), then 2 below the lower bound (width 4 + 2/0.2 * 2); over scale 2
+    assert table.loc[("low", 80), "score"] == pytest.approx(((2 + 0) + (4 + 10 * 2)) / 2 / 2)
+    assert table.loc[("low", 80), "coverage"] == 0.5
+    # b: 8 above the upper bound at 80% (width 4 + 10 * 8), 6 above at 95% (8 + 40 * 6)
+    assert table.loc[("top", 80), "score"] == pytest.approx((4 + 80) / 4)
+    assert table.loc[("top", 95), "score"] == pytest.approx((8 + 40 * 6) / 4)
+
+
+def test_seasonal_naive_scale_falls_back_to_naive_and_never_zero():
+    from sopforecast.bench import intervals
+
+    ds = pd.date_range("2020-01-01", periods=14, freq="MS")
+    long = pd.DataFrame({"unique_id": "long", "ds": ds, "y": np.arange(14.0)})
+    short = pd.DataFrame({"unique_id": "short", "ds": ds[:5], "y": [1.0, 3.0, 1.0, 3.0, 1.0]})
+    flat = pd.DataFrame({"unique_id": "flat", "ds": ds, "y": 0.0})
+    scale = intervals.seasonal_naive_mae(pd.concat([long, short, flat]))
+    assert scale["long"] == pytest.approx(12.0)  # y - y[t-12] = 12
+    assert scale["short"] == pytest.approx(2.0)  # naive: |3-1| each step
+    assert scale["flat"] == 1.0
+
+
+@pytest.mark.slow
+def test_pbs_delivered_forecast_is_non_negative_coherent_and_calibrated_at_the_bottom(pbs_path, monkeypatch):
+    from sopforecast.bench import intervals
+
+    monkeypatch.setenv("SOPFORECAST_SHARED_DATA", str(pbs_path.parent.parent))
+    result = intervals.run_case("pbs")
+    ours = result["table"][result["table"]["forecaster"] == "sopforecast"]
+    assert (ours["negative"] == 0).all()
+    assert (ours["coherence_gap"] < 1e-9).all()
+    assert (ours["interval_excludes_point"] == 0).all()
+    bottom = ours[(ours["level"] == "Concession/Type/ATC1/ATC2") & (ours["interval"] == 80)]
+    assert abs(bottom["coverage"].iloc[0] - 0.80) <= 0.05

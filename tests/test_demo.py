@@ -30,6 +30,10 @@ def test_demo_runs_the_pipeline_and_writes_every_output(tmp_path, capsys):
     assert forecast["ds"].min() == history["ds"].max() + pd.offsets.MonthBegin(1)
     assert forecast.groupby("unique_id").size().eq(18).all()
     assert (forecast["forecast-lo-80"] >= 0).all()
+    # no negative demand at any level, intervals around the point
+    assert (forecast.filter(like="forecast") >= 0).all().all()
+    assert (forecast["forecast-lo-80"] <= forecast["forecast"]).all()
+    assert (forecast["forecast"] <= forecast["forecast-hi-80"]).all()
     report = json.loads((workdir / "reports" / "validation.json").read_text())
     assert report["series"] == len(listed)
     classes = pd.read_csv(workdir / "reports" / "demand_classes.csv")
@@ -47,3 +51,20 @@ def test_demo_uses_sopforecast_home(tmp_path, monkeypatch):
     assert main(["--quiet", "demo", "--series", "12", *CHEAP]) == 0
     assert (tmp_path / "home" / "data" / "demo_demand.csv").exists()
     assert (tmp_path / "home" / "mlflow" / "mlflow.db").exists()
+
+
+def test_a_challenger_demo_leaves_the_champions_reports_alone(tmp_path):
+    workdir = tmp_path / "work"
+    assert main(["--quiet", "demo", "--workdir", str(workdir), "--series", "12", *CHEAP]) == 0
+    reports = workdir / "reports"
+    before = {p.name: p.read_bytes() for p in reports.iterdir()}
+    worse = ["--set", "forecast.models=[naive]", "--set", "forecast.windows=1"]
+    assert main(["--quiet", "demo", "--workdir", str(workdir), "--series", "12", *worse]) == 0
+    after = {p.name: p.read_bytes() for p in reports.iterdir()}
+    assert after == before  # the champion's forecast reports and data summaries, untouched
+    challenger = workdir / "challengers" / "monthly_demand_plan" / "v2"
+    assert {"validation.json", "demand_classes.csv", "series_per_level.csv"} <= {
+        p.name for p in challenger.iterdir()
+    }
+    same_data = json.loads(before["validation.json"])["series"]
+    assert json.loads((challenger / "validation.json").read_text())["series"] == same_data

@@ -264,7 +264,7 @@ def test_auto_includes_lgbm_for_large_panels():
     assert "LightGBM" in set(result.backtest.selection.scores["strategy"])
 
 
-def test_lgbm_alone_gets_conformal_intervals_from_the_backtest():
+def test_lgbm_alone_gets_calibrated_intervals_from_the_backtest():
     df = _promo_panel(n=6).drop(columns=["promo"])
     fitted = Forecaster(ForecastConfig(horizon=6, windows=2, models="lgbm", n_jobs=1)).fit(df)
     assert fitted.backtest_ is not None  # backtested for its intervals though it is alone
@@ -274,16 +274,17 @@ def test_lgbm_alone_gets_conformal_intervals_from_the_backtest():
     assert (out["forecast-lo-80"] <= out["forecast"]).all() and (
         out["forecast"] <= out["forecast-hi-80"]
     ).all()
-    # the interval's half-width is the residual quantile of its step times the series' scale
+    # the half-width is the series' own mean absolute backtest error times the level's
+    # quantile and growth at that step
     cv = fitted.backtest_.chosen_cv
-    step = cv.groupby(["unique_id", "cutoff"]).cumcount() + 1
-    scale = cv.groupby("unique_id")["y"].apply(lambda s: s.abs().mean())
-    resid = (cv["y"] - cv["forecast"]).abs() / cv["unique_id"].map(scale)
-    q80 = resid.groupby(step).quantile(0.8)
+    own = (cv["y"] - cv["forecast"].clip(lower=0)).abs().groupby(cv["unique_id"]).mean()
+    errors = fitted.errors_
+    assert np.allclose(errors.scale.reindex(own.index), own)
     first = out.groupby("unique_id").head(1).set_index("unique_id")
     half = first["forecast-hi-80"] - first["forecast"]
-    unclipped = first["forecast"] - half > 0
-    assert np.allclose(half[unclipped], q80.loc[1] * scale[half.index][unclipped])
+    expected = errors.quantile.loc["all", 80] * own[half.index] * errors.growth.loc["all", 1]
+    assert np.allclose(half, expected)
+    assert half.nunique() == len(half)  # each series its own width
 
 
 def test_statistical_backtests_carry_parameters_forward(monkeypatch):

@@ -1,8 +1,10 @@
 """From candidate forecasts to the delivered forecast: each series' chosen combination,
-intervals, clipping, and reconciliation across the hierarchy.
+reconciliation across the hierarchy, no negative demand, discontinued items at zero, and
+intervals calibrated per level.
 
 Pure: frames in, a frame out. The delivered frame has ``unique_id, ds, forecast,
-forecast-lo-80, forecast-hi-80, ..., model`` and, for a hierarchy, ``level``.
+forecast-lo-80, forecast-hi-80, ..., model`` and, for a hierarchy, ``level``. Every level
+is coherent, no value is below zero and every interval contains its point forecast.
 """
 
 from __future__ import annotations
@@ -13,49 +15,116 @@ import numpy as np
 import pandas as pd
 
 from ..config import ForecastConfig
-from .engine import BacktestResult, attach_intervals
-from .hierarchical import Panel, recentre
-from .reconcile import coherence_gap, reconcile
+from .engine import attach_intervals
+from .hierarchical import Panel
+from .intervals import ErrorProfile, interval_bounds
+from .reconcile import coherence_gap, nonnegative_coherent, reconcile
 from .selection import combine_forecasts
 
-__all__ = ["deliver"]
+__all__ = ["deliver", "recent_demand"]
 
 logger = logging.getLogger(__name__)
+
+
+def recent_demand(history: pd.DataFrame, periods: int = 12) -> pd.Series:
+    """Mean absolute demand of each series over its last ``periods`` periods."""
+    recent = history.sort_values("ds").groupby("unique_id").tail(periods)
+    return recent.groupby("unique_id")["y"].apply(lambda s: s.abs().mean())
 
 
 def deliver(
     wide: pd.DataFrame,
     selection: pd.DataFrame,
-    backtest: BacktestResult | None,
     panel: Panel,
     config: ForecastConfig,
+    errors: ErrorProfile | None,
+    residuals: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """The forecast a planner receives, from every candidate's forecast (``wide``)."""
+    """The forecast a planner receives, from every candidate's forecast (``wide``).
+
+    Parameters
+    ----------
+    errors : ErrorProfile, optional
+        Calibrated from the backtest of the delivered forecast; without it (no backtest)
+        the chosen models' own intervals are used, moved with the reconciled point.
+    residuals : pandas.DataFrame, optional
+        Backtest of the chosen forecasts, for the MinTrace methods that need error variances.
+    """
     point = combine_forecasts(wide, selection)
-    out = attach_intervals(point, wide, selection, backtest, config)
-    if config.clip:
-        num = [c for c in out.columns if c.startswith("forecast")]
-        out[num] = out[num].clip(lower=0.0)
-    if panel.S is not None:
-        if config.reconcile != "none":
-            residuals = backtest.chosen_cv if backtest is not None else None
-            rec = reconcile(
-                out,
-                panel.S,
-                panel.tags,
-                methods=[config.reconcile],
-                residuals=residuals,
-                history=panel.Y[["unique_id", "ds", "y"]],
-                middle_level=config.middle_level,
-                nonnegative=config.nonnegative,
-            )
-            out = recentre(out, rec, f"forecast/{config.reconcile}", config.clip)
+    base = point["forecast"].to_numpy(dtype=float)
+    gone = panel.discontinued
+    if gone:
+        point.loc[point["unique_id"].isin(gone), "forecast"] = 0.0
+    if panel.S is not None and config.reconcile != "none":
+        rec = reconcile(
+            point,
+            panel.S,
+            panel.tags,
+            methods=[config.reconcile],
+            residuals=residuals,
+            history=panel.Y[["unique_id", "ds", "y"]],
+            middle_level=config.middle_level,
+            nonnegative=config.nonnegative,
+        )
+        column = f"forecast/{config.reconcile}"
+        point = point.drop(columns="forecast").merge(rec[["unique_id", "ds", column]], on=["unique_id", "ds"])
+        point = point.rename(columns={column: "forecast"})
+    if config.clip and panel.S is not None:
+        negative = int((point["forecast"] < 0).sum())
+        point = nonnegative_coherent(point, panel.S, ["forecast"], zero=gone)
+        if negative:
             logger.info(
-                "Reconciled with %s; largest coherence gap %.2e",
-                config.reconcile,
-                coherence_gap(out, panel.S, "forecast"),
+                "%d forecast value(s) below zero after reconciliation: bottom series clipped at zero, "
+                "aggregates re-summed",
+                negative,
             )
+    elif config.clip:
+        point["forecast"] = point["forecast"].clip(lower=0.0)
+    point = point[["unique_id", "ds", "forecast", "model"]]
+    if panel.S is not None and config.reconcile != "none":
+        logger.info(
+            "Reconciled with %s; largest coherence gap %.2e",
+            config.reconcile,
+            coherence_gap(point, panel.S, "forecast"),
+        )
+    out = _with_intervals(point, base, wide, selection, panel, config, errors)
+    if panel.S is not None:
         out = out.assign(level=out["unique_id"].map(panel.levels))
+    return _finite(out).reset_index(drop=True)
+
+
+def _with_intervals(point, base, wide, selection, panel: Panel, config: ForecastConfig, errors):
+    levels = list(config.level)
+    if not levels:
+        return point
+    if errors is not None:
+        demand = recent_demand(panel.Y)
+        bounds = interval_bounds(point, errors, panel.levels, levels, demand)
+        if not config.clip:  # interval_bounds stops lower bounds at zero
+            for lv in levels:
+                width = bounds[f"forecast-hi-{lv}"] - point["forecast"]
+                bounds[f"forecast-lo-{lv}"] = point["forecast"] - width
+        out = pd.concat([point, bounds], axis=1)
+    else:
+        # no backtest: the single chosen models' own intervals, moved with the point
+        native = attach_intervals(point.assign(forecast=base), wide, selection, config)
+        out = point.copy()
+        shift = point["forecast"].to_numpy() - base
+        for col in [c for c in native.columns if c.startswith("forecast-")]:
+            out[col] = native[col].to_numpy() + shift
+    bounds = [c for c in out.columns if c.startswith("forecast-")]
+    lo = [c for c in bounds if "-lo-" in c]
+    hi = [c for c in bounds if "-hi-" in c]
+    out[lo] = np.minimum(out[lo].to_numpy(), out[["forecast"]].to_numpy())
+    out[hi] = np.maximum(out[hi].to_numpy(), out[["forecast"]].to_numpy())
+    if config.clip:
+        out[lo] = out[lo].clip(lower=0.0)
+    if panel.discontinued:
+        out.loc[out["unique_id"].isin(panel.discontinued), bounds] = 0.0
+    return out[["unique_id", "ds", "forecast", *bounds, "model"]]
+
+
+def _finite(out: pd.DataFrame) -> pd.DataFrame:
     bounds = [c for c in out.columns if c.startswith("forecast")]
     values = out[bounds].to_numpy(dtype=float)
     if not np.isfinite(values).all():
@@ -68,4 +137,4 @@ def deliver(
         out["forecast"] = point_col
         for col in bounds[1:]:
             out[col] = out[col].where(np.isfinite(out[col]), point_col)
-    return out.reset_index(drop=True)
+    return out

@@ -17,7 +17,6 @@ from ..config import ForecastConfig
 from ..data.profile import classify_demand
 from ..errors import ConfigError, DataError
 from .drivers import baseline_future
-from .intervals import conformal_bounds
 from .metrics import evaluate_backtest, summarise_metrics
 from .ml import MLSettings, default_features, ml_backtest, static_columns
 from .models import (
@@ -261,6 +260,7 @@ def run_backtest(
         )
         for part, models in model_groups(df, config, classes, names)
     ]
+    parts = [p for p in parts if not p.empty]
     cv = pd.concat(parts, ignore_index=True) if parts else None
     ml_cv = _ml_backtest_part(df, config) if use_ml else None
     if ml_cv is not None:
@@ -342,15 +342,14 @@ def selection_for_all(df, backtest, names, classes) -> pd.DataFrame:
     return chosen
 
 
-def attach_intervals(point, wide, selection, backtest, config: ForecastConfig) -> pd.DataFrame:
-    """Native intervals for single models, conformal ones for combinations."""
+def attach_intervals(point, wide, selection, config: ForecastConfig) -> pd.DataFrame:
+    """The chosen models' own intervals where a series has a single model that has them;
+    NaN elsewhere (a backtest calibrates those: :mod:`.intervals`)."""
     out = point.copy()
     levels = list(config.level)
     if not levels:
         return out
     members = selection.set_index("unique_id")["members"]
-    # native intervals where the single chosen model has them; conformal for the rest
-    # (combinations, LightGBM, a model whose intervals could not be computed)
     first = f"-lo-{levels[0]}"
     single = out["unique_id"].map(members).map(lambda m: len(m) == 1 and f"{m[0]}{first}" in wide.columns)
     single = single.to_numpy(dtype=bool)
@@ -372,9 +371,5 @@ def attach_intervals(point, wide, selection, backtest, config: ForecastConfig) -
                     if src in wide_idx.columns:
                         values[sub] = wide_idx.loc[keys[sub], src].to_numpy()
                 out.loc[idx, col] = values
-    need = ~single | out[f"forecast-lo-{levels[0]}"].isna().to_numpy()
-    if need.any() and backtest is not None and backtest.chosen_cv is not None:
-        bounds = conformal_bounds(out[need], backtest.chosen_cv, levels)
-        out.loc[need, bounds.columns] = bounds.to_numpy()
     cols = ["unique_id", "ds", "forecast"] + [f"forecast-{s}-{lv}" for lv in levels for s in ("lo", "hi")]
     return out[[*cols, "model"]]

@@ -36,7 +36,15 @@ from ..notices import library_warnings
 from . import engine
 from .combine import deliver
 from .drivers import aggregate_drivers, baseline_future, future_frame
-from .hierarchical import Panel, build_panel, hierarchy_keys, level_accuracy
+from .hierarchical import (
+    Panel,
+    build_panel,
+    hierarchy_keys,
+    level_accuracy,
+    reconciled_backtest,
+    score_levels,
+)
+from .intervals import error_profile
 from .ml import ml_fit, ml_predict
 from .models import CATALOGUE
 from .stats import stats_forecast
@@ -67,6 +75,7 @@ class ForecastRun:
     candidates: pd.DataFrame | None = None  # every candidate's forecast, wide
     series: pd.DataFrame | None = None  # history of every series forecast (aggregates included)
     bottom_level: str | None = None
+    discontinued: list[str] = field(default_factory=list)  # stopped selling: forecast at zero
 
     @property
     def metrics(self) -> pd.DataFrame:
@@ -124,7 +133,7 @@ class Forecaster:
             Validated long history: ``unique_id, ds, y``, the hierarchy's key columns and
             the drivers.
         backtest : bool, optional
-            Always backtest (True), or only when selection, conformal intervals or
+            Always backtest (True), or only when selection, calibrated intervals or
             reconciliation need it (None, the default).
         progress : rich.progress.Progress, optional
             Shows the stages.
@@ -165,23 +174,44 @@ class Forecaster:
             )
             used = {m for members in selection["members"] for m in members}
             stats_names = [n for n in names if CATALOGUE[n].alias in used]
-            wide, short = self._fit_stats(panel.Y, classes, stats_names, selection)
+            native = backtest is None or backtest.chosen_cv is None  # else intervals from the backtest
+            wide, short = self._fit_stats(panel.Y, classes, stats_names, selection, native)
             fitted_ml = ml_fit(panel.Y, engine.ml_settings(panel.Y, config)) if use_ml else None
             selection, wide, short = self._cover_ml_gaps(panel.Y, selection, wide, short, fitted_ml)
         advance("score levels")
-        accuracy = None
-        if panel.tags is not None and backtest is not None and backtest.chosen_cv is not None:
+        accuracy, errors = None, None
+        if backtest is not None and backtest.chosen_cv is not None:
             with stage("accuracy"):
-                methods = [] if config.reconcile == "none" else [config.reconcile]
-                accuracy = level_accuracy(
-                    backtest.chosen_cv, panel, config, engine.main_season(engine.season_of(config)), methods
-                )
+                accuracy, errors = self._score(backtest.chosen_cv, panel)
+        if panel.discontinued:
+            logger.info(
+                "%d series have stopped selling (discontinued): forecast at zero: %s",
+                len(panel.discontinued),
+                format_examples(panel.discontinued),
+            )
         advance("fitted")
         self.panel_, self.classes_, self.backtest_ = panel, classes, backtest
         self.selection_, self.stats_wide_, self.short_ = selection, wide, short
-        self.ml_, self.accuracy_ = fitted_ml, accuracy
+        self.ml_, self.accuracy_, self.errors_ = fitted_ml, accuracy, errors
         self.timings_ = stage.seconds
         return self
+
+    def _score(self, chosen: pd.DataFrame, panel: Panel):
+        """Accuracy per level (hierarchies) and the interval calibration, both from the
+        backtest of the forecast as delivered (reconciled, non-negative)."""
+        config = self.config
+        column = "forecast"
+        accuracy = None
+        if panel.tags is not None:
+            methods = [] if config.reconcile == "none" else [config.reconcile]
+            merged, columns = reconciled_backtest(chosen, panel, config, methods)
+            season = engine.main_season(engine.season_of(config))
+            accuracy = score_levels(merged, columns, panel, season)
+            column = columns[-1]
+        else:
+            merged = chosen.assign(forecast=chosen["forecast"].clip(lower=0.0)) if config.clip else chosen
+        errors = error_profile(merged, column, panel.levels, list(config.level)) if config.level else None
+        return accuracy, errors
 
     def _cover_ml_gaps(self, Y, selection, wide, short, fitted_ml):
         """Series whose forecast would come from LightGBM alone but that are too short for
@@ -215,13 +245,18 @@ class Forecaster:
         residuals = panel.tags is not None and config.reconcile in ("wls_var", "mint_shrink")
         return several or bool(config.level and conformal) or residuals
 
-    def _fit_stats(self, Y: pd.DataFrame, classes: pd.DataFrame, names: list[str], selection: pd.DataFrame):
+    def _fit_stats(
+        self, Y: pd.DataFrame, classes: pd.DataFrame, names: list[str], selection: pd.DataFrame, native: bool
+    ):
         config = self.config
         horizon = stored_horizon(config)
         by_alias = {CATALOGUE[n].alias: n for n in names}
-        # native intervals only for models some series gets alone; combinations get conformal ones
+        # without a backtest to calibrate from, intervals are the models' own: only needed
+        # for models some series gets alone
         alone = tuple(
             sorted({by_alias[m[0]] for m in selection["members"] if len(m) == 1 and m[0] in by_alias})
+            if native
+            else ()
         )
         wide, short = [], []
         for part, models in engine.model_groups(Y, config, classes, names):
@@ -265,7 +300,8 @@ class Forecaster:
         with stage("predict"), library_warnings(logger):
             wide = self._candidates(h, future, fill or config.future_fill)
         with stage("reconcile"):
-            out = deliver(wide, self.selection_, self.backtest_, self.panel_, config)
+            residuals = self.backtest_.chosen_cv if self.backtest_ is not None else None
+            out = deliver(wide, self.selection_, self.panel_, config, self.errors_, residuals)
         timings = {**self.timings_, **stage.seconds}
         return ForecastRun(
             out,
@@ -279,6 +315,7 @@ class Forecaster:
             wide,
             self.panel_.Y[["unique_id", "ds", "y"]],
             self.panel_.bottom_level,
+            list(self.panel_.discontinued),
         )
 
     def _candidates(self, h: int, future: pd.DataFrame | None, fill: str) -> pd.DataFrame:

@@ -21,9 +21,17 @@ from ..errors import ConfigError, DataError
 from .drivers import aggregate_drivers, driver_weights
 from .metrics import evaluate_backtest, summarise_metrics
 from .ml import static_columns
-from .reconcile import METHODS, aggregate_hierarchy, is_strict, level_of, reconcile
+from .reconcile import METHODS, aggregate_hierarchy, is_strict, level_of, nonnegative_coherent, reconcile
 
-__all__ = ["Panel", "build_panel", "level_accuracy", "reconciled_backtest", "recentre", "hierarchy_keys"]
+__all__ = [
+    "Panel",
+    "build_panel",
+    "level_accuracy",
+    "score_levels",
+    "reconciled_backtest",
+    "discontinued",
+    "hierarchy_keys",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +52,7 @@ class Panel:
     tags: dict | None = None
     weights: pd.Series | None = None
     extended: list[str] = field(default_factory=list)
+    discontinued: list[str] = field(default_factory=list)  # bottom series that stopped selling
 
     @property
     def levels(self) -> pd.Series | None:
@@ -60,7 +69,7 @@ def build_panel(history: pd.DataFrame, config: ForecastConfig) -> Panel:
     _require_columns(history, drivers, "drivers", "driver column(s)", "columns of the data")
     if not config.hierarchy:
         frame = history[["unique_id", "ds", "y", *static_columns(history, drivers), *drivers]]
-        return Panel(frame, frame)
+        return Panel(frame, frame, discontinued=discontinued(frame, config.discontinued_after))
     keys = hierarchy_keys(config)
     _require_columns(history, keys, "hierarchy", "hierarchy columns", "the key columns of the data")
     check_nesting(history, config.hierarchy)
@@ -76,7 +85,29 @@ def build_panel(history: pd.DataFrame, config: ForecastConfig) -> Panel:
         Y = Y.merge(agg, on=["unique_id", "ds"], how="left")
         Y[drivers] = Y.groupby("unique_id", sort=False)[drivers].ffill().fillna(0.0)
     logger.info("Hierarchy: %d series on %d levels", len(S), len(tags))
-    return Panel(Y, bottom, S, tags, weights, extended)
+    return Panel(Y, bottom, S, tags, weights, extended, discontinued(bottom, config.discontinued_after))
+
+
+def discontinued(history: pd.DataFrame, after: int | None) -> list[str]:
+    """Series that have stopped selling: no demand in their last ``after`` periods or more,
+    and longer without demand than in any gap between two sales before (so a seasonal item
+    out of season or an intermittent one between orders is not taken for discontinued).
+    Series that never sold are not counted: they are forecast at zero anyway."""
+    if after is None or history.empty:
+        return []
+    frame = history[["unique_id", "ds", "y"]].sort_values(["unique_id", "ds"])
+    uid = frame["unique_id"].to_numpy()
+    pos = frame.groupby("unique_id", sort=False).cumcount()
+    sold = frame["y"].to_numpy() > 0
+    sales = pd.DataFrame({"unique_id": uid[sold], "pos": pos.to_numpy()[sold]})
+    if sales.empty:
+        return []
+    gaps = sales.groupby("unique_id")["pos"].diff().sub(1).groupby(sales["unique_id"]).max().fillna(0)
+    length = pos.groupby(uid).max() + 1
+    last = sales.groupby("unique_id")["pos"].max()
+    trailing = length.reindex(last.index) - 1 - last
+    stopped = trailing[(trailing >= after) & (trailing > gaps.reindex(last.index))]
+    return sorted(stopped.index)
 
 
 def _require_columns(history: pd.DataFrame, columns: list[str], setting: str, noun: str, fix: str) -> None:
@@ -98,24 +129,12 @@ def _check_bottom_ids(bottom: pd.DataFrame, S: pd.DataFrame) -> None:
         )
 
 
-def recentre(base: pd.DataFrame, rec: pd.DataFrame, column: str, clip: bool) -> pd.DataFrame:
-    """Move point forecasts to the reconciled values; intervals keep their base width."""
-    merged = base.merge(rec[["unique_id", "ds", column]], on=["unique_id", "ds"], how="left")
-    shift = merged[column] - merged["forecast"]
-    bounds = [c for c in merged.columns if c.startswith("forecast-")]
-    merged[bounds] = merged[bounds].add(shift, axis=0)
-    merged["forecast"] = merged[column]
-    if clip:
-        # clipping after reconciliation breaks coherence only where a total would be < 0
-        merged[bounds] = merged[bounds].clip(lower=0.0)
-    return merged.drop(columns=[column])
-
-
 def reconciled_backtest(
     chosen: pd.DataFrame, panel: Panel, config: ForecastConfig, methods: list[str] | None = None
 ) -> tuple[pd.DataFrame, list[str]]:
     """The backtest of the delivered forecasts, base (``base``) and reconciled per window
-    with each method (one column per method), clipped like the delivered forecast.
+    with each method (one column per method), made non-negative like the delivered forecast
+    (bottom clipped at zero, aggregates re-summed: :func:`nonnegative_coherent`).
 
     Parameters
     ----------
@@ -127,18 +146,16 @@ def reconciled_backtest(
     Returns
     -------
     (pandas.DataFrame, list of str)
-        The frame and its forecast columns (``base`` and the methods).
+        The frame and its forecast columns (``base`` and the methods). Series without a
+        backtest forecast in a window (new items) have their naive forecast there.
     """
     S, tags, Y = panel.S, panel.tags, panel.Y
     ids = set(S["unique_id"])
     allowed = [m for m in METHODS if is_strict(tags) or m not in ("top_down", "middle_out")]
     methods = [m for m in (allowed if methods is None else methods) if m in allowed]
-    frames = [chosen.rename(columns={"forecast": "base"})]
-    columns = ["base"]
+    frames = []
     for cutoff in sorted(chosen["cutoff"].unique()):
-        window = chosen[chosen["cutoff"] == cutoff]
-        if not methods:
-            continue
+        window = chosen.loc[chosen["cutoff"] == cutoff, ["unique_id", "cutoff", "ds", "y", "forecast"]]
         missing = ids - set(window["unique_id"])
         if missing:
             # reconciliation needs every series: new items without a backtest forecast get
@@ -149,27 +166,27 @@ def reconciled_backtest(
                 pd.Timestamp(cutoff).date(),
                 len(missing),
             )
-        rec = reconcile(
-            window,
-            S,
-            tags,
-            methods=methods,
-            residuals=chosen[chosen["cutoff"] != cutoff],
-            history=Y[Y["ds"] <= cutoff][["unique_id", "ds", "y"]],
-            middle_level=config.middle_level,
-            nonnegative=config.nonnegative,
-        )
-        rec = rec.rename(columns={f"forecast/{m}": m for m in methods})
-        frames.append(rec.assign(cutoff=cutoff))
-    merged = frames[0]
-    if len(frames) > 1:
-        recs = pd.concat(frames[1:], ignore_index=True)
-        merged = merged.merge(
-            recs[["unique_id", "ds", "cutoff", *methods]], on=["unique_id", "ds", "cutoff"], how="left"
-        )
-        columns += methods
+        window = window.rename(columns={"forecast": "base"})
+        if methods:
+            rec = reconcile(
+                window.rename(columns={"base": "forecast"}),
+                S,
+                tags,
+                methods=methods,
+                residuals=chosen[chosen["cutoff"] != cutoff],
+                history=Y[Y["ds"] <= cutoff][["unique_id", "ds", "y"]],
+                middle_level=config.middle_level,
+                nonnegative=config.nonnegative,
+            )
+            rec = rec.rename(columns={f"forecast/{m}": m for m in methods})
+            window = window.merge(rec[["unique_id", "ds", *methods]], on=["unique_id", "ds"], how="left")
+        frames.append(window)
+    merged = pd.concat(frames, ignore_index=True)
+    columns = ["base", *methods]
     if config.clip:
         merged[columns] = merged[columns].clip(lower=0.0)
+        if methods:
+            merged = nonnegative_coherent(merged, S, methods)
     return merged, columns
 
 
@@ -197,8 +214,15 @@ def level_accuracy(
     """Accuracy per level of the base backtest forecasts and of each reconciliation method
     (:func:`reconciled_backtest`): one row per level and method."""
     merged, columns = reconciled_backtest(chosen, panel, config, methods)
+    return score_levels(merged, columns, panel, season_length)
+
+
+def score_levels(merged: pd.DataFrame, columns: list[str], panel: Panel, season_length: int) -> pd.DataFrame:
+    """Accuracy per level of each forecast column of a reconciled backtest."""
     Y, tags = panel.Y, panel.tags
     train = Y[Y["ds"] <= merged["cutoff"].min()]
+    # series launched after the first origin have no scale for MASE: scored where they can be
+    merged = merged[merged["unique_id"].isin(train["unique_id"].unique())]
     scored = evaluate_backtest(merged, train, columns, season_length=season_length)
     table = summarise_metrics(scored, merged, by=level_of(tags))
     table = table.rename(columns={"group": "level", "model": "method"})

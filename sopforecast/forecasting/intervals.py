@@ -1,53 +1,188 @@
-"""Conformal prediction intervals from backtest residuals.
+"""Prediction intervals calibrated per hierarchy level from the backtest of the delivered
+forecast (reconciled and made non-negative, as delivered).
 
-Used where a model has no native intervals (combinations, LightGBM). Residuals of each
-horizon step are scaled by the series' mean absolute demand so series of any size pool
-together, which gives enough residuals per step even with few backtest windows; a step's
-interval is the forecast plus or minus the residual quantile times the series' scale.
+A series' interval half-width at horizon step ``h`` is ``q[level] * s[series] * g[level](h)``:
+
+* ``s`` is the series' own error scale: its mean absolute backtest error. A smooth total
+  and a noisy SKU get widths of their own instead of one pooled, scaled width.
+* ``g`` is the level's growth of error with the horizon: the mean of ``|e| / s`` per step
+  over the level's series, made non-decreasing (isotonic) and averaging 1.
+* ``q`` is the level's conformal quantile of ``|e| / (s * g)``, cross-fitted between
+  backtest windows: the scale applied to a window's errors is estimated from the *other*
+  windows, so ``q`` carries the error of estimating ``s`` and the change between periods,
+  as the future will. With a single window ``q`` is the in-sample quantile.
+
+A level resting on few series-windows (the Total has one series) borrows strength from
+all levels pooled: its ``g`` and ``q`` are weighted averages of its own and the pool's,
+its own weighing ``n / (n + 10)`` for ``n`` series-windows.
+
+Series without backtest errors (new items) get their level's median ratio of ``s`` to
+mean absolute demand, times their own mean absolute demand. Lower bounds stop at zero, so
+every interval contains its point forecast.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-__all__ = ["conformal_bounds"]
+__all__ = ["ErrorProfile", "error_profile", "interval_bounds"]
+
+ALL = "all"
+PRIOR_PAIRS = 10  # series-windows of errors a level needs to weigh as much as the pool
 
 
-def _step(frame: pd.DataFrame, by: list[str]) -> pd.Series:
-    return frame.groupby(by, sort=False).cumcount() + 1
+@dataclass
+class ErrorProfile:
+    """What intervals are made of: per-series scales, per-level growth and quantiles."""
+
+    scale: pd.Series  # unique_id -> mean absolute backtest error
+    growth: pd.DataFrame  # level x step -> relative error at that step (mean 1)
+    quantile: pd.DataFrame  # level x interval level (percent) -> multiplier
+    demand_ratio: pd.Series  # level -> median (scale / mean |y|), for series without errors
+    windows: int
 
 
-def conformal_bounds(point: pd.DataFrame, cv: pd.DataFrame, levels: list[int]) -> pd.DataFrame:
-    """Symmetric conformal bounds for ``point`` from backtest residuals in ``cv``.
+def _isotonic(values: np.ndarray) -> np.ndarray:
+    """Non-decreasing least-squares fit (pool adjacent violators), NaNs carried over."""
+    out = np.asarray(values, dtype=float).copy()
+    ok = np.isfinite(out)
+    y = out[ok]
+    blocks: list[list[float]] = []  # [mean, weight]
+    for v in y:
+        blocks.append([v, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            m2, w2 = blocks.pop()
+            m1, w1 = blocks.pop()
+            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2])
+    fitted = np.concatenate([np.full(int(w), m) for m, w in blocks]) if blocks else y
+    out[ok] = fitted
+    return out
+
+
+def _shrink(own: pd.DataFrame, pooled: pd.Series, pairs: pd.Series) -> pd.DataFrame:
+    """Each level's estimate pulled towards the pooled one by how little it rests on: a
+    level with ``PRIOR_PAIRS`` series-windows of errors gets half its own, half the pool's."""
+    weight = (pairs / (pairs + PRIOR_PAIRS)).reindex(own.index).fillna(0.0).to_numpy()[:, None]
+    return own.fillna(pooled) * weight + pooled.to_numpy()[None, :] * (1 - weight)
+
+
+def _growth(frame: pd.DataFrame, steps: int, pairs: pd.Series) -> pd.DataFrame:
+    """Per level, relative error by horizon step: isotonic in the step, mean 1."""
+    mean = frame.groupby(["level", "step"])["z"].mean().unstack("step").reindex(columns=range(1, steps + 1))
+    pooled = frame.groupby("step")["z"].mean().reindex(range(1, steps + 1))
+    mean = _shrink(mean, pooled.ffill().bfill(), pairs)
+    rows = {}
+    for level, row in mean.iterrows():
+        fitted = pd.Series(_isotonic(row.to_numpy()), index=row.index).ffill().bfill()
+        rows[level] = fitted / fitted.mean() if fitted.mean() > 0 else fitted * 0 + 1.0
+    return pd.DataFrame(rows).T
+
+
+def _conformal_quantile(u: pd.Series, level: float) -> float:
+    """Split-conformal quantile: the ceil((n+1) * level)-th smallest of n scores."""
+    values = np.sort(u.dropna().to_numpy())
+    n = len(values)
+    if n == 0:
+        return np.nan
+    rank = min(int(np.ceil((n + 1) * level)), n)
+    return float(values[rank - 1])
+
+
+def error_profile(
+    backtest: pd.DataFrame,
+    column: str,
+    levels: pd.Series | None,
+    interval_levels: list[int],
+) -> ErrorProfile:
+    """Calibrate intervals from a backtest.
 
     Parameters
     ----------
-    point : pandas.DataFrame
-        ``unique_id, ds, forecast`` sorted by id and date.
-    cv : pandas.DataFrame
-        Backtest of the same forecaster: ``unique_id, cutoff, ds, y, forecast``.
-    levels : list of int
+    backtest : pandas.DataFrame
+        ``unique_id, cutoff, ds, y`` and the delivered forecast ``column``, one row per
+        series, window and period.
+    levels : pandas.Series, optional
+        Hierarchy level of each series id; ``None`` for flat data (one level).
+    interval_levels : list of int
         Interval levels in percent.
+    """
+    frame = backtest[["unique_id", "cutoff", "ds", "y", column]].dropna(subset=["y", column])
+    frame = frame.sort_values(["unique_id", "cutoff", "ds"])
+    frame = frame.assign(
+        step=frame.groupby(["unique_id", "cutoff"], sort=False).cumcount() + 1,
+        a=(frame["y"] - frame[column]).abs(),
+        level=frame["unique_id"].map(levels) if levels is not None else ALL,
+    )
+    steps = int(frame["step"].max())
+    scale = frame.groupby("unique_id")["a"].mean()
+    scale = scale[scale > 0]
+    frame = frame[frame["unique_id"].isin(scale.index)]
+    frame = frame.assign(z=frame["a"] / frame["unique_id"].map(scale))
+    pairs = frame.groupby("level")[["unique_id", "cutoff"]].apply(lambda f: len(f.drop_duplicates()))
+    growth = _growth(frame, steps, pairs)
+    g = growth.stack().rename("g")
+    frame = frame.join(g, on=["level", "step"])
+    cutoffs = frame["cutoff"].unique()
+    if len(cutoffs) > 1:
+        # each window's errors over the scale the other windows give
+        parts = []
+        for cutoff in cutoffs:
+            other = frame[frame["cutoff"] != cutoff].groupby("unique_id")["a"].mean()
+            part = frame[frame["cutoff"] == cutoff]
+            s = part["unique_id"].map(other[other > 0])
+            parts.append(part["a"] / (s * part["g"]))
+        u = pd.concat(parts)
+    else:
+        u = frame["z"] / frame["g"]
+    u = u.replace([np.inf, -np.inf], np.nan)
+    quantile = pd.DataFrame(
+        {lv: u.groupby(frame["level"]).apply(_conformal_quantile, lv / 100) for lv in interval_levels}
+    )
+    pooled = pd.Series({lv: _conformal_quantile(u, lv / 100) for lv in interval_levels})
+    quantile = _shrink(quantile, pooled, pairs)
+    mean_demand = backtest.groupby("unique_id")["y"].apply(lambda s: s.abs().mean())
+    ratio = (scale / mean_demand.reindex(scale.index)).replace([np.inf, -np.inf], np.nan)
+    level_of = scale.index.map(levels) if levels is not None else pd.Index([ALL] * len(scale))
+    by_level = ratio.groupby(level_of).median()
+    return ErrorProfile(scale, growth, quantile, by_level, len(cutoffs))
+
+
+def interval_bounds(
+    point: pd.DataFrame,
+    profile: ErrorProfile,
+    levels: pd.Series | None,
+    interval_levels: list[int],
+    demand: pd.Series,
+) -> pd.DataFrame:
+    """Bounds for ``point`` (``unique_id, ds, forecast`` sorted by id and date).
+
+    Parameters
+    ----------
+    demand : pandas.Series
+        Mean absolute demand of each series id (for series without backtest errors).
 
     Returns
     -------
     pandas.DataFrame
         ``forecast-lo-L, forecast-hi-L`` per level, aligned with ``point``'s rows.
     """
-    cv = cv.sort_values(["unique_id", "cutoff", "ds"])
-    scale = cv.groupby("unique_id")["y"].apply(lambda s: s.abs().mean())
-    scale = scale.where(scale > 0, 1.0)
-    resid = (cv["y"] - cv["forecast"]).abs() / cv["unique_id"].map(scale).to_numpy()
-    steps = _step(cv, ["unique_id", "cutoff"]).to_numpy()
-    by_step = pd.Series(resid.to_numpy()).groupby(steps)
-    point_scale = point["unique_id"].map(scale).fillna(point["forecast"].abs().clip(lower=1.0))
-    point_steps = _step(point, ["unique_id"]).clip(upper=int(steps.max()))
+    level = point["unique_id"].map(levels) if levels is not None else pd.Series(ALL, index=point.index)
+    scale = point["unique_id"].map(profile.scale)
+    fallback = point["unique_id"].map(demand) * level.map(profile.demand_ratio)
+    scale = scale.fillna(fallback).fillna(0.0)
+    steps = profile.growth.shape[1]
+    step = (point.groupby("unique_id", sort=False).cumcount() + 1).clip(upper=steps)
+    g = profile.growth.stack()
+    growth = pd.Series(g.reindex(pd.MultiIndex.from_arrays([level, step])).to_numpy(), index=point.index)
+    growth = growth.fillna(1.0)
+    forecast = point["forecast"].to_numpy(dtype=float)
     out = pd.DataFrame(index=point.index)
-    for lv in levels:
-        q = by_step.quantile(lv / 100.0)
-        q = q.reindex(range(1, int(steps.max()) + 1)).ffill()
-        width = point_steps.map(q).to_numpy() * point_scale.to_numpy()
-        out[f"forecast-lo-{lv}"] = point["forecast"].to_numpy() - width
-        out[f"forecast-hi-{lv}"] = point["forecast"].to_numpy() + width
-    return out.astype(float).replace([np.inf, -np.inf], np.nan)
+    for lv in interval_levels:
+        q = level.map(profile.quantile[lv]).fillna(profile.quantile[lv].max())
+        width = (q * scale * growth).to_numpy(dtype=float)
+        out[f"forecast-lo-{lv}"] = np.clip(forecast - width, 0.0, None)
+        out[f"forecast-hi-{lv}"] = forecast + width
+    return out

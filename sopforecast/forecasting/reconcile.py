@@ -16,7 +16,15 @@ import pandas as pd
 from ..data.hierarchy import PATH_SEP, TOTAL, hierarchy_levels, level_name
 from ..errors import ConfigError
 
-__all__ = ["aggregate_hierarchy", "reconcile", "level_of", "coherence_gap", "is_strict", "METHODS"]
+__all__ = [
+    "aggregate_hierarchy",
+    "reconcile",
+    "level_of",
+    "coherence_gap",
+    "is_strict",
+    "nonnegative_coherent",
+    "METHODS",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +147,17 @@ def reconcile(
             raise ConfigError("wls_var and mint_shrink need backtest residuals; run a backtest.")
         Y_df = _balanced_residuals(residuals, S["unique_id"], history)
     hrec = HierarchicalReconciliation(reconcilers=reconcilers)
-    out = hrec.reconcile(Y_hat_df=base[["unique_id", "ds", "forecast"]], S_df=S, tags=tags, Y_df=Y_df)
+    try:
+        out = hrec.reconcile(Y_hat_df=base[["unique_id", "ds", "forecast"]], S_df=S, tags=tags, Y_df=Y_df)
+    except Exception as exc:  # hierarchicalforecast raises plain Exceptions
+        if not nonnegative:
+            raise
+        # non-negative MinTrace refuses ill-conditioned covariances (PBS does this): the
+        # unconstrained solution, made non-negative by the caller (nonnegative_coherent)
+        logger.warning("Non-negative reconciliation failed (%s); reconciling without the constraint", exc)
+        return reconcile(
+            base, S, tags, methods=methods, residuals=residuals, history=history, middle_level=middle_level
+        )
     renamed = {}
     for col in out.columns:
         if col.startswith("forecast/"):
@@ -178,6 +196,34 @@ def _balanced_residuals(res: pd.DataFrame, ids: pd.Series, history: pd.DataFrame
             idx.get_level_values(0).nunique(),
         )
     return full.reset_index()
+
+
+def nonnegative_coherent(
+    frame: pd.DataFrame, S: pd.DataFrame, columns: list[str], zero: list[str] | None = None
+) -> pd.DataFrame:
+    """Make reconciled forecasts non-negative and coherent: the bottom series are clipped
+    at zero (``zero``: series set to zero, e.g. discontinued items) and every aggregate is
+    rebuilt as the sum of its bottom series.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        ``unique_id, ds`` (and ``cutoff`` for a backtest) and the forecast ``columns``, for
+        the series of ``S``. A bottom series missing from a date counts as zero.
+    """
+    keys = [c for c in ("cutoff", "ds") if c in frame.columns]
+    bottom = [c for c in S.columns if c != "unique_id"]
+    summing = S.set_index("unique_id")[bottom]
+    index = pd.MultiIndex.from_frame(frame[[*keys, "unique_id"]])
+    out = frame.copy()
+    for col in columns:
+        wide = pd.Series(frame[col].to_numpy(dtype=float), index=index).unstack("unique_id")
+        base = wide.reindex(columns=bottom).fillna(0.0).clip(lower=0.0)
+        if zero:
+            base[[z for z in zero if z in base.columns]] = 0.0
+        summed = pd.DataFrame(base.to_numpy() @ summing.to_numpy().T, index=wide.index, columns=summing.index)
+        out[col] = summed.stack().reindex(index).to_numpy()
+    return out
 
 
 def coherence_gap(frame: pd.DataFrame, S: pd.DataFrame, column: str) -> float:

@@ -84,6 +84,13 @@ class PipelineRun:
         challenger's."""
         return self.decision is None or self.decision.promoted
 
+    def reports_folder(self, workdir: Workdir) -> Path:
+        """Where reports that belong with this run's outputs go: the work directory's
+        ``reports/`` for the delivered run, the challenger's own folder otherwise."""
+        if self.delivered:
+            return workdir.reports
+        return steps.challenger_folder(workdir, self.decision.name, self.decision.version)
+
 
 def run_pipeline(
     spec: PipelineSpec,

@@ -38,6 +38,7 @@ __all__ = [
     "result_plots",
     "output_targets",
     "challenger_folder",
+    "discontinued_table",
 ]
 
 METRICS = ("mase", "rmsse", "smape", "wape", "bias")
@@ -57,6 +58,7 @@ class Evaluation:
     forecaster: object = None  # the fitted Forecaster
     timings: dict[str, float] = field(default_factory=dict)  # seconds per forecasting stage
     method: str = "base"  # the delivered forecast's rows of ``accuracy``: its reconciliation
+    discontinued: list[str] = field(default_factory=list)  # stopped selling: forecast at zero
 
 
 class Candidate(NamedTuple):
@@ -129,6 +131,7 @@ def evaluate(
         forecaster,
         run.timings,
         method,
+        run.discontinued,
     )
 
 
@@ -156,6 +159,7 @@ def run_metrics(ev: Evaluation, data: History) -> dict[str, float]:
     """The pipeline run's metrics: ``backtest_<metric>`` of the delivered forecast,
     ``<metric>_<method>_<level>`` per level for hierarchies, ``test_*`` on a held-out part."""
     metrics = {f"backtest_{k}": v for k, v in ev.headline.items()}
+    metrics["discontinued_series"] = float(len(ev.discontinued))
     if data.test is not None:
         metrics.update(_test_scores(ev.forecast, data.test))
     if ev.accuracy is not None:
@@ -308,9 +312,27 @@ def output_targets(
     }
     if ev.accuracy is not None:
         targets["accuracy per level"] = (ev.accuracy, workdir.reports / f"{spec.name}_levels.csv")
+    if ev.discontinued:
+        targets["discontinued series"] = (
+            discontinued_table(ev),
+            workdir.reports / f"{spec.name}_discontinued.csv",
+        )
     if folder is not None:
         targets = {label: (frame, folder / path.name) for label, (frame, path) in targets.items()}
     return targets
+
+
+def discontinued_table(ev: Evaluation) -> pd.DataFrame:
+    """The series that stopped selling (forecast at zero): id, last month with demand, and
+    their demand in the 12 months before it."""
+    history = ev.all_series[ev.all_series["unique_id"].isin(ev.discontinued)]
+    sold = history[history["y"] > 0]
+    last = sold.groupby("unique_id")["ds"].max().rename("last_demand")
+    recent = sold.merge(last, on="unique_id")
+    recent = recent[recent["ds"] > recent["last_demand"] - pd.DateOffset(months=12)]
+    volume = recent.groupby("unique_id")["y"].sum().rename("demand_last_12_months_before")
+    out = pd.concat([last, volume], axis=1).reindex(ev.discontinued)
+    return out.rename_axis("unique_id").reset_index()
 
 
 def challenger_folder(workdir: Workdir, model: str, version: str) -> Path:

@@ -1,0 +1,269 @@
+"""Are the delivered forecasts usable at every level? Non-negativity, coherence, point
+accuracy and interval calibration on a held-out period, against a peer.
+
+Two cases:
+
+* **pbs**: PBS Scripts (Concession / Type / ATC1 / ATC2), the last 24 months held out.
+* **demo**: the demo hierarchy (500 bottom series, SKU x region x channel), 60 months of
+  history and the 18 months that followed, with the promotion calendar of those months.
+
+The peer is what a data scientist would write by hand: statsforecast ``AutoETS`` with its
+native 80% / 95% intervals for every series of the hierarchy, reconciled by
+hierarchicalforecast's ``MinTrace(mint_shrink)`` with ``intervals_method="normality"``.
+
+Per level and interval level: coverage (share of held-out months inside the interval) and
+the scaled interval score: ``(hi - lo) + 2/alpha * (lo - y)+ + 2/alpha * (y - hi)+`` over
+the series' in-sample seasonal-naive MAE, averaged over series and months (lower is
+better). Point accuracy (WAPE, MASE), negative rows and the coherence gap come with it.
+
+Run ``python -m sopforecast.bench.intervals [--case pbs|demo|all] --output DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import DataConfig, ForecastConfig
+from ..data.datasets import generate_plan
+from ..data.pbs import load_pbs
+from ..data.schema import validate
+from ..forecasting.forecaster import Forecaster
+from ..forecasting.hierarchical import build_panel
+from ..forecasting.reconcile import aggregate_hierarchy, coherence_gap, level_of
+
+__all__ = ["interval_scores", "peer_forecast", "ours", "run_case", "main"]
+
+logger = logging.getLogger(__name__)
+
+LEVELS = (80, 95)
+SEASON = 12
+
+
+def seasonal_naive_mae(insample: pd.DataFrame, season: int = SEASON) -> pd.Series:
+    """In-sample MAE of the seasonal naive forecast per series (the interval score's scale);
+    series shorter than a season use the naive forecast, a zero scale becomes 1."""
+    ordered = insample.sort_values(["unique_id", "ds"])
+    grouped = ordered.groupby("unique_id")["y"]
+    seasonal = (ordered["y"] - grouped.shift(season)).abs().groupby(ordered["unique_id"]).mean()
+    naive = (ordered["y"] - grouped.shift(1)).abs().groupby(ordered["unique_id"]).mean()
+    scale = seasonal.fillna(naive)
+    return scale.where(scale > 0, 1.0)
+
+
+def interval_scores(frame: pd.DataFrame, prefix: str, levels: pd.Series, scale: pd.Series) -> pd.DataFrame:
+    """Coverage and scaled interval score per level of the hierarchy and interval level.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        ``unique_id, ds, y`` and ``{prefix}``, ``{prefix}-lo-L``, ``{prefix}-hi-L`` columns.
+    levels : pandas.Series
+        Hierarchy level of each series id.
+    scale : pandas.Series
+        Seasonal-naive MAE of each series id.
+    """
+    rows = []
+    data = frame.assign(level=frame["unique_id"].map(levels), scale=frame["unique_id"].map(scale))
+    y = data["y"].to_numpy(dtype=float)
+    for lv in LEVELS:
+        lo = data[f"{prefix}-lo-{lv}"].to_numpy(dtype=float)
+        hi = data[f"{prefix}-hi-{lv}"].to_numpy(dtype=float)
+        alpha = 1 - lv / 100
+        score = (hi - lo) + 2 / alpha * np.clip(lo - y, 0, None) + 2 / alpha * np.clip(y - hi, 0, None)
+        inside = (y >= lo - 1e-9) & (y <= hi + 1e-9)
+        part = pd.DataFrame(
+            {"level": data["level"], "covered": inside, "score": score / data["scale"].to_numpy()}
+        )
+        agg = part.groupby("level", sort=False).agg(coverage=("covered", "mean"), score=("score", "mean"))
+        for level, row in agg.iterrows():
+            rows.append({"level": level, "interval": lv, "coverage": row["coverage"], "score": row["score"]})
+    return pd.DataFrame(rows)
+
+
+def point_scores(frame: pd.DataFrame, column: str, levels: pd.Series, scale: pd.Series) -> pd.DataFrame:
+    """WAPE, MASE (seasonal-naive scaled MAE) and negative rows per level."""
+    data = frame.assign(
+        level=frame["unique_id"].map(levels),
+        err=(frame[column] - frame["y"]).abs(),
+        scaled=(frame[column] - frame["y"]).abs() / frame["unique_id"].map(scale),
+        negative=frame[column] < 0,
+    )
+    agg = data.groupby("level", sort=False).agg(
+        err=("err", "sum"), y=("y", "sum"), mase=("scaled", "mean"), negative=("negative", "sum")
+    )
+    agg["wape"] = agg["err"] / agg["y"].abs().clip(lower=1e-9)
+    return agg[["wape", "mase", "negative"]].reset_index()
+
+
+def peer_forecast(train: pd.DataFrame, S: pd.DataFrame, tags: dict, h: int, n_jobs: int = -1) -> pd.DataFrame:
+    """AutoETS with native intervals for every series, reconciled by MinTrace(mint_shrink)
+    with normality intervals; columns ``forecast``, ``forecast-lo-L``, ``forecast-hi-L``."""
+    from hierarchicalforecast.core import HierarchicalReconciliation
+    from hierarchicalforecast.methods import MinTrace
+    from statsforecast import StatsForecast
+    from statsforecast.models import AutoETS
+
+    sf = StatsForecast(models=[AutoETS(season_length=SEASON)], freq="MS", n_jobs=n_jobs)
+    base = sf.forecast(df=train[["unique_id", "ds", "y"]], h=h, level=list(LEVELS), fitted=True)
+    fitted = sf.forecast_fitted_values()
+    rec = HierarchicalReconciliation([MinTrace(method="mint_shrink")]).reconcile(
+        Y_hat_df=base, Y_df=fitted, S_df=S, tags=tags, level=list(LEVELS), intervals_method="normality"
+    )
+    name = "AutoETS/MinTrace_method-mint_shrink"
+    out = rec[["unique_id", "ds"]].copy()
+    out["forecast"] = rec[name].to_numpy()
+    for lv in LEVELS:
+        for side in ("lo", "hi"):
+            out[f"forecast-{side}-{lv}"] = rec[f"{name}-{side}-{lv}"].to_numpy()
+    return out
+
+
+def ours(train: pd.DataFrame, config: ForecastConfig, future: pd.DataFrame | None = None) -> pd.DataFrame:
+    """sopforecast's delivered forecast."""
+    return Forecaster(config).fit(train).predict(future=future).forecast
+
+
+def _pbs_case() -> dict:
+    from .pbs import HIERARCHY, HOLDOUT
+
+    raw = load_pbs().drop(columns="Cost")
+    data = DataConfig(
+        target_col="Scripts", hierarchy=HIERARCHY, freq="MS", missing="zero", short_series="report"
+    )
+    history = validate(raw, data, source="PBS").frame
+    origin = history["ds"].max() - pd.DateOffset(months=HOLDOUT)
+    return {
+        "hierarchy": HIERARCHY,
+        "train": history[history["ds"] <= origin],
+        "full": history,
+        "future": None,
+        "horizon": HOLDOUT,
+        "drivers": [],
+    }
+
+
+def _demo_case(n_series: int = 500) -> dict:
+    hierarchy = ["category/family/sku", "region/channel"]
+    plan = generate_plan(n_series=n_series, periods=60, horizon=18)
+    data = DataConfig(hierarchy=hierarchy, drivers=["price", "promo"], min_length=24)
+    train = validate(plan.history, data).frame
+    later = plan.actuals.merge(plan.future, on=["category", "family", "sku", "region", "channel", "ds"])
+    full = validate(pd.concat([plan.history, later], ignore_index=True), data).frame
+    return {
+        "hierarchy": hierarchy,
+        "train": train,
+        "full": full,
+        "future": plan.future,
+        "horizon": 18,
+        "drivers": ["price", "promo"],
+        "settings": {"future_fill": "zero"},  # as the demo pipeline: discontinued items have no calendar
+    }
+
+
+CASES = {"pbs": _pbs_case, "demo": _demo_case}
+
+
+def run_case(name: str, n_jobs: int = -1, **overrides) -> dict:
+    """Ours and the peer on one case: a table per level and the timings."""
+    case = CASES[name]()
+    hierarchy, train, full = case["hierarchy"], case["train"], case["full"]
+    keys = [k for chain in hierarchy for k in chain.split("/")]
+    actual, _, _ = aggregate_hierarchy(full[["unique_id", "ds", "y", *keys]], hierarchy)
+    settings = {
+        "horizon": case["horizon"],
+        "freq": "MS",
+        "hierarchy": hierarchy,
+        "drivers": case["drivers"],
+        "level": list(LEVELS),
+        "reconcile": "mint_shrink",
+        "n_jobs": n_jobs,
+        **case.get("settings", {}),
+        **overrides,
+    }
+    config = ForecastConfig(**settings)
+    # the series known at the origin (items launched later are not forecast by anyone)
+    panel = build_panel(train, config)
+    S, tags = panel.S, panel.tags
+    insample = panel.Y[["unique_id", "ds", "y"]]
+    held = actual[(actual["ds"] > train["ds"].max()) & actual["unique_id"].isin(S["unique_id"])]
+    levels, scale = level_of(tags), seasonal_naive_mae(insample)
+    results, seconds = {}, {}
+    start = time.perf_counter()
+    results["sopforecast"] = ours(train, config, case["future"])
+    seconds["sopforecast"] = time.perf_counter() - start
+    start = time.perf_counter()
+    results["peer"] = peer_forecast(insample, S, tags, case["horizon"], n_jobs)
+    seconds["peer"] = time.perf_counter() - start
+    tables = []
+    for who, fcst in results.items():
+        frame = fcst.merge(held[["unique_id", "ds", "y"]], on=["unique_id", "ds"], how="inner")
+        table = interval_scores(frame, "forecast", levels, scale).merge(
+            point_scores(frame, "forecast", levels, scale), on="level"
+        )
+        table.insert(0, "forecaster", who)
+        table["coherence_gap"] = coherence_gap(fcst, S, "forecast")
+        bounds = [c for c in fcst.columns if c.startswith("forecast-")]
+        table["interval_excludes_point"] = int(
+            sum(
+                ((fcst[c] > fcst["forecast"]) if "-lo-" in c else (fcst[c] < fcst["forecast"])).sum()
+                for c in bounds
+            )
+        )
+        tables.append(table)
+    table = pd.concat(tables, ignore_index=True)
+    order = {lvl: i for i, lvl in enumerate(tags)}
+    table = table.sort_values(
+        ["interval", "level", "forecaster"], key=lambda s: s.map(order) if s.name == "level" else s
+    )
+    return {"case": name, "table": table.reset_index(drop=True), "seconds": seconds}
+
+
+def ratio_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Our score over the peer's and our coverage gap to nominal, per level and interval."""
+    wide = table.pivot_table(
+        index=["interval", "level"], columns="forecaster", values=["score", "coverage"], sort=False
+    )
+    out = pd.DataFrame(
+        {
+            "coverage": wide[("coverage", "sopforecast")],
+            "peer_coverage": wide[("coverage", "peer")],
+            "score": wide[("score", "sopforecast")],
+            "peer_score": wide[("score", "peer")],
+        }
+    )
+    out["score_ratio"] = out["score"] / out["peer_score"]
+    return out.reset_index()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sopforecast.bench.intervals", description=__doc__)
+    parser.add_argument("--case", choices=[*CASES, "all"], default="all")
+    parser.add_argument("--n-jobs", type=int, default=-1)
+    parser.add_argument("--output", default="sopforecast-work/benchmarks/intervals")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in CASES if args.case == "all" else [args.case]:
+        result = run_case(name, n_jobs=args.n_jobs)
+        result["table"].to_csv(out / f"{name}_levels.csv", index=False)
+        ratios = ratio_table(result["table"])
+        ratios.to_csv(out / f"{name}_ratios.csv", index=False)
+        (out / f"{name}_seconds.json").write_text(json.dumps(result["seconds"], indent=2))
+        with pd.option_context("display.width", 220, "display.max_columns", 20, "display.precision", 3):
+            print(f"== {name} ==")
+            print(result["table"].to_string(index=False))
+            print(ratios.to_string(index=False))
+            print(result["seconds"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
