@@ -231,3 +231,15 @@ def test_a_smooth_total_gets_a_narrower_interval_than_its_noisy_skus():
     by_level = rel.groupby(fc["level"]).median()
     # independent SKU noise averages out in the total: its relative width is well below theirs
     assert by_level["Total"] < 0.6 * by_level["family/sku"]
+
+
+def test_without_reconciliation_the_aggregates_keep_their_own_forecasts(delivered):
+    run, S = delivered
+    history = run.series  # every level's history; the bottom rows rebuilt with their keys
+    bottom = history[history["unique_id"].str.count("/") == 1].copy()
+    bottom[["family", "sku"]] = bottom["unique_id"].str.split("/", expand=True)
+    config = ForecastConfig(horizon=6, hierarchy=["family/sku"], models=["ets"], reconcile="none", n_jobs=1)
+    fc = Forecaster(config).fit(bottom).predict().forecast
+    assert (fc.filter(like="forecast") >= 0).all().all()
+    # base forecasts per level, not the bottom's sums: a planner asked for no reconciliation
+    assert coherence_gap(fc, S, "forecast") > 1e-6

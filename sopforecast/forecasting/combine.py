@@ -55,7 +55,8 @@ def deliver(
     gone = panel.discontinued
     if gone:
         point.loc[point["unique_id"].isin(gone), "forecast"] = 0.0
-    if panel.S is not None and config.reconcile != "none":
+    reconciled = panel.S is not None and config.reconcile != "none"
+    if reconciled:
         rec = reconcile(
             point,
             panel.S,
@@ -69,7 +70,7 @@ def deliver(
         column = f"forecast/{config.reconcile}"
         point = point.drop(columns="forecast").merge(rec[["unique_id", "ds", column]], on=["unique_id", "ds"])
         point = point.rename(columns={column: "forecast"})
-    if config.clip and panel.S is not None:
+    if config.clip and reconciled:
         negative = int((point["forecast"] < 0).sum())
         point = nonnegative_coherent(point, panel.S, ["forecast"], zero=gone)
         if negative:
@@ -78,10 +79,10 @@ def deliver(
                 "aggregates re-summed",
                 negative,
             )
-    elif config.clip:
+    elif config.clip:  # unreconciled: each series clipped on its own
         point["forecast"] = point["forecast"].clip(lower=0.0)
     point = point[["unique_id", "ds", "forecast", "model"]]
-    if panel.S is not None and config.reconcile != "none":
+    if reconciled:
         logger.info(
             "Reconciled with %s; largest coherence gap %.2e",
             config.reconcile,
