@@ -306,3 +306,28 @@ def test_a_run_deaf_to_sigterm_is_killed_with_its_children_after_the_grace():
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
+
+
+def test_run_history_opens_safely_from_several_processes_at_once(tmp_path):
+    """The scheduler, its run's process and a planner's command may create the history
+    database at the same moment; none of them may fail on "table already exists"."""
+    from sopforecast.pipeline.history import RunHistory
+
+    errors = []
+    for attempt in range(10):
+        url = f"sqlite:///{tmp_path / f'history{attempt}.db'}"
+        barrier = threading.Barrier(6)
+
+        def open_it(url=url, barrier=barrier):
+            barrier.wait()
+            try:
+                RunHistory(url)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []

@@ -80,7 +80,7 @@ class RunHistory:
     def __init__(self, url: str, *, create: bool = True):
         self.engine = create_engine(url)
         if create:
-            _meta.create_all(self.engine)
+            _create_tables(self.engine)
 
     @classmethod
     def for_workdir(cls, workdir: Workdir, *, create: bool = True) -> RunHistory:
@@ -221,3 +221,18 @@ def pipeline_lock(workdir: Workdir, pipeline: str):
         yield
     finally:
         handle.close()
+
+
+def _create_tables(engine, attempts: int = 5) -> None:
+    """Create the tables if missing. Several processes (the scheduler, its runs, a planner's
+    command) may open a new database at once: one of two concurrent ``CREATE TABLE``s fails
+    with "already exists", which means the table is there; check again."""
+    from sqlalchemy.exc import OperationalError
+
+    for attempt in range(attempts):
+        try:
+            _meta.create_all(engine)
+            return
+        except OperationalError as exc:
+            if "already exists" not in str(exc) or attempt == attempts - 1:
+                raise
