@@ -339,7 +339,7 @@ class HistoryOptions:
         renames = {self.time_col: "ds", self.id_col: "unique_id"}
         future = future.rename(columns={k: v for k, v in renames.items() if k in future and k != v})
         if "ds" in future:  # read as the history's dates: offset dropped, day/month order checked
-            from .data.schema import parse_dates
+            from .data.dates import parse_dates
 
             where = future.attrs.get("source", str(path))
             future["ds"] = parse_dates(future["ds"], self.date_format, column=self.time_col, where=where)

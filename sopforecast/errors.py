@@ -3,6 +3,8 @@
 Every error a user can fix (bad file, bad column, bad setting) is a subclass of
 :class:`SopforecastError`, itself a ``ValueError``. The CLI prints these without a
 traceback and exits with code 2; anything else is a bug and keeps its traceback.
+The helpers here keep what such a message shows short: a few values
+(:func:`format_examples`) or a few offending rows (:func:`format_rows`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ __all__ = [
     "ConfigError",
     "NotFittedError",
     "format_examples",
+    "format_rows",
     "validation_problems",
 ]
 
@@ -111,6 +114,50 @@ def format_examples(items, limit: int = 5) -> str:
     if len(items) > limit:
         text += f" ({len(items)} in all)"
     return text
+
+
+def format_rows(frame, mask, columns: list[str], limit: int = 5) -> str:
+    """A few offending rows of a frame as text, for an error message.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The source's rows, indexed from 0 in file order (as read).
+    mask : array-like of bool
+        Which rows offend, by position.
+    columns : list of str
+        The columns to show: those that locate the row and the offending value.
+    limit : int, default 5
+        How many rows to show before counting the rest.
+
+    Returns
+    -------
+    str
+        One line per row, numbered as data rows of the source (1 = first row), such as
+        ``  row 3: sku='A', date=2024-01-01``, then ``  ... 7 more`` if rows were left out.
+    """
+    import numpy as np  # here, not at the top: the CLI imports this module and starts without numpy
+
+    bad = frame.loc[np.asarray(mask), columns].head(limit)
+    lines = [
+        f"  row {i + 1}: " + ", ".join(f"{c}={_show(v)}" for c, v in row.items())
+        for i, row in zip(bad.index, bad.to_dict("records"), strict=True)
+    ]
+    total = int(np.asarray(mask).sum())
+    more = f"\n  ... {total - len(bad)} more" if total > len(bad) else ""
+    return "\n".join(lines) + more
+
+
+def _show(value) -> str:
+    """A cell as a message shows it: dates without midnight, whole numbers without ``.0``."""
+    import pandas as pd
+
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d") if value == value.normalize() else str(value)
+    # past 1e15 int() would print float noise as digits; repr gives 1e+300
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
 
 
 class NotFittedError(SopforecastError):

@@ -6,34 +6,28 @@
 rows and the fix. What it repairs by policy (gaps, clipped negatives, empty cells) it
 records in a :class:`ValidationReport`; nothing is dropped silently. Infinite values and
 values beyond :data:`MAX_ABS_VALUE` are refused under every policy: no policy can repair them.
+
+Reading the date column (day/month order, times, time-zone offsets) is the job of
+:mod:`sopforecast.data.dates`; this module checks the dates it returns against the
+frequency's calendar. :func:`parse_dates` is re-exported here for callers of its old home.
 """
 
 from __future__ import annotations
 
-import logging
 import re
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from ..config import DataConfig
-from ..errors import DataError, format_examples
+from ..errors import DataError, format_examples, format_rows
+from .dates import inferred_format_note, parse_dates, time_of_day_note
 from .hierarchy import PATH_SEP, check_nesting
 
 __all__ = ["validate", "parse_dates", "ValidatedData", "ValidationReport", "MAX_ABS_VALUE"]
 
-logger = logging.getLogger(__name__)
-
 _THOUSANDS = re.compile(r"^\s*-?\d{1,3}(,\d{3})+(\.\d+)?\s*$")
-_SHOW = 5
-# a time zone after a time of day, as ERP and cloud exports write it: Z, UTC, +01:00, -0500
-_TZ_SUFFIX = re.compile(
-    r"^(?P<local>.*\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?)\s*(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$", re.I
-)
-# day and month as numbers, year last: 01/02/2021, 1.2.21, 13-02-2021 00:00
-_NUMERIC_DATE = re.compile(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})((?:[ T].*)?)$")
 
 #: Largest demand or driver value accepted, in absolute terms (a trillion). No quantity of
 #: one series in one period and no driver comes near it; larger values are export errors (a
@@ -82,10 +76,7 @@ class ValidationReport:
             if count:
                 lines.append(f"{count} {text}")
         if self.date_format:
-            lines.append(
-                f"dates read as {self.date_format}, the only order their values allow; "
-                "set date_format to that to make it explicit"
-            )
+            lines.append(inferred_format_note(self.date_format))
         for ids, text in (
             (self.short_series, "series shorter than the models need (short-history fallback)"),
             (self.zero_series, "series with zero demand throughout"),
@@ -191,18 +182,6 @@ def validate(raw: pd.DataFrame, config: DataConfig, *, source: str | None = None
     return ValidatedData(frame, report, list(config.keys), list(config.drivers), config.freq)
 
 
-def _rows(frame: pd.DataFrame, mask, columns: list[str]) -> str:
-    """A few offending rows as text, numbered as data rows of the source (1 = first row)."""
-    bad = frame.loc[np.asarray(mask), columns].head(_SHOW)
-    lines = [
-        f"  row {i + 1}: " + ", ".join(f"{c}={_show(v)}" for c, v in row.items())
-        for i, row in zip(bad.index, bad.to_dict("records"), strict=True)
-    ]
-    total = int(np.asarray(mask).sum())
-    more = f"\n  ... {total - len(bad)} more" if total > len(bad) else ""
-    return "\n".join(lines) + more
-
-
 def _source_view(frame: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
     """The frame with the source's own column names, so messages match the user's file."""
     names = {"ds": config.time_col, "y": config.target_col}
@@ -214,15 +193,6 @@ def _source_view(frame: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
 def _row_cols(config: DataConfig) -> list[str]:
     """Columns that locate a row in a message: the series keys and the date."""
     return [*config.series_columns, config.time_col]
-
-
-def _show(value) -> str:
-    if isinstance(value, pd.Timestamp):
-        return value.strftime("%Y-%m-%d") if value == value.normalize() else str(value)
-    # past 1e15 int() would print float noise as digits; repr gives 1e+300
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)
 
 
 def _check_columns(raw: pd.DataFrame, config: DataConfig, where: str) -> None:
@@ -254,158 +224,6 @@ def _check_columns(raw: pd.DataFrame, config: DataConfig, where: str) -> None:
     )
 
 
-def parse_dates(
-    values: pd.Series,
-    date_format: str | None = None,
-    *,
-    column: str | None = None,
-    where: str = "data",
-    report: ValidationReport | None = None,
-) -> pd.Series:
-    """Read a date column as the data contract does: naive datetimes, each the wall-clock
-    date and time its cell wrote.
-
-    A time-zone offset (``2021-01-01T00:00:00+01:00``, ``...Z``) is dropped, not converted:
-    the date an export wrote is the period it means, and converting to UTC would move a
-    month's first day into the previous month. Dates with day and month as numbers
-    (``13/02/2021``) are read in the one order all their values allow, which ``report``
-    records; when both orders fit (``01/02/2021``: no day above 12), the data cannot tell
-    and the error asks for ``date_format``.
-
-    Parameters
-    ----------
-    values : pandas.Series
-        The dates as read from the source (text or datetimes); not modified.
-    date_format : str, optional
-        strftime format of the text (``%d/%m/%Y``); an offset directive (``%z``) in it is
-        ignored, as the offset is dropped. Default: ISO dates, else told from the values.
-    column : str, optional
-        The column's name in the source, for messages; default ``values.name``.
-    where : str, default "data"
-        The source, for messages.
-    report : ValidationReport, optional
-        Records a format told from the values.
-
-    Returns
-    -------
-    pandas.Series
-        ``datetime64[ns]``, same index.
-
-    Raises
-    ------
-    DataError
-        For values that are not dates, empty cells, or an ambiguous day/month order.
-    """
-    col = str(values.name) if column is None else column
-    values = values.rename(col)
-    if pd.api.types.is_datetime64_any_dtype(values):
-        parsed = values.dt.tz_localize(None) if values.dt.tz is not None else values
-    else:
-        # each distinct cell once: a panel repeats its few hundred dates in every series
-        codes, cells = pd.factorize(values.astype("string").str.strip().replace("", pd.NA))
-        cells = pd.Series(cells, dtype="string").str.replace(_TZ_SUFFIX, r"\g<local>", regex=True)
-        fmt = date_format
-        if fmt is not None:
-            fmt = re.sub(r"\s*%[zZ]", "", fmt)  # offsets are dropped from the text above
-        elif (numeric := _numeric_order(cells, col, where)) is not None:
-            fmt, inferred = numeric
-            if inferred:
-                logger.info("Read the dates in %r as %s, the only order their values allow", col, fmt)
-                if report is not None:
-                    report.date_format = fmt
-        elif cells.str.match(r"\d{4}-\d{1,2}-\d{1,2}").all():
-            fmt = "ISO8601"  # with or without a time, T or space: one ISO column
-        try:
-            with warnings.catch_warnings():  # mixed offsets: handled below
-                warnings.filterwarnings("ignore", "In a future version of pandas", FutureWarning)
-                stamps = pd.to_datetime(cells, format=fmt, errors="coerce")
-        except (ValueError, TypeError) as exc:  # offsets pandas will not mix (pandas 3)
-            raise DataError(
-                f"{where}: column {col!r} has dates that cannot be read together "
-                f"({str(exc).splitlines()[0]}), such as {cells.iloc[0]!r}. Write dates as "
-                "YYYY-MM-DD, or times with a numeric offset (2024-01-01T00:00:00+01:00).",
-                setting="date_format",
-            ) from exc
-        if stamps.dtype == object:  # offsets pandas keeps apart: drop each, keep the wall clock
-            stamps = pd.to_datetime(
-                stamps.map(lambda t: t if pd.isna(t) else pd.Timestamp(t).tz_localize(None))
-            )
-        elif stamps.dt.tz is not None:
-            stamps = stamps.dt.tz_localize(None)
-        # code -1 (an empty cell) picks the appended last entry
-        bad = pd.Series(np.append(stamps.isna().to_numpy(), False)[codes], index=values.index)
-        if bad.any():
-            shown = f" with format {date_format!r}" if date_format else ""
-            raise DataError(
-                f"{where}: column {col!r} has values that are not dates{shown}:\n"
-                f"{_rows(values.to_frame(), bad, [col])}\n"
-                "Write dates as YYYY-MM-DD (e.g. 2024-01-01), or set date_format to their "
-                "format (e.g. %d.%m.%Y).",
-                setting="date_format",
-            )
-        parsed = pd.Series(np.append(stamps.to_numpy(), np.datetime64("NaT"))[codes], index=values.index)
-    if parsed.isna().any():
-        raise DataError(
-            f"{where}: column {col!r} is empty in {int(parsed.isna().sum())} row(s):\n"
-            f"{_rows(values.to_frame(), parsed.isna(), [col])}\nEvery row needs its period's date."
-        )
-    return parsed.astype("datetime64[ns]")
-
-
-def _numeric_order(text: pd.Series, col: str, where: str) -> tuple[str, bool] | None:
-    """The format of dates written ``dd/mm/yyyy`` or ``mm/dd/yyyy``, told from their values.
-
-    Returns ``(format, inferred)``: the only order every value fits (``%d/%m/%Y`` once a
-    day is above 12), or either when both read the same (``01/01/2021``, not inferred).
-    None when the values are not such dates, or some fit neither order (reported as not
-    dates). Raises when both orders fit with different dates (``01/02/2021``: 1 February or
-    2 January), or when some values have the day first and others the month.
-    """
-    if text.empty or not _NUMERIC_DATE.match(text.iloc[0]):
-        return None
-    parts = text.str.extract(_NUMERIC_DATE)
-    if parts[0].isna().any():
-        return None
-    first, second = parts[0].astype(int), parts[2].astype(int)
-    if ((first == 0) | (second == 0) | (first > 31) | (second > 31) | ((first > 12) & (second > 12))).any():
-        return None
-    sep, year, time = parts[1].iloc[0], "%Y" if len(parts[3].iloc[0]) == 4 else "%y", parts[4].iloc[0]
-    clock = ""
-    if time:  # as the first value writes it; a value written otherwise is reported
-        clock = re.sub(r"\d{1,2}:\d{2}:\d{2}[.,]\d+", "%H:%M:%S.%f", time[1:].strip())
-        clock = re.sub(r"\d{1,2}:\d{2}:\d{2}", "%H:%M:%S", clock)
-        clock = time[0] + re.sub(r"\d{1,2}:\d{2}", "%H:%M", clock)
-    day_first, month_first = f"%d{sep}%m{sep}{year}{clock}", f"%m{sep}%d{sep}{year}{clock}"
-    late_day, late_month = first > 12, second > 12
-    if late_day.any() and late_month.any():
-        raise DataError(
-            f"{where}: column {col!r} mixes dates with the day first (such as "
-            f"{text[late_day].iloc[0]!r}) and with the month first (such as "
-            f"{text[late_month].iloc[0]!r}). Write every date in one order in the export "
-            f"(best YYYY-MM-DD), then set date_format to {day_first!r} or {month_first!r}.",
-            setting="date_format",
-        )
-    if late_day.any() or late_month.any():
-        return (day_first if late_day.any() else month_first), True
-    differ = first != second
-    if not differ.any():
-        return day_first, False
-    example = text[differ].iloc[0]
-    raise DataError(
-        f"{where}: column {col!r} has dates such as {example!r} that read day first "
-        f"({_long_date(example, day_first)}) as well as month first "
-        f"({_long_date(example, month_first)}); no value has a day above 12 to tell which. "
-        f"Set date_format to {day_first!r} if the day comes first, or to {month_first!r} if "
-        "the month does.",
-        setting="date_format",
-    )
-
-
-def _long_date(text: str, fmt: str) -> str:
-    stamp = pd.to_datetime(text, format=fmt, errors="coerce")
-    return "not a date" if pd.isna(stamp) else f"{stamp.day} {stamp:%B %Y}"
-
-
 def _parse_numbers(values: pd.Series, col: str, where: str) -> pd.Series:
     if pd.api.types.is_bool_dtype(values):
         return values.astype(float)
@@ -420,7 +238,7 @@ def _parse_numbers(values: pd.Series, col: str, where: str) -> pd.Series:
     if bad.any():
         raise DataError(
             f"{where}: column {col!r} must hold numbers, found text:\n"
-            f"{_rows(values.to_frame(), bad, [col])}\n"
+            f"{format_rows(values.to_frame(), bad, [col])}\n"
             "Remove units and labels from the cells (e.g. '12 pcs' -> 12); leave a cell empty "
             "for no value."
         )
@@ -439,7 +257,7 @@ def _check_keys(frame: pd.DataFrame, keys: list[str], where: str) -> None:
         if empty.any():
             raise DataError(
                 f"{where}: key column {col!r} is empty in {int(empty.sum())} row(s):\n"
-                f"{_rows(frame, empty, keys)}\nEvery row must name its series; fill the key or "
+                f"{format_rows(frame, empty, keys)}\nEvery row must name its series; fill the key or "
                 "drop the rows in the export."
             )
         if len(keys) > 1:
@@ -447,7 +265,7 @@ def _check_keys(frame: pd.DataFrame, keys: list[str], where: str) -> None:
             if sep.any():
                 raise DataError(
                     f"{where}: key column {col!r} has values containing {PATH_SEP!r}, which "
-                    f"joins hierarchy levels:\n{_rows(frame, sep, [col])}\n"
+                    f"joins hierarchy levels:\n{format_rows(frame, sep, [col])}\n"
                     f"Replace {PATH_SEP!r} in these names (e.g. with '-')."
                 )
 
@@ -471,7 +289,7 @@ def _check_values(frame: pd.DataFrame, config: DataConfig, where: str) -> None:
             refill = "" if col == "y" else refill
             raise DataError(
                 f"{where}: column {name!r} has {int(infinite.sum())} infinite value(s):\n"
-                f"{_rows(_source_view(frame, config), infinite, shown)}\n"
+                f"{format_rows(_source_view(frame, config), infinite, shown)}\n"
                 f"inf and -inf are not {what}; they usually come from a division by zero in a "
                 f"formula of the export. Correct the cells in the export{refill}.",
                 setting=None if col == "y" else "missing",
@@ -481,7 +299,7 @@ def _check_values(frame: pd.DataFrame, config: DataConfig, where: str) -> None:
             raise DataError(
                 f"{where}: column {name!r} has {int(huge.sum())} outlier(s) beyond "
                 f"±{MAX_ABS_VALUE:.0e}, too large for {what} and for the models' arithmetic:\n"
-                f"{_rows(_source_view(frame, config), huge, shown)}\n"
+                f"{format_rows(_source_view(frame, config), huge, shown)}\n"
                 "Correct the cells in the export (an id or barcode pasted into the column?); "
                 "if the values are real, express them in larger units (e.g. thousands)."
             )
@@ -498,7 +316,7 @@ def _apply_missing(frame, config: DataConfig, where: str, report: ValidationRepo
         mask = empty[col]
         raise DataError(
             f"{where}: column {name!r} is empty in {int(mask.sum())} row(s):\n"
-            f"{_rows(_source_view(frame, config), mask, [*_row_cols(config), name])}\n"
+            f"{format_rows(_source_view(frame, config), mask, [*_row_cols(config), name])}\n"
             "Fill the cells, or set missing: zero to read empty demand as "
             "zero and carry drivers forward.",
             setting="missing",
@@ -539,7 +357,7 @@ def _apply_negative(frame, config: DataConfig, where: str, report: ValidationRep
         raise DataError(
             f"{where}: column {config.target_col!r} has {int(negative.sum())} negative value(s) "
             f"(returns or corrections?):\n"
-            f"{_rows(_source_view(frame, config), negative, [*_row_cols(config), config.target_col])}\n"
+            f"{format_rows(_source_view(frame, config), negative, [*_row_cols(config), config.target_col])}\n"
             "Net them out in the export, or set negative: clip to treat them "
             "as zero demand.",
             setting="negative",
@@ -571,17 +389,12 @@ def _check_freq(frame, config: DataConfig, where: str, report: ValidationReport)
     if not on_grid.all():
         guess = _guess_freq(frame)
         looks = f" The dates look like frequency {guess!r}." if guess else ""
-        off = frame.loc[~on_grid, "ds"]
-        if offset.name not in ("h", "min", "s") and (off != off.dt.normalize()).any():
-            looks += (
-                " The dates carry a time of day: an export that turns local midnight into UTC "
-                "writes the evening before (2020-12-31T23:00:00Z for 1 January 2021); export "
-                "local dates, or times with their offset (+01:00), which reading drops."
-            )
+        if offset.name not in ("h", "min", "s") and (note := time_of_day_note(frame.loc[~on_grid, "ds"])):
+            looks += f" {note}"
         raise DataError(
             f"{where}: column {config.time_col!r} has {int((~on_grid).sum())} date(s) off the "
             f"{config.freq!r} calendar (freq {config.freq} wants {_describe(config.freq)}):\n"
-            f"{_rows(_source_view(frame, config), ~on_grid, _row_cols(config))}\n"
+            f"{format_rows(_source_view(frame, config), ~on_grid, _row_cols(config))}\n"
             f"{looks} Set freq to the frequency of the data"
             + (f" ({guess})" if guess else "")
             + ", or set align_dates: true to move each date to the start of its period.",
@@ -649,7 +462,7 @@ def _apply_duplicates(frame, config: DataConfig, where: str, report: ValidationR
     if config.duplicates == "error":
         raise DataError(
             f"{where}: {int(dup.sum())} rows share a series and period with another row:\n"
-            f"{_rows(_source_view(frame, config), dup, [*_row_cols(config), config.target_col])}\n"
+            f"{format_rows(_source_view(frame, config), dup, [*_row_cols(config), config.target_col])}\n"
             "Each series needs one row per period. Aggregate the export per key and period, "
             "or set duplicates: sum to add such rows up.",
             setting="duplicates",
