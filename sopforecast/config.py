@@ -153,6 +153,11 @@ class ForecastConfig(BaseModel):
         description="No negative demand: bottom forecasts clipped at zero, aggregates re-summed, "
         "lower bounds at zero.",
     )
+    working_days: bool = Field(
+        False,
+        description="Forecast demand per working day (Monday to Friday) and scale each month "
+        "back by its working days; for demand that happens on business days. Monthly data only.",
+    )
     discontinued_after: int | None = Field(
         6,
         ge=1,
@@ -246,6 +251,12 @@ class ForecastConfig(BaseModel):
     def _horizon_in_range(self) -> ForecastConfig:
         from .errors import ConfigError
 
+        if self.working_days and self.freq not in _MONTHLY:
+            raise ConfigError(
+                f"working_days scales months by their working days; freq is {self.freq!r}. "
+                "Use it with monthly data (MS) or set it to false.",
+                setting="working_days",
+            )
         if self.freq in _MONTHLY and self.horizon > MAX_HORIZON_MONTHS:
             raise ConfigError(
                 f"a horizon of {self.horizon} months is beyond the S&OP range; "

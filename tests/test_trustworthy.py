@@ -243,3 +243,59 @@ def test_without_reconciliation_the_aggregates_keep_their_own_forecasts(delivere
     assert (fc.filter(like="forecast") >= 0).all().all()
     # base forecasts per level, not the bottom's sums: a planner asked for no reconciliation
     assert coherence_gap(fc, S, "forecast") > 1e-6
+
+
+# -- working days ------------------------------------------------------------------------
+
+
+def test_working_days_count_monday_to_friday_per_month():
+    from sopforecast.forecasting.calendar import from_rate, month_factor, to_rate, working_days
+
+    months = pd.to_datetime(["2008-02-01", "2007-02-01", "2026-11-01", "2026-12-15"])
+    assert working_days(months).tolist() == [21.0, 20.0, 21.0, 23.0]  # a leap February gains one
+    frame = pd.DataFrame({"ds": months, "y": [100.0, 100.0, 50.0, 0.0]})
+    back = from_rate(to_rate(frame, ["y"]), ["y"])
+    assert np.allclose(back["y"], frame["y"])
+    assert np.isclose(month_factor(pd.date_range("2025-01-01", periods=12, freq="MS")).mean(), 1.0, atol=0.01)
+
+
+def test_demand_per_working_day_is_forecast_per_working_day():
+    """Demand of exactly 10 a working day: with working_days the forecast is 10 times each
+    future month's working days; without, months of 20 and 23 days get about the same."""
+    from sopforecast.forecasting.calendar import working_days
+
+    ds = pd.date_range("2019-01-01", periods=60, freq="MS")
+    noise = np.random.default_rng(5).normal(1.0, 0.002, (2, 60))  # MinTrace needs some error
+    history = pd.concat(
+        [
+            pd.DataFrame({"family": "F", "sku": sku, "ds": ds, "y": rate * working_days(ds) * noise[i]})
+            for i, (sku, rate) in enumerate((("a", 10.0), ("b", 4.0)))
+        ],
+        ignore_index=True,
+    )
+    history["unique_id"] = "F/" + history["sku"]
+    base = {
+        "horizon": 12,
+        "hierarchy": ["family/sku"],
+        "models": ["naive", "snaive"],
+        "level": [80],
+        "n_jobs": 1,
+    }
+    with_days = Forecaster(ForecastConfig(**base, working_days=True)).fit(history).predict().forecast
+    a = with_days[with_days["unique_id"] == "F/a"]
+    assert np.allclose(a["forecast"], 10.0 * working_days(a["ds"]), rtol=0.01)
+    total = with_days[with_days["unique_id"] == "Total"]
+    assert np.allclose(total["forecast"], 14.0 * working_days(total["ds"]), rtol=0.01)
+    assert (
+        coherence_gap(with_days, Forecaster(ForecastConfig(**base)).fit(history).panel_.S, "forecast") < 1e-9
+    )
+    plain = Forecaster(ForecastConfig(**base)).fit(history).predict().forecast
+    plain_a = plain[plain["unique_id"] == "F/a"]
+    assert np.abs(plain_a["forecast"].to_numpy() - a["forecast"].to_numpy()).max() > 5
+
+
+def test_working_days_needs_monthly_data():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="working_days scales months"):
+        ForecastConfig(freq="W-MON", working_days=True)

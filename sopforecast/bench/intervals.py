@@ -146,6 +146,8 @@ def _pbs_case() -> dict:
         "future": None,
         "horizon": HOLDOUT,
         "drivers": [],
+        # scripts are dispensed on business days: February 2008 had 21 of them, 2007's 20
+        "settings": {"working_days": True},
     }
 
 

@@ -34,6 +34,7 @@ from ..data.profile import classify_demand
 from ..errors import ConfigError, NotFittedError, format_examples
 from ..notices import library_warnings
 from . import engine
+from .calendar import from_rate, to_rate
 from .combine import deliver
 from .drivers import aggregate_drivers, baseline_future, future_frame
 from .hierarchical import (
@@ -72,6 +73,8 @@ class ForecastRun:
     levels: pd.Series | None = None
     timings: dict[str, float] = field(default_factory=dict)
     short_history: list[str] = field(default_factory=list)
+    # with working_days the backtest and accuracy are per working day (an average month's);
+    # forecast, candidates and series are in the data's units
     candidates: pd.DataFrame | None = None  # every candidate's forecast, wide
     series: pd.DataFrame | None = None  # history of every series forecast (aggregates included)
     bottom_level: str | None = None
@@ -151,6 +154,8 @@ class Forecaster:
                 progress.update(task, advance=1, description=description)
 
         with stage("prepare"):
+            if config.working_days:  # modelled per working day; predict scales back
+                history = to_rate(history, ["y"])
             panel = build_panel(history, config)
             classes = classify_demand(panel.Y[["unique_id", "ds", "y"]])
             names, use_ml, _ = engine.candidates(config, classes)
@@ -302,6 +307,11 @@ class Forecaster:
         with stage("reconcile"):
             residuals = self.backtest_.chosen_cv if self.backtest_ is not None else None
             out = deliver(wide, self.selection_, self.panel_, config, self.errors_, residuals)
+        series = self.panel_.Y[["unique_id", "ds", "y"]]
+        if config.working_days:
+            out = from_rate(out, [c for c in out.columns if c.startswith("forecast")])
+            wide = from_rate(wide, [c for c in wide.columns if c not in ("unique_id", "ds")])
+            series = from_rate(series, ["y"])
         timings = {**self.timings_, **stage.seconds}
         return ForecastRun(
             out,
@@ -313,7 +323,7 @@ class Forecaster:
             timings,
             self.short_,
             wide,
-            self.panel_.Y[["unique_id", "ds", "y"]],
+            series,
             self.panel_.bottom_level,
             list(self.panel_.discontinued),
         )
@@ -388,6 +398,8 @@ class Forecaster:
         stage = _Stages()
         task = progress.add_task("backtest", total=1) if progress is not None else None
         with stage("prepare"):
+            if config.working_days:
+                history = to_rate(history, ["y"])
             panel = build_panel(history, config)
             classes = classify_demand(panel.Y[["unique_id", "ds", "y"]])
         with stage("backtest"), library_warnings(logger):
@@ -409,6 +421,8 @@ class Forecaster:
             classes,
             panel.levels,
             stage.seconds,
-            series=panel.Y[["unique_id", "ds", "y"]],
+            series=from_rate(panel.Y[["unique_id", "ds", "y"]], ["y"])
+            if config.working_days
+            else panel.Y[["unique_id", "ds", "y"]],
             bottom_level=panel.bottom_level,
         )

@@ -10,7 +10,10 @@ A series' interval half-width at horizon step ``h`` is ``q[level] * s[series] * 
 * ``q`` is the level's conformal quantile of ``|e| / (s * g)``, cross-fitted between
   backtest windows: the scale applied to a window's errors is estimated from the *other*
   windows, so ``q`` carries the error of estimating ``s`` and the change between periods,
-  as the future will. With a single window ``q`` is the in-sample quantile.
+  as the future will. With a single window ``q`` is the in-sample quantile. The errors of
+  one series in one window move together, so the conformal finite-sample correction
+  counts series-windows, not single errors: a level of 4 series and 2 windows takes the
+  90% quantile for an 80% interval (``ceil(9 * 0.8) / 8``).
 
 A level resting on few series-windows (the Total has one series) borrows strength from
 all levels pooled: its ``g`` and ``q`` are weighted averages of its own and the pool's,
@@ -81,13 +84,21 @@ def _growth(frame: pd.DataFrame, steps: int, pairs: pd.Series) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
-def _conformal_quantile(u: pd.Series, level: float) -> float:
-    """Split-conformal quantile: the ceil((n+1) * level)-th smallest of n scores."""
+def _conformal_quantile(u: pd.Series, level: float, blocks: int | None = None) -> float:
+    """Split-conformal quantile of the scores ``u`` at ``level``.
+
+    The scores of one series in one backtest window move together (a forecast that starts
+    high stays high), so the exchangeable units are the ``blocks`` series-windows, not the
+    single scores: the finite-sample correction ``ceil((m + 1) * level) / m`` is taken for
+    ``m`` blocks. Without ``blocks`` every score counts as one unit.
+    """
     values = np.sort(u.dropna().to_numpy())
     n = len(values)
     if n == 0:
         return np.nan
-    rank = min(int(np.ceil((n + 1) * level)), n)
+    m = n if blocks is None else max(int(blocks), 1)
+    corrected = min(np.ceil((m + 1) * level) / m, 1.0)
+    rank = min(max(int(np.ceil(corrected * n)), 1), n)
     return float(values[rank - 1])
 
 
@@ -138,10 +149,16 @@ def error_profile(
     else:
         u = frame["z"] / frame["g"]
     u = u.replace([np.inf, -np.inf], np.nan)
+    by_level = u.groupby(frame["level"])
     quantile = pd.DataFrame(
-        {lv: u.groupby(frame["level"]).apply(_conformal_quantile, lv / 100) for lv in interval_levels}
+        {
+            lv: pd.Series(
+                {level: _conformal_quantile(part, lv / 100, pairs.get(level)) for level, part in by_level}
+            )
+            for lv in interval_levels
+        }
     )
-    pooled = pd.Series({lv: _conformal_quantile(u, lv / 100) for lv in interval_levels})
+    pooled = pd.Series({lv: _conformal_quantile(u, lv / 100, int(pairs.sum())) for lv in interval_levels})
     quantile = _shrink(quantile, pooled, pairs)
     mean_demand = backtest.groupby("unique_id")["y"].apply(lambda s: s.abs().mean())
     ratio = (scale / mean_demand.reindex(scale.index)).replace([np.inf, -np.inf], np.nan)
