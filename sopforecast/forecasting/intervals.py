@@ -149,11 +149,11 @@ def error_profile(
     else:
         u = frame["z"] / frame["g"]
     u = u.replace([np.inf, -np.inf], np.nan)
-    by_level = u.groupby(frame["level"])
+    scores = u.groupby(frame["level"])
     quantile = pd.DataFrame(
         {
             lv: pd.Series(
-                {level: _conformal_quantile(part, lv / 100, pairs.get(level)) for level, part in by_level}
+                {level: _conformal_quantile(part, lv / 100, pairs.get(level)) for level, part in scores}
             )
             for lv in interval_levels
         }
@@ -163,8 +163,8 @@ def error_profile(
     mean_demand = backtest.groupby("unique_id")["y"].apply(lambda s: s.abs().mean())
     ratio = (scale / mean_demand.reindex(scale.index)).replace([np.inf, -np.inf], np.nan)
     level_of = scale.index.map(levels) if levels is not None else pd.Index([ALL] * len(scale))
-    by_level = ratio.groupby(level_of).median()
-    return ErrorProfile(scale, growth, quantile, by_level, len(cutoffs))
+    demand_ratio = ratio.groupby(level_of).median()
+    return ErrorProfile(scale, growth, quantile, demand_ratio, len(cutoffs))
 
 
 def interval_bounds(
