@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic import smooth_and_sporadic
 
 from sopforecast.config import DataConfig, ForecastConfig
 from sopforecast.data.datasets import generate_demand
@@ -17,33 +18,13 @@ from sopforecast.forecasting.reconcile import coherence_gap
 BOUNDS = ["forecast-lo-80", "forecast-hi-80", "forecast-lo-95", "forecast-hi-95"]
 
 
-def _panel(n_smooth=3, periods=48, seed=0) -> pd.DataFrame:
-    """Seasonal smooth series and one sporadic series, monthly, ending 2023-12."""
-    rng = np.random.default_rng(seed)
-    ds = pd.date_range("2020-01-01", periods=periods, freq="MS")
-    season = 1 + 0.3 * np.sin(np.arange(periods) * 2 * np.pi / 12)
-    parts = [
-        pd.DataFrame(
-            {
-                "unique_id": f"smooth{i}",
-                "ds": ds,
-                "y": np.round(100 * (i + 1) * season + rng.normal(0, 5, periods)),
-            }
-        )
-        for i in range(n_smooth)
-    ]
-    sporadic = rng.poisson(0.25, periods) * rng.integers(1, 8, periods)
-    parts.append(pd.DataFrame({"unique_id": "sporadic", "ds": ds, "y": sporadic.astype(float)}))
-    return pd.concat(parts, ignore_index=True)
-
-
 def _config(**kw) -> ForecastConfig:
     return ForecastConfig(**{"horizon": 4, "windows": 2, "n_jobs": 1, **kw})
 
 
 @pytest.mark.parametrize("models", ["ets", "croston", "lgbm", "ets,theta,snaive", "auto"])
 def test_forecast_contract(models):
-    df = _panel()
+    df = smooth_and_sporadic()
     run = Forecaster(_config(models=models)).fit(df).predict()
     out = run.forecast
     assert isinstance(run, ForecastRun)
@@ -67,7 +48,7 @@ def test_forecast_contract(models):
 @pytest.fixture(scope="module")
 def fitted() -> Forecaster:
     """ETS, Croston and LightGBM on the small panel: statistical and machine-learning paths."""
-    return Forecaster(_config(models="ets,croston,lgbm")).fit(_panel())
+    return Forecaster(_config(models="ets,croston,lgbm")).fit(smooth_and_sporadic())
 
 
 def test_fit_returns_self_with_fitted_attributes(fitted):
@@ -131,7 +112,7 @@ def test_timings_per_stage(fitted):
 
 
 def test_single_model_with_native_intervals_skips_the_backtest():
-    fc = Forecaster(_config(models="ets")).fit(_panel(n_smooth=2))
+    fc = Forecaster(_config(models="ets")).fit(smooth_and_sporadic(n_smooth=2))
     run = fc.predict()
     assert fc.backtest_ is None and "backtest" not in run.timings
     assert run.forecast["model"].eq("AutoETS").all()
@@ -141,7 +122,7 @@ def test_single_model_with_native_intervals_skips_the_backtest():
 
 
 def test_cross_validation_scores_every_model_without_fitting():
-    run = Forecaster(_config(models="ets,snaive")).cross_validation(_panel(), windows=3)
+    run = Forecaster(_config(models="ets,snaive")).cross_validation(smooth_and_sporadic(), windows=3)
     assert run.forecast.empty
     assert run.backtest.cv["cutoff"].nunique() == 3
     assert set(run.metrics["model"]) == {"AutoETS", "SeasonalNaive", "auto"}
@@ -225,4 +206,4 @@ def test_every_series_gets_a_forecast_when_too_short_for_lightgbm():
 
 def test_cross_validation_refuses_zero_windows():
     with pytest.raises(ConfigError, match="windows"):
-        Forecaster(_config(models="naive")).cross_validation(_panel(n_smooth=1), windows=0)
+        Forecaster(_config(models="naive")).cross_validation(smooth_and_sporadic(n_smooth=1), windows=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic import smooth_and_sporadic
 
 import sopforecast as sf
 from sopforecast.config import ForecastConfig
@@ -13,32 +14,12 @@ from sopforecast.forecasting import engine
 from sopforecast.forecasting.forecaster import Forecaster
 from sopforecast.forecasting.models import CATALOGUE, resolve_models
 
-
-def _panel(n_smooth=4, periods=48, seed=0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    ds = pd.date_range("2020-01-01", periods=periods, freq="MS")
-    season = 1 + 0.3 * np.sin(np.arange(periods) * 2 * np.pi / 12)
-    parts = [
-        pd.DataFrame(
-            {
-                "unique_id": f"smooth{i}",
-                "ds": ds,
-                "y": np.round(100 * (i + 1) * season + rng.normal(0, 5, periods)),
-            }
-        )
-        for i in range(n_smooth)
-    ]
-    sporadic = rng.poisson(0.25, periods) * rng.integers(1, 8, periods)
-    parts.append(pd.DataFrame({"unique_id": "sporadic", "ds": ds, "y": sporadic.astype(float)}))
-    return pd.concat(parts, ignore_index=True)
-
-
 STAT_MODELS = [name for name, spec in CATALOGUE.items() if spec.kind == "stats" and name != "mstl"]
 
 
 @pytest.mark.parametrize("model", STAT_MODELS)
 def test_every_model_meets_the_forecast_contract(model):
-    df = _panel(n_smooth=2)
+    df = smooth_and_sporadic(n_smooth=2)
     out = sf.forecast(df, h=6, models=model, level=(80, 95), n_jobs=1)
     assert len(out) == 3 * 6
     assert list(out.columns) == [
@@ -72,7 +53,7 @@ def test_mstl_with_two_seasonalities_on_daily_data():
 
 
 def test_auto_selects_per_class_and_reports_model():
-    df = _panel()
+    df = smooth_and_sporadic(n_smooth=4)
     result = Forecaster(ForecastConfig(horizon=6, windows=2, n_jobs=1)).fit(df).predict()
     models = result.forecast.groupby("unique_id")["model"].first()
     intermittent = {"CrostonOptimized", "CrostonSBA", "ADIDA", "IMAPA", "TSB", "HistoricAverage"}
@@ -95,7 +76,7 @@ def test_one_window_offers_only_honest_strategies():
     """With one backtest window a per-series pick would be scored on the window it was
     picked from, so only class-wide strategies compete; the backtest holds every candidate,
     the final fit only the chosen members."""
-    df = _panel(n_smooth=6)
+    df = smooth_and_sporadic(n_smooth=6)
     config = ForecastConfig(horizon=6, windows=1, models="ets,theta,snaive", n_jobs=1)
     result = Forecaster(config).fit(df).predict()
     strategies = set(result.backtest.selection.scores["strategy"])
@@ -113,7 +94,7 @@ def test_one_window_offers_only_honest_strategies():
 
 
 def test_backtest_metrics_per_model_and_auto():
-    summary = sf.backtest(_panel(), h=6, models="ets,snaive", windows=2, n_jobs=1)
+    summary = sf.backtest(smooth_and_sporadic(n_smooth=4), h=6, models="ets,snaive", windows=2, n_jobs=1)
     assert set(summary["model"]) == {"AutoETS", "SeasonalNaive", "auto"}
     # the backtest scores point forecasts (intervals are built from its residuals afterwards)
     for col in ("mase", "rmsse", "smape", "wape", "bias"):
@@ -124,7 +105,7 @@ def test_backtest_metrics_per_model_and_auto():
 
 
 def test_backtest_windows_and_step():
-    df = _panel(n_smooth=1)
+    df = smooth_and_sporadic(n_smooth=1)
     config = ForecastConfig(horizon=3, windows=2, step=2, models="naive", n_jobs=1)
     run = Forecaster(config).cross_validation(df, windows=4)
     assert run.forecast.empty  # the backtest alone: no final fit
@@ -136,7 +117,7 @@ def test_backtest_windows_and_step():
 
 
 def test_short_history_gets_non_seasonal_path():
-    df = _panel(n_smooth=2)
+    df = smooth_and_sporadic(n_smooth=2)
     new = pd.DataFrame(
         {
             "unique_id": "launch",
@@ -151,7 +132,7 @@ def test_short_history_gets_non_seasonal_path():
 
 
 def test_no_clip_allows_negative_lower_bounds():
-    df = _panel(n_smooth=1)
+    df = smooth_and_sporadic(n_smooth=1)
     df.loc[df.unique_id == "sporadic", "y"] = 0.0
     df.loc[df.unique_id == "sporadic", "y"] = np.r_[np.zeros(40), [5, 0, 0, 4, 0, 0, 6, 0]]
     clipped = sf.forecast(df, h=3, models="naive", n_jobs=1)
@@ -167,14 +148,14 @@ def test_unknown_model_lists_valid_names():
 
 def test_bad_horizon_and_season_length():
     with pytest.raises(ConfigError, match="horizon must be a positive number of periods, got 0"):
-        sf.forecast(_panel(), h=0)
+        sf.forecast(smooth_and_sporadic(n_smooth=4), h=0)
     with pytest.raises(ConfigError, match="season length 120 does not fit the data"):
-        sf.forecast(_panel(), h=3, models="snaive", season_length=120)
+        sf.forecast(smooth_and_sporadic(n_smooth=4), h=3, models="snaive", season_length=120)
 
 
 def test_too_little_history_for_backtest_windows():
     with pytest.raises(DataError, match="too little history for 10 backtest window"):
-        sf.backtest(_panel(periods=30), h=6, models="ets", windows=10)
+        sf.backtest(smooth_and_sporadic(n_smooth=4, periods=30), h=6, models="ets", windows=10)
 
 
 def _promo_panel(n=24, periods=60, seed=1):
@@ -300,7 +281,7 @@ def test_statistical_backtests_carry_parameters_forward(monkeypatch):
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(StatsForecast, "cross_validation", spy)
-    df = _panel(n_smooth=2)
+    df = smooth_and_sporadic(n_smooth=2)
     for models, refit, expected in (
         ("ets,theta", False, False),
         ("croston", False, True),

@@ -1,1 +1,17 @@
-"""Benchmarks run on demand: M3 accuracy and intervals, PBS hierarchy."""
+"""Benchmarks run on demand: M3 accuracy and intervals, PBS hierarchy, drivers, intervals,
+model cost, pipeline overhead."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+__all__ = ["output_folder"]
+
+
+def output_folder(path: str) -> Path:
+    """Start a benchmark's command line: log its progress and make its output folder."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    return out

@@ -18,7 +18,6 @@ import argparse
 import json
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,6 +28,7 @@ from ..data.schema import validate
 from ..forecasting.engine import main_season, season_of
 from ..forecasting.forecaster import Forecaster
 from ..forecasting.hierarchical import build_panel, reconciled_backtest
+from . import output_folder
 
 __all__ = ["promo_wape", "run", "main"]
 
@@ -106,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-jobs", type=int, default=-1)
     parser.add_argument("--output", default="sopforecast-work/benchmarks/drivers")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.output)
     table = run(n_series=args.series, windows=args.windows, n_jobs=args.n_jobs)
     table.to_csv(out / "drivers.csv", index=False)
     (out / "drivers.json").write_text(json.dumps(table.to_dict(orient="records"), indent=2, default=float))

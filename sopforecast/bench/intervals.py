@@ -25,7 +25,6 @@ import argparse
 import json
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -37,6 +36,7 @@ from ..data.schema import validate
 from ..forecasting.forecaster import Forecaster
 from ..forecasting.hierarchical import build_panel
 from ..forecasting.reconcile import aggregate_hierarchy, coherence_gap, level_of
+from . import output_folder
 
 __all__ = ["interval_scores", "peer_forecast", "ours", "run_case", "main"]
 
@@ -250,9 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-jobs", type=int, default=-1)
     parser.add_argument("--output", default="sopforecast-work/benchmarks/intervals")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.output)
     for name in CASES if args.case == "all" else [args.case]:
         result = run_case(name, n_jobs=args.n_jobs)
         result["table"].to_csv(out / f"{name}_levels.csv", index=False)

@@ -15,7 +15,6 @@ import argparse
 import json
 import logging
 import time
-from pathlib import Path
 
 import pandas as pd
 
@@ -24,6 +23,7 @@ from ..data.competitions import FREQ, CompetitionData, load_m3, to_dates
 from ..forecasting.forecaster import Forecaster
 from ..forecasting.metrics import smape
 from ..forecasting.models import CATALOGUE, build_stats_model
+from . import output_folder
 
 __all__ = ["smape", "coverage", "to_dates", "run_auto", "run_reference", "frames", "main", "REFERENCE"]
 
@@ -153,9 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-jobs", type=int, default=-1)
     parser.add_argument("--output", default="sopforecast-work/benchmarks/m3")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.output)
     data = load_m3(args.group)
     rows: list[dict] = []
 

@@ -12,7 +12,6 @@ import argparse
 import json
 import logging
 import time
-from pathlib import Path
 
 import pandas as pd
 
@@ -23,6 +22,7 @@ from ..data.profile import classify_demand
 from ..data.schema import validate
 from ..forecasting.models import CATALOGUE, CLASS_CANDIDATES, build_stats_model
 from ..forecasting.reconcile import aggregate_hierarchy
+from . import output_folder
 
 __all__ = ["model_cost", "main"]
 
@@ -76,9 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, default=150)
     parser.add_argument("--output", default="sopforecast-work/benchmarks/model_cost")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.output)
     table = model_cost(n_series=args.series, sample=args.sample)
     table.to_csv(out / "model_cost.csv", index=False)
     (out / "model_cost.json").write_text(json.dumps(table.to_dict(orient="records"), indent=2))

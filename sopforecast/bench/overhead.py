@@ -18,6 +18,7 @@ from ..config import ForecastConfig
 from ..data.competitions import load_m3
 from ..forecasting.models import build_stats_model, resolve_models
 from ..workdir import Workdir
+from . import output_folder
 from .m3 import frames
 
 __all__ = ["direct_seconds", "pipeline_seconds", "main"]
@@ -57,11 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--output", default="sopforecast-work/benchmarks/overhead")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     models = resolve_models(args.models)
     ForecastConfig(models=models)  # validates the names
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.output)
     rows = []
     for i in range(args.repeat):
         direct = direct_seconds(models)

@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import time
-from pathlib import Path
 
 import pandas as pd
 
@@ -21,6 +20,7 @@ from ..data.schema import validate
 from ..forecasting.forecaster import Forecaster
 from ..forecasting.metrics import evaluate_backtest, summarise_metrics
 from ..forecasting.reconcile import METHODS, coherence_gap, reconcile
+from . import output_folder
 
 __all__ = ["HIERARCHY", "holdout_accuracy", "main"]
 
@@ -121,9 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-jobs", type=int, default=-1)
     parser.add_argument("--output", default="sopforecast-work/benchmarks/pbs")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.output)
     result = holdout_accuracy(
         _history(args.path), models=args.models, windows=args.windows, n_jobs=args.n_jobs
     )

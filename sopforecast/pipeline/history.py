@@ -126,18 +126,7 @@ class RunHistory:
         """A run that never started (e.g. skipped because one was already running)."""
         now = _now()
         with self.engine.begin() as conn:
-            conn.execute(
-                runs_table.insert().values(
-                    pipeline=pipeline,
-                    path=path,
-                    trigger=trigger,
-                    started_at=now,
-                    ended_at=now,
-                    status=status,
-                    error=error,
-                    pid=os.getpid(),
-                )
-            )
+            conn.execute(_ended_row(pipeline, path, trigger, now, now, status, error, os.getpid()))
 
     def end_process(
         self,
@@ -166,18 +155,7 @@ class RunHistory:
             ).rowcount
             if closed or conn.execute(select(runs_table.c.id).where(mine).limit(1)).first():
                 return int(closed or 0)
-            conn.execute(
-                runs_table.insert().values(
-                    pipeline=pipeline,
-                    path=path,
-                    trigger=trigger,
-                    started_at=since,
-                    ended_at=_now(),
-                    status=status,
-                    error=error,
-                    pid=pid,
-                )
-            )
+            conn.execute(_ended_row(pipeline, path, trigger, since, _now(), status, error, pid))
             return 1
 
     def frame(self, pipeline: str | None = None, limit: int = 50) -> pd.DataFrame:
@@ -221,6 +199,20 @@ def pipeline_lock(workdir: Workdir, pipeline: str):
         yield
     finally:
         handle.close()
+
+
+def _ended_row(pipeline, path, trigger, started_at, ended_at, status: str, error: str, pid: int):
+    """The insert of a run that is over already (never started, or ended by a supervisor)."""
+    return runs_table.insert().values(
+        pipeline=pipeline,
+        path=path,
+        trigger=trigger,
+        started_at=started_at,
+        ended_at=ended_at,
+        status=status,
+        error=error,
+        pid=pid,
+    )
 
 
 def _create_tables(engine, attempts: int = 5) -> None:
