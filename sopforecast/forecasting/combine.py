@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 def recent_demand(history: pd.DataFrame, periods: int = 12) -> pd.Series:
     """Mean absolute demand of each series over its last ``periods`` periods."""
     recent = history.sort_values("ds").groupby("unique_id").tail(periods)
-    return recent.groupby("unique_id")["y"].apply(lambda s: s.abs().mean())
+    return recent["y"].abs().groupby(recent["unique_id"]).mean()
 
 
 def deliver(
@@ -100,11 +100,8 @@ def _with_intervals(point, base, wide, selection, panel: Panel, config: Forecast
         return point
     if errors is not None:
         demand = recent_demand(panel.Y)
-        bounds = interval_bounds(point, errors, panel.levels, levels, demand)
-        if not config.clip:  # interval_bounds stops lower bounds at zero
-            for lv in levels:
-                width = bounds[f"forecast-hi-{lv}"] - point["forecast"]
-                bounds[f"forecast-lo-{lv}"] = point["forecast"] - width
+        floor = 0.0 if config.clip else None
+        bounds = interval_bounds(point, errors, panel.levels, levels, demand, floor)
         out = pd.concat([point, bounds], axis=1)
     else:
         # no backtest: the single chosen models' own intervals, moved with the point

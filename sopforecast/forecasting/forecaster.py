@@ -90,6 +90,15 @@ class ForecastRun:
         return self.backtest.summary
 
 
+def _prepare(history: pd.DataFrame, config: ForecastConfig) -> tuple[Panel, pd.DataFrame]:
+    """The panel to fit and each series' demand class. With ``working_days`` the demand is
+    modelled per working day; ``predict`` scales it back."""
+    if config.working_days:
+        history = to_rate(history, ["y"])
+    panel = build_panel(history, config)
+    return panel, classify_demand(panel.Y[["unique_id", "ds", "y"]])
+
+
 class _Stages:
     """Wall time per stage, logged as each ends."""
 
@@ -154,10 +163,7 @@ class Forecaster:
                 progress.update(task, advance=1, description=description)
 
         with stage("prepare"):
-            if config.working_days:  # modelled per working day; predict scales back
-                history = to_rate(history, ["y"])
-            panel = build_panel(history, config)
-            classes = classify_demand(panel.Y[["unique_id", "ds", "y"]])
+            panel, classes = _prepare(history, config)
             names, use_ml, _ = engine.candidates(config, classes)
             engine.check_season(panel.Y, engine.season_of(config))
             if config.drivers and not use_ml:
@@ -398,10 +404,7 @@ class Forecaster:
         stage = _Stages()
         task = progress.add_task("backtest", total=1) if progress is not None else None
         with stage("prepare"):
-            if config.working_days:
-                history = to_rate(history, ["y"])
-            panel = build_panel(history, config)
-            classes = classify_demand(panel.Y[["unique_id", "ds", "y"]])
+            panel, classes = _prepare(history, config)
         with stage("backtest"), library_warnings(logger):
             bt = engine.run_backtest(panel.Y, config, classes)
         accuracy = None

@@ -160,7 +160,7 @@ def error_profile(
     )
     pooled = pd.Series({lv: _conformal_quantile(u, lv / 100, int(pairs.sum())) for lv in interval_levels})
     quantile = _shrink(quantile, pooled, pairs)
-    mean_demand = backtest.groupby("unique_id")["y"].apply(lambda s: s.abs().mean())
+    mean_demand = backtest["y"].abs().groupby(backtest["unique_id"]).mean()
     ratio = (scale / mean_demand.reindex(scale.index)).replace([np.inf, -np.inf], np.nan)
     level_of = scale.index.map(levels) if levels is not None else pd.Index([ALL] * len(scale))
     demand_ratio = ratio.groupby(level_of).median()
@@ -173,6 +173,7 @@ def interval_bounds(
     levels: pd.Series | None,
     interval_levels: list[int],
     demand: pd.Series,
+    floor: float | None = 0.0,
 ) -> pd.DataFrame:
     """Bounds for ``point`` (``unique_id, ds, forecast`` sorted by id and date).
 
@@ -180,6 +181,8 @@ def interval_bounds(
     ----------
     demand : pandas.Series
         Mean absolute demand of each series id (for series without backtest errors).
+    floor : float, optional
+        Lowest lower bound (no demand below zero); ``None``: symmetric bounds.
 
     Returns
     -------
@@ -200,6 +203,8 @@ def interval_bounds(
     for lv in interval_levels:
         q = level.map(profile.quantile[lv]).fillna(profile.quantile[lv].max())
         width = (q * scale * growth).to_numpy(dtype=float)
-        out[f"forecast-lo-{lv}"] = np.clip(forecast - width, 0.0, None)
+        out[f"forecast-lo-{lv}"] = (
+            forecast - width if floor is None else np.clip(forecast - width, floor, None)
+        )
         out[f"forecast-hi-{lv}"] = forecast + width
     return out
