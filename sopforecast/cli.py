@@ -23,6 +23,8 @@ from rich.table import Table
 
 from .console import console, err_console, progress, setup_logging
 from .errors import ConfigError, SopforecastError
+from .options import WorkdirOption
+from .plan_cli import PLAN_FLAGS, actuals_app, db_app, override_app, plan_app
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,17 +40,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-WorkdirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--workdir",
-        help="Work directory for data, MLflow store, database and reports "
-        "[default: $SOPFORECAST_HOME or ./sopforecast-work].",
-        show_default=False,
-    ),
-]
-
 
 _DATE_FORMAT_HELP = (
     "Date format, e.g. %d/%m/%Y; default ISO dates (a time and offset allowed), or the "
@@ -560,6 +551,11 @@ def runs_cmd(
     console.print(table)
 
 
+app.add_typer(plan_app, name="plan")
+app.add_typer(override_app, name="override")
+app.add_typer(actuals_app, name="actuals")
+app.add_typer(db_app, name="db")
+
 schedule_app = typer.Typer(
     help="Cron schedules of pipelines, run by `sopforecast scheduler`.", no_args_is_help=True
 )
@@ -666,6 +662,9 @@ CLI_FLAGS = {
     "workdir": "--workdir",
     "tracking_uri": "--tracking-uri",
 }
+
+
+CLI_FLAGS.update(PLAN_FLAGS)
 
 
 def _flag(setting: str) -> str:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..errors import DataError, format_examples
 
-__all__ = ["read_source", "write_frame", "stage_frame", "is_sql_url", "SUPPORTED_SUFFIXES"]
+__all__ = ["read_source", "write_frame", "stage_frame", "is_sql_url", "redact_url", "SUPPORTED_SUFFIXES"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def read_source(
     """
     if is_sql_url(source):
         frame = _read_sql(str(source), table=table, query=query)
-        where = f"{_redact(str(source))} ({'query' if query else f'table {table!r}'})"
+        where = f"{redact_url(str(source))} ({'query' if query else f'table {table!r}'})"
     else:
         path = Path(source).expanduser()
         frame = _read_file(path, sheet=sheet)
@@ -140,7 +140,7 @@ def _read_sql(url: str, *, table: str | None, query: str | None) -> pd.DataFrame
 
     if (table is None) == (query is None):
         raise DataError(
-            f"{_redact(url)}: give table or query (exactly one: a table name or 'SELECT ...') "
+            f"{redact_url(url)}: give table or query (exactly one: a table name or 'SELECT ...') "
             "to read demand history from a database.",
             setting="table",
         )
@@ -148,7 +148,7 @@ def _read_sql(url: str, *, table: str | None, query: str | None) -> pd.DataFrame
         engine = sa.create_engine(url)
     except Exception as exc:  # unknown dialect or driver
         raise DataError(
-            f"{_redact(url)}: not a usable database URL: {_first_line(exc)}. "
+            f"{redact_url(url)}: not a usable database URL: {_first_line(exc)}. "
             "Use e.g. sqlite:///path/to/erp.db or postgresql://user@host/db "
             "(install 'sopforecast[postgres]' for PostgreSQL)."
         ) from exc
@@ -158,7 +158,7 @@ def _read_sql(url: str, *, table: str | None, query: str | None) -> pd.DataFrame
                 names = sa.inspect(conn).get_table_names()
                 if table not in names:
                     raise DataError(
-                        f"{_redact(url)}: no table {table!r}. Tables there: "
+                        f"{redact_url(url)}: no table {table!r}. Tables there: "
                         f"{', '.join(names[:10]) or '(none)'}."
                     )
                 return pd.read_sql_table(table, conn)
@@ -166,7 +166,7 @@ def _read_sql(url: str, *, table: str | None, query: str | None) -> pd.DataFrame
     except DataError:
         raise
     except sa.exc.SQLAlchemyError as exc:
-        raise DataError(f"{_redact(url)}: the database query failed: {_first_line(exc)}.") from exc
+        raise DataError(f"{redact_url(url)}: the database query failed: {_first_line(exc)}.") from exc
     finally:
         engine.dispose()
 
@@ -212,7 +212,7 @@ def _first_line(exc: BaseException) -> str:
     return text[0].rstrip(".") if text else type(exc).__name__
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """Hide a password in a database URL before it reaches a message or a log."""
     try:
         import sqlalchemy as sa

@@ -35,8 +35,9 @@ from ..config import ForecastConfig
 from ..data.io import stage_frame
 from ..errors import ConfigError
 from ..notices import library_warnings
+from ..store.plans import PlanStore, PlanVersion
 from ..workdir import Workdir
-from . import registry, steps
+from . import plan_output, registry, steps
 from .history import RunHistory, pipeline_lock
 from .model import model_signature, save_artifacts
 from .sources import History, fingerprint
@@ -77,6 +78,7 @@ class PipelineRun:
     seconds: float = 0.0
     tracking_uri: str = ""
     data: History | None = None
+    plan: PlanVersion | None = None  # the draft (or published) plan version this run wrote
 
     @property
     def delivered(self) -> bool:
@@ -231,7 +233,8 @@ def _run(
         logger.info("Stage times: %s", ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
         show.step(4)
 
-        outputs = _deliver(client, run_id, spec, workdir, ev, decision)
+        draft = steps.plan_draft(spec, ev, data) if spec.plan.enabled else None
+        outputs, plan = _deliver(client, run_id, spec, workdir, ev, decision, draft, data)
         show.step(5)
     return PipelineRun(
         spec,
@@ -243,6 +246,7 @@ def _run(
         time.perf_counter() - started,
         store.tracking_uri,
         data,
+        plan,
     )
 
 
@@ -396,20 +400,28 @@ def _deliver(
     workdir: Workdir,
     ev: Evaluation,
     decision: registry.Decision | None,
-) -> dict[str, Path]:
-    """Stage every output file, move the champion alias, then put the files in place.
+    draft: tuple | None = None,
+    data: History | None = None,
+) -> tuple[dict[str, Path], PlanVersion | None]:
+    """Stage every output file, store the draft plan, move the champion alias, then put
+    the files in place (and publish the plan if configured).
 
     A champion's files (or those of a run without a registered model) replace the delivered
     ones; a challenger's go to its :func:`steps.challenger_folder` and the delivered files
-    stay the champion's.
+    stay the champion's. Only a delivered run drafts a plan: the plan is the champion's.
+    A failure before the files are in place removes the draft again.
     """
     delivered = decision is None or decision.promoted
     folder = None if delivered else steps.challenger_folder(workdir, decision.name, decision.version)
     workdir.ensure(*((workdir.forecasts, workdir.reports) if delivered else ()))
     staged: dict[str, tuple[Path, Path]] = {}
+    plans, version = None, None
     try:
         for label, (frame, final) in steps.output_targets(spec, workdir, ev, folder=folder).items():
             staged[label] = (stage_frame(frame, final), final)
+        if draft is not None and delivered:
+            plans = PlanStore.open(workdir, configured=spec.plan.store_uri)
+            version = plan_output.store(plans, spec, run_id, draft, data.frame)
         if decision is not None:
             registry.promote(client, decision)
             tags = {
@@ -419,6 +431,10 @@ def _deliver(
             }
             _log(client, run_id, tags=tags)
         outputs = {label: tmp.replace(final) for label, (tmp, final) in staged.items()}
+    except BaseException:
+        if version is not None:
+            plans.delete_draft(version)
+        raise
     finally:
         for tmp, _ in staged.values():
             tmp.unlink(missing_ok=True)
@@ -432,14 +448,31 @@ def _deliver(
     else:
         logger.info(
             "%s v%s is challenger; delivered outputs stay champion v%s's; challenger outputs in %s "
-            "and among MLflow run %s's artifacts (results/)",
+            "and among MLflow run %s's artifacts (results/)%s",
             decision.name,
             decision.version,
             decision.previous_champion,
             folder,
             run_id,
+            "; no draft plan: plans are made from the champion's forecast" if draft is not None else "",
         )
-    return outputs
+    if version is not None:
+        if spec.plan.publish:
+            version = plans.publish(version.id)
+        _log_plan(client, run_id, plans, version)
+    return outputs, version
+
+
+def _log_plan(client: MlflowClient, run_id: str, plans: PlanStore, version: PlanVersion) -> None:
+    metrics, months, tags = plan_output.summary(plans, version)
+    monthly = [m for step, v in enumerate(months) for m in _metrics({"plan_month_total": v}, step)]
+    _log(client, run_id, metrics=_metrics(metrics) + monthly, tags=tags)
+    logger.info(
+        "Plan %s: %d months, %s units in all",
+        version.label,
+        len(months),
+        f"{metrics['plan_total_final']:,.0f}",
+    )
 
 
 def _code_version() -> str:

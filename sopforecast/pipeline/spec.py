@@ -24,6 +24,7 @@ __all__ = [
     "TrackingConfig",
     "Targets",
     "PlanStep",
+    "PlanPrices",
     "MonitorStep",
     "load_pipeline",
     "apply_overrides",
@@ -80,12 +81,41 @@ class Targets(_Strict):
     bias: float | None = Field(None, gt=0, description="Largest acceptable |bias| (0.05 = 5%).")
 
 
+class PlanPrices(_Strict):
+    """Where the plan's prices come from (revenue and margin in the financial view)."""
+
+    source: Literal["auto", "driver", "file", "none"] = Field(
+        "auto",
+        description="driver: the data's price column; file: a price file; none: no prices; "
+        "auto: the price driver when the data has one, else none.",
+    )
+    column: str = Field("price", description="The price driver column (source: driver).")
+    months: int = Field(12, ge=1, description="Recent months the price is averaged over (source: driver).")
+    file: str | None = Field(
+        None, description="Price file (source: file): unique_id or key columns, price, optional unit_cost."
+    )
+
+
 class PlanStep(_Strict):
-    """Turn the forecast into a versioned demand plan (arrives with the planning issue)."""
+    """Turn the delivered forecast into a versioned demand plan in the plan store."""
 
     enabled: bool = False
     name: str | None = Field(None, description="Plan name; default the pipeline's.")
-    bucket: Literal["MS"] = "MS"
+    months: int = Field(18, ge=1, le=36, description="Planning buckets (months), 18 by default, up to 36.")
+    bucket: Literal["month", "445"] = Field(
+        "month", description="month, or 445: fiscal periods of 4, 4 and 5 weeks (weekly or daily data)."
+    )
+    cycle: str | None = Field(None, description="Planning cycle, e.g. 2026-11; default the first plan month.")
+    publish: bool = Field(False, description="Publish the draft at once (unattended runs).")
+    store_uri: str | None = Field(
+        None,
+        description="Plan store: SQLAlchemy URL (postgresql+psycopg://...); default "
+        "$SOPFORECAST_STORE_URI, else <workdir>/sopforecast.db.",
+    )
+    basis: Literal["statistical", "history"] = Field(
+        "statistical", description="How an aggregate override is spread over its children."
+    )
+    prices: PlanPrices = Field(default_factory=PlanPrices)
 
 
 class MonitorStep(_Strict):
@@ -162,7 +192,18 @@ class PipelineSpec(_Strict):
                 setting="forecast.drivers",
             )
         self.forecast.drivers = list(self.data.drivers)
-        for step in ("plan", "monitor"):
+        prices = self.plan.prices
+        if self.plan.enabled and prices.source == "file" and not prices.file:
+            raise ConfigError(
+                "plan.prices.source is file: name it in plan.prices.file", setting="plan.prices.file"
+            )
+        if self.plan.enabled and prices.source == "driver" and prices.column not in self.data.drivers:
+            raise ConfigError(
+                f"plan.prices.source is driver but {prices.column!r} is not among data.drivers "
+                f"{self.data.drivers}; add it there, or set plan.prices.column / plan.prices.source",
+                setting="plan.prices.column",
+            )
+        for step in ("monitor",):
             if getattr(self, step).enabled:
                 raise ValueError(
                     f"the {step} step is not available in this version of sopforecast; "
@@ -247,6 +288,9 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
         spec.data.path = str((path.parent / data_path).resolve())
     if spec.data.future and not Path(spec.data.future).is_absolute():
         spec.data.future = str((path.parent / spec.data.future).resolve())
+    prices = spec.plan.prices
+    if prices.file and not Path(prices.file).is_absolute():
+        prices.file = str((path.parent / prices.file).resolve())
     if spec.data.future and not Path(spec.data.future).is_file():
         raise ConfigError(
             f"{path}: data.future {spec.data.future} does not exist; fix the path or use --set.",

@@ -39,6 +39,8 @@ __all__ = [
     "output_targets",
     "challenger_folder",
     "discontinued_table",
+    "plan_draft",
+    "plan_name",
 ]
 
 METRICS = ("mase", "rmsse", "smape", "wape", "bias")
@@ -341,3 +343,34 @@ def challenger_folder(workdir: Workdir, model: str, version: str) -> Path:
     The delivered places (``forecasts/``, ``reports/``) hold the champion's outputs only.
     """
     return workdir.root / "challengers" / model / f"v{version}"
+
+
+def plan_name(spec: PipelineSpec) -> str:
+    """The plan a pipeline writes: ``plan.name``, else the pipeline's name."""
+    return spec.plan.name or spec.name
+
+
+def plan_draft(spec: PipelineSpec, ev: Evaluation, data: History) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The plan lines of a new draft from the delivered forecast, priced as configured,
+    and the bottom series' keys. Nothing is stored."""
+    from ..planning.finance import attach_prices, prices_from_history, read_prices
+    from ..planning.plan import draft_lines
+
+    plan = spec.plan
+    lines, bottom = draft_lines(
+        ev.forecast,
+        data.frame,
+        spec.data.hierarchy,
+        freq=spec.data.freq,
+        months=plan.months,
+        bucket=plan.bucket,
+    )
+    source = plan.prices.source
+    if source == "auto":
+        source = "driver" if plan.prices.column in data.frame.columns else "none"
+    if source == "driver":
+        prices = prices_from_history(data.frame, price_col=plan.prices.column, months=plan.prices.months)
+        lines = attach_prices(lines, prices)
+    elif source == "file":
+        lines = attach_prices(lines, read_prices(plan.prices.file, list(spec.data.keys)))
+    return lines, bottom

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..data.io import redact_url
 from ..errors import ConfigError
 from ..workdir import NoStoreError, Workdir
 
@@ -133,7 +134,7 @@ def check_reachable(store: Store, timeout: float = 5.0) -> None:
             engine.dispose()
         except (SQLAlchemyError, ImportError) as exc:
             raise ConfigError(
-                f"cannot connect to the tracking database {_redact(uri)}: {exc.__class__.__name__}: "
+                f"cannot connect to the tracking database {redact_url(uri)}: {exc.__class__.__name__}: "
                 f"{str(exc).splitlines()[0]}. Check that it runs and the URL is right "
                 "(pip install 'sopforecast[postgres]' for PostgreSQL)."
             ) from exc
@@ -142,16 +143,6 @@ def check_reachable(store: Store, timeout: float = 5.0) -> None:
             f"tracking URI {uri!r} is not one sopforecast knows: use http(s)://, postgresql://, "
             "sqlite:/// or leave it empty."
         )
-
-
-def _redact(uri: str) -> str:
-    """Hide the password of a database URL."""
-    if "@" in uri and "://" in uri:
-        scheme, rest = uri.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        if ":" in creds:
-            return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return uri
 
 
 def get_experiment_id(client: MlflowClient, name: str, artifact_root: Path | None = None) -> str:

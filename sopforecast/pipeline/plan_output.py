@@ -1,0 +1,80 @@
+"""The plan step's side of a pipeline run: store the draft, keep the history as actuals,
+and summarise the version for the run's MLflow record (the runner logs it)."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from ..store.plans import PlanStore, PlanVersion
+from .spec import PipelineSpec
+from .steps import plan_name
+
+__all__ = ["store", "summary", "ACTUALS_SETTINGS"]
+
+logger = logging.getLogger(__name__)
+
+# what `sopforecast actuals load FILE` needs to read a file as the pipeline read its history
+ACTUALS_SETTINGS = {
+    "id_col",
+    "time_col",
+    "target_col",
+    "keys",
+    "hierarchy",
+    "freq",
+    "date_format",
+    "align_dates",
+    "negative",
+    "missing",
+    "duplicates",
+}
+
+
+def store(
+    plans: PlanStore, spec: PipelineSpec, run_id: str, draft: tuple, history: pd.DataFrame
+) -> PlanVersion:
+    """Write the draft version of the run's plan, then keep the history it was made from as
+    actuals (a restated month becomes a revision)."""
+    lines, bottom = draft
+    name = plan_name(spec)
+    version = plans.create_version(
+        name,
+        lines,
+        bottom,
+        list(spec.data.hierarchy),
+        cycle=spec.plan.cycle,
+        source_run_id=run_id,
+        bucket=spec.plan.bucket,
+        history_end=history["ds"].max(),
+        data_config=spec.data.model_dump(mode="json", include=ACTUALS_SETTINGS, exclude_none=True),
+    )
+    loaded = plans.load_actuals(name, history[["unique_id", "ds", "y"]], source=f"pipeline run {run_id}")
+    logger.info(
+        "Draft plan %s stored; history kept as actuals: %d new, %d restated, %d unchanged",
+        version.label,
+        loaded["new"],
+        loaded["revised"],
+        loaded["unchanged"],
+    )
+    return version
+
+
+def summary(plans: PlanStore, version: PlanVersion) -> tuple[dict[str, float], list[float], dict[str, str]]:
+    """What the run records of its plan: totals (metrics), the top level's month totals
+    and tags naming the version."""
+    lines = plans.lines(version)
+    top = lines[lines["level"] == lines["level"].iloc[0]].groupby("ds")[["statistical", "final"]].sum()
+    metrics = {
+        "plan_version_id": float(version.id),
+        "plan_total_statistical": float(top["statistical"].sum()),
+        "plan_total_final": float(top["final"].sum()),
+        "plan_months": float(len(top)),
+    }
+    tags = {
+        "sopforecast.plan": version.plan,
+        "sopforecast.plan_cycle": version.cycle,
+        "sopforecast.plan_version_id": str(version.id),
+        "sopforecast.plan_status": version.status,
+    }
+    return metrics, [float(v) for v in top["final"].to_numpy()], tags

@@ -1,0 +1,490 @@
+"""Command-line groups of the planning cycle: ``plan``, ``override``, ``actuals``, ``db``.
+
+Registered on the main app by :mod:`sopforecast.cli`; every command calls one function of
+:mod:`sopforecast.planning.workflow` or :class:`~sopforecast.store.plans.PlanStore`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from .console import console
+from .options import WorkdirOption
+
+if TYPE_CHECKING:
+    from .store.plans import PlanStore
+
+__all__ = ["plan_app", "override_app", "actuals_app", "db_app", "PLAN_FLAGS"]
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Plan store URL (sqlite:///plans.db, postgresql+psycopg://user@host/db) "
+        "[default: $SOPFORECAST_STORE_URI, else the work directory's sopforecast.db].",
+        show_default=False,
+    ),
+]
+PlanOption = Annotated[
+    str | None, typer.Option("--plan", help="Plan name [default: the only plan in the store].")
+]
+VersionArg = Annotated[
+    str | None, typer.Argument(help="Version id, or a cycle (its latest version) [default: the latest].")
+]
+
+# the settings library messages name, as the flags of these commands
+PLAN_FLAGS = {"plan": "--plan", "store": "--store", "months": "--months", "bucket": "--bucket"}
+
+plan_app = typer.Typer(
+    help="Versioned demand plans: list, show, publish, diff, export.", no_args_is_help=True
+)
+override_app = typer.Typer(
+    help="Consensus overrides: apply a file or workbook, list, revert.", no_args_is_help=True
+)
+actuals_app = typer.Typer(help="Actual demand the plans are judged by.", no_args_is_help=True)
+db_app = typer.Typer(help="The plan store's database schema.", no_args_is_help=True)
+
+
+def _open(workdir: Path | None, store: str | None, *, reading: bool = True) -> PlanStore:
+    """The plan store; a command that only reads refuses a work directory without one."""
+    import os
+
+    from .store.plans import STORE_ENV, PlanStore
+    from .workdir import resolve_workdir
+
+    wd = resolve_workdir(workdir)
+    if reading and not (store or os.environ.get(STORE_ENV)):
+        wd.require(wd.database)
+    return PlanStore.open(wd, store)
+
+
+def _number(value, digits: int = 0) -> str:
+    return "-" if value is None or value != value else f"{value:,.{digits}f}"
+
+
+@plan_app.command("list")
+def plan_list(plan: PlanOption = None, store: StoreOption = None, workdir: WorkdirOption = None) -> None:
+    """Every plan version, newest first: cycle, status, total, overrides."""
+    plans = _open(workdir, store)
+    frame = plans.versions(plan)
+    table = Table(title=f"Plan versions in {plans.where}")
+    for col in ("id", "plan", "cycle", "version", "status", "created (UTC)", "by", "total plan", "overrides"):
+        table.add_column(
+            col, justify="right" if col in ("id", "version", "total plan", "overrides") else "left"
+        )
+    for row in frame.itertuples(index=False):
+        table.add_row(
+            str(row.id),
+            row.plan,
+            row.cycle,
+            f"v{row.number}",
+            row.status,
+            f"{row.created_at:%Y-%m-%d %H:%M}",
+            escape(str(row.created_by)),
+            _number(row.total_final),
+            str(row.overrides),
+        )
+    console.print(table)
+
+
+@plan_app.command("show")
+def plan_show(
+    version: VersionArg = None,
+    level: Annotated[
+        str | None, typer.Option(help="Level to show month by month [default: the top].")
+    ] = None,
+    plan: PlanOption = None,
+    store: StoreOption = None,
+    workdir: WorkdirOption = None,
+) -> None:
+    """A version's totals per level and one level month by month."""
+    from .planning.lines import is_coherent
+    from .planning.workflow import plan_name
+
+    plans = _open(workdir, store)
+    v = plans.version(version, plan_name(plans, plan) if plan or version is None else None)
+    lines = plans.lines(v)
+    S, _ = plans.structure(v)
+    console.print(
+        f"[bold]{escape(v.label)}[/bold] made {v.created_at:%Y-%m-%d %H:%M} by {escape(v.created_by)} "
+        f"from MLflow run {v.source_run_id or '-'}; history to {v.history_end or '-'}; "
+        f"coherent at every level: {'yes' if is_coherent(lines, S) else 'NO'}",
+        highlight=False,
+    )
+    per_level = lines.groupby("level", sort=False).agg(
+        series=("unique_id", "nunique"),
+        statistical=("statistical", "sum"),
+        final=("final", "sum"),
+        changed=("consensus", "count"),
+    )
+    months = lines["ds"].nunique()
+    table = Table(title=f"Per level, {months} months")
+    for col in ("level", "series", "statistical", "final", "change", "lines overridden"):
+        table.add_column(col, justify="left" if col == "level" else "right")
+    for name, row in per_level.iterrows():
+        change = row["final"] / row["statistical"] - 1 if row["statistical"] else 0.0
+        table.add_row(
+            name,
+            str(int(row["series"])),
+            _number(row["statistical"]),
+            _number(row["final"]),
+            f"{change:+.1%}",
+            str(int(row["changed"])),
+        )
+    console.print(table)
+    chosen = level or lines["level"].iloc[0]
+    part = lines[lines["level"] == chosen]
+    if part.empty:
+        raise typer.BadParameter(
+            f"no level {chosen!r}; levels: {', '.join(per_level.index)}", param_hint="--level"
+        )
+    bounds = [c for c in lines.columns if c.startswith("statistical-")]
+    monthly = part.groupby("ds")[["statistical", *bounds, "final"]].sum()
+    table = Table(
+        title=f"{chosen} by month" + (" (sum of its series)" if part["unique_id"].nunique() > 1 else "")
+    )
+    table.add_column("month")
+    for col in monthly.columns:
+        table.add_column(col.replace("statistical-", ""), justify="right")
+    for ds, row in monthly.iterrows():
+        table.add_row(f"{ds:%Y-%m}", *(_number(v) for v in row.to_numpy()))
+    console.print(table)
+
+
+@plan_app.command("publish")
+def plan_publish(
+    cycle: Annotated[
+        str, typer.Argument(help="Cycle (its latest version is published), e.g. 2026-11, or a version id.")
+    ],
+    plan: PlanOption = None,
+    store: StoreOption = None,
+    workdir: WorkdirOption = None,
+) -> None:
+    """Freeze a cycle's plan: a published version never changes (later changes make a new version)."""
+    from .planning.workflow import plan_name
+
+    plans = _open(workdir, store)
+    version = plans.publish(cycle, plan_name(plans, plan))
+    console.print(f"Published {escape(version.label)}", highlight=False)
+
+
+@plan_app.command("diff")
+def plan_diff(
+    first: Annotated[str, typer.Argument(help="Version id or cycle.")],
+    second: Annotated[str, typer.Argument(help="Version id or cycle.")],
+    top: Annotated[int, typer.Option(help="Largest line changes to list.")] = 10,
+    plan: PlanOption = None,
+    store: StoreOption = None,
+    workdir: WorkdirOption = None,
+) -> None:
+    """What changed between two versions: totals per level, the largest line changes."""
+    from .planning.compare import diff_versions
+    from .planning.workflow import plan_name
+
+    plans = _open(workdir, store)
+    name = plan_name(plans, plan)
+    a, b = plans.version(first, name), plans.version(second, name)
+    levels, changes = diff_versions(plans.lines(a), plans.lines(b))
+    table = Table(
+        title=f"{a.cycle} v{a.number} -> {b.cycle} v{b.number}: final plan per level (common months)"
+    )
+    for col in ("level", "first", "second", "change", "change %"):
+        table.add_column(col, justify="left" if col == "level" else "right")
+    for row in levels.itertuples(index=False):
+        table.add_row(
+            row.level, _number(row.first), _number(row.second), _number(row.change), f"{row.change_pct:+.1%}"
+        )
+    console.print(table)
+    table = Table(title=f"Largest line changes (top {top})")
+    for col in ("series", "month", "first", "second", "change", "author"):
+        table.add_column(col, justify="right" if col in ("first", "second", "change") else "left")
+    for row in changes.head(top).itertuples(index=False):
+        table.add_row(
+            escape(row.unique_id),
+            f"{row.ds:%Y-%m}",
+            _number(row.first),
+            _number(row.second),
+            _number(row.change),
+            escape(str(row.author or "")),
+        )
+    console.print(table)
+
+
+@plan_app.command("export")
+def plan_export(
+    version: VersionArg = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="File: .csv, .xlsx or .parquet.")] = Path(
+        "plan.csv"
+    ),
+    layout: Annotated[
+        str, typer.Option(help="long, wide (one column per month, for ERP import) or planner.")
+    ] = "long",
+    plan: PlanOption = None,
+    store: StoreOption = None,
+    workdir: WorkdirOption = None,
+) -> None:
+    """Write a plan version (default: the latest) for an ERP or a planner."""
+    from .planning.workflow import export_version, plan_name
+
+    plans = _open(workdir, store)
+    v = plans.version(version, plan_name(plans, plan) if plan or version is None else None)
+    path = export_version(plans, output, version=v, layout=layout)
+    console.print(f"Wrote {escape(v.label)} ({layout} layout) to {path}", highlight=False)
+
+
+@plan_app.command("fva")
+def plan_fva(
+    lags: Annotated[str, typer.Option(help="Lags in months, comma-separated.")] = "1,3,6",
+    output: Annotated[Path | None, typer.Option(help="Folder for the tables and the chart.")] = None,
+    plan: PlanOption = None,
+    store: StoreOption = None,
+    workdir: WorkdirOption = None,
+) -> None:
+    """Forecast value added: naive vs statistical vs consensus error per level, lag and author."""
+    from .planning.fva import fva_chart
+    from .planning.workflow import fva_report, plan_name
+    from .workdir import resolve_workdir
+
+    plans = _open(workdir, store)
+    name = plan_name(plans, plan)
+    chosen = [int(x) for x in lags.split(",") if x.strip()]
+    table, authors = fva_report(plans, name, chosen)
+    folder = output or resolve_workdir(workdir).reports
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / f"{name}_fva.csv", index=False)
+    authors.to_csv(folder / f"{name}_fva_by_author.csv", index=False)
+    chart = fva_chart(table, folder / f"{name}_fva.png")
+    shown = Table(title=f"Forecast value added of {name} (WAPE; FVA > 0: the step helps)")
+    for col in ("level", "lag", "lines", "naive", "statistical", "consensus", "FVA stat", "FVA consensus"):
+        shown.add_column(col, justify="left" if col == "level" else "right")
+    for row in table.itertuples(index=False):
+        shown.add_row(
+            row.level,
+            str(row.lag),
+            str(row.n),
+            f"{row.wape_naive:.3f}",
+            f"{row.wape_statistical:.3f}",
+            f"{row.wape_final:.3f}",
+            f"{row.fva_statistical:+.3f}",
+            f"{row.fva_consensus:+.3f}",
+        )
+    console.print(shown)
+    console.print(f"Tables and chart: {folder / f'{name}_fva.csv'}, {chart}", highlight=False)
+
+
+@plan_app.command("finance")
+def plan_finance(
+    version: VersionArg = None,
+    budget: Annotated[
+        Path | None, typer.Option(help="Annual operating plan: key, month, revenue and/or units.")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Folder for the revenue and budget-gap tables.")] = None,
+    plan: PlanOption = None,
+    store: StoreOption = None,
+    workdir: WorkdirOption = None,
+) -> None:
+    """Revenue and margin of a plan version per level and month, and its gap to the budget."""
+    from .planning.finance import budget_gap, read_budget, revenue
+    from .planning.workflow import plan_name
+    from .workdir import resolve_workdir
+
+    plans = _open(workdir, store)
+    v = plans.version(version, plan_name(plans, plan) if plan or version is None else None)
+    S, _ = plans.structure(v)
+    view = revenue(plans.lines(v), S)
+    folder = output or resolve_workdir(workdir).reports
+    folder.mkdir(parents=True, exist_ok=True)
+    view.to_csv(folder / f"{v.plan}_{v.cycle}_revenue.csv", index=False)
+    per_level = view.groupby("level", sort=False)[["units", "revenue", "margin", "unpriced_units"]].sum(
+        min_count=1
+    )
+    table = Table(title=f"{v.label}: plan in money, all months")
+    for col in ("level", "units", "revenue", "margin", "unpriced units"):
+        table.add_column(col, justify="left" if col == "level" else "right")
+    for name, row in per_level.iterrows():
+        table.add_row(name, *(_number(x) for x in row.to_numpy()))
+    console.print(table)
+    if budget is not None:
+        gaps = budget_gap(view, read_budget(budget))
+        for period, frame in gaps.items():
+            frame.to_csv(folder / f"{v.plan}_{v.cycle}_budget_gap_{period}.csv", index=False)
+        year = gaps["year"]
+        table = Table(title="Gap to budget by year (plan - budget)")
+        for col in ("key", "measure", "year", "plan", "budget", "gap", "gap %"):
+            table.add_column(col, justify="right" if col in ("plan", "budget", "gap", "gap %") else "left")
+        for row in year.itertuples(index=False):
+            table.add_row(
+                escape(row.key),
+                row.measure,
+                str(row.period),
+                _number(row.plan),
+                _number(row.budget),
+                _number(row.gap),
+                f"{row.gap_pct:+.1%}",
+            )
+        console.print(table)
+    console.print(f"Tables in {folder}", highlight=False)
+
+
+@override_app.command("apply")
+def override_apply(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Overrides (CSV/Excel: key, month, value or change_pct, author, "
+            "reason) or an edited planner workbook."
+        ),
+    ],
+    version: Annotated[str | None, typer.Option(help="Version id or cycle [default: the latest].")] = None,
+    author: Annotated[
+        str | None, typer.Option(help="Author of a workbook's changes [default: your login].")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why (for a workbook's changes).")] = None,
+    basis: Annotated[
+        str, typer.Option(help="Spread aggregate overrides by: statistical or history.")
+    ] = "statistical",
+    plan: PlanOption = None,
+    store: StoreOption = None,
+    workdir: WorkdirOption = None,
+) -> None:
+    """Apply consensus overrides; all or nothing: one bad row and nothing is applied (exit 2)."""
+    from .planning.workflow import apply_override_file
+
+    plans = _open(workdir, store)
+    v, result = apply_override_file(
+        plans, file, plan=plan, version=version, author=author, reason=reason, basis=basis
+    )
+    applied = result.applied
+    console.print(
+        f"Applied {len(applied)} override(s) from {file.name} to {escape(v.label)}", highlight=False
+    )
+    table = Table(title="Overrides applied")
+    for col in ("id", "key", "month", "was", "requested", "now"):
+        table.add_column(col, justify="right" if col in ("was", "requested", "now", "id") else "left")
+    for row in applied.itertuples(index=False):
+        table.add_row(
+            str(row.id),
+            escape(row.key),
+            f"{row.ds:%Y-%m}",
+            _number(row.previous),
+            _number(row.requested),
+            _number(row.final),
+        )
+    if len(applied):
+        console.print(table)
+    for row in result.conflicts.itertuples(index=False):
+        outcome = "held" if row.held else f"could not hold: it is now {_number(row.result)}"
+        console.print(
+            f"[yellow]Conflict[/yellow] {row.ds:%Y-%m}: {escape(row.key)} (override {row.override_id}, "
+            f"{_number(row.requested)}) and {escape(row.descendant_key)} "
+            f"(override {row.descendant_override_id}): "
+            f"the more specific one holds; the aggregate {outcome}",
+            highlight=False,
+        )
+
+
+@override_app.command("list")
+def override_list(
+    version: Annotated[str | None, typer.Option(help="Version id or cycle [default: every version].")] = None,
+    plan: PlanOption = None,
+    store: StoreOption = None,
+    workdir: WorkdirOption = None,
+) -> None:
+    """Every override: who, when, why, and whether it was reverted."""
+    from .planning.workflow import plan_name
+
+    plans = _open(workdir, store)
+    name = plan_name(plans, plan)
+    frame = plans.overrides(plans.version(version, name) if version else None, plan=name)
+    table = Table(title=f"Overrides of {name} (newest first)")
+    for col in (
+        "id",
+        "cycle",
+        "version id",
+        "key",
+        "month",
+        "value",
+        "change %",
+        "author",
+        "when (UTC)",
+        "reason",
+        "status",
+    ):
+        table.add_column(col)
+    for row in frame.itertuples(index=False):
+        status = (
+            "active"
+            if row.reverted_at is None or row.reverted_at != row.reverted_at
+            else (f"reverted by {row.reverted_by} {row.reverted_at:%Y-%m-%d %H:%M}")
+        )
+        table.add_row(
+            str(row.id),
+            row.cycle,
+            str(row.version_id),
+            escape(row.key),
+            f"{row.ds:%Y-%m}",
+            _number(row.value, 1),
+            _number(row.change_pct, 1),
+            escape(row.author),
+            f"{row.created_at:%Y-%m-%d %H:%M}",
+            escape(str(row.reason)),
+            status,
+        )
+    console.print(table)
+
+
+@override_app.command("revert")
+def override_revert(
+    override_id: Annotated[int, typer.Argument(help="Override id (see 'sopforecast override list').")],
+    store: StoreOption = None,
+    workdir: WorkdirOption = None,
+) -> None:
+    """Undo an override: the plan is replayed without it (a published version gets a new draft)."""
+    plans = _open(workdir, store)
+    version, _ = plans.revert(override_id)
+    console.print(
+        f"Reverted override {override_id}; {escape(version.label)} replayed without it", highlight=False
+    )
+
+
+@actuals_app.command("load")
+def actuals_load(
+    file: Annotated[Path, typer.Argument(help="Actuals in the layout of the plan's history file.")],
+    sheet: Annotated[str | None, typer.Option(help="Excel sheet [default: the first].")] = None,
+    plan: PlanOption = None,
+    store: StoreOption = None,
+    workdir: WorkdirOption = None,
+) -> None:
+    """Load actual demand (validated like the history); a restated month is kept as a revision."""
+    from .planning.workflow import load_actuals_file
+
+    plans = _open(workdir, store)
+    counts = load_actuals_file(plans, file, plan=plan, sheet=sheet)
+    console.print(
+        f"Loaded {file.name}: {counts['series']:,} series; {counts['new']:,} new month(s), "
+        f"{counts['revised']:,} restated (kept as revisions), {counts['unchanged']:,} unchanged"
+        + (f"; {counts['new_items']} series are not in the plan (new items)" if counts["new_items"] else ""),
+        highlight=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(store: StoreOption = None, workdir: WorkdirOption = None) -> None:
+    """Migrate the plan store's schema to this version of sopforecast (back it up first)."""
+    from sqlalchemy import create_engine
+
+    from .store import schema
+    from .store.plans import resolve_store_uri
+    from .workdir import resolve_workdir
+
+    url = resolve_store_uri(resolve_workdir(workdir), store)
+    before, after = schema.upgrade(create_engine(url))
+    if before == after:
+        console.print(f"The store is at schema revision {after} already; nothing to do.")
+    else:
+        console.print(f"Upgraded the store from revision {before or '(none)'} to {after}.")

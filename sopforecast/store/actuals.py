@@ -1,0 +1,90 @@
+"""Actual demand in the plan store, with revisions.
+
+Actuals are kept per plan for the bottom series, in the data's frequency. Loading a month
+that is already stored with another value (a restatement from the ERP) adds a revision;
+the earlier value is kept, never overwritten, so an accuracy figure can always be traced
+to the numbers it was computed from.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import and_, func, insert, select
+from sqlalchemy.engine import Engine
+
+from .tables import actuals
+
+__all__ = ["load", "latest", "revisions"]
+
+
+def latest(engine: Engine, plan: str, *, revisions_only: bool = False) -> pd.DataFrame:
+    """The latest revision of every stored month: ``unique_id, ds, y, revision``."""
+    last = (
+        select(actuals.c.unique_id, actuals.c.ds, func.max(actuals.c.revision).label("revision"))
+        .where(actuals.c.plan == plan)
+        .group_by(actuals.c.unique_id, actuals.c.ds)
+        .subquery()
+    )
+    query = select(actuals.c.unique_id, actuals.c.ds, actuals.c.y, actuals.c.revision).join(
+        last,
+        and_(
+            actuals.c.unique_id == last.c.unique_id,
+            actuals.c.ds == last.c.ds,
+            actuals.c.revision == last.c.revision,
+        ),
+    )
+    query = query.where(actuals.c.plan == plan)
+    if revisions_only:
+        query = query.where(actuals.c.revision > 1)
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(query).all(), columns=["unique_id", "ds", "y", "revision"])
+    frame = frame.astype({"unique_id": object, "y": float, "revision": int})
+    frame["ds"] = pd.to_datetime(frame["ds"])
+    return frame.sort_values(["unique_id", "ds"]).reset_index(drop=True)
+
+
+def revisions(engine: Engine, plan: str) -> pd.DataFrame:
+    """Every stored value, each revision of a restated month included."""
+    query = select(actuals).where(actuals.c.plan == plan).order_by(actuals.c.unique_id, actuals.c.ds)
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(query).mappings().all())
+    if len(frame):
+        frame["ds"] = pd.to_datetime(frame["ds"])
+    return frame
+
+
+def load(engine: Engine, plan: str, frame: pd.DataFrame, source: str | None = None) -> dict[str, int]:
+    """Store ``frame`` (``unique_id, ds, y``) as actuals of ``plan``, in one transaction.
+
+    Returns the count of ``new`` months, ``revised`` months (a new revision) and
+    ``unchanged`` ones (already stored with the same value; not written again).
+    """
+    stored = latest(engine, plan)
+    incoming = frame[["unique_id", "ds", "y"]].copy()
+    incoming["ds"] = pd.to_datetime(incoming["ds"])
+    both = incoming.merge(stored, on=["unique_id", "ds"], how="left", suffixes=("", "_stored"))
+    known = both["revision"].notna()
+    stored_y = both["y_stored"].astype(float).to_numpy()
+    same = known & np.isclose(both["y"].astype(float).to_numpy(), stored_y, rtol=1e-9, atol=1e-9)
+    write = both[~same].copy()
+    write["revision"] = write["revision"].fillna(0).astype(int) + 1
+    now = datetime.now(UTC).replace(tzinfo=None)
+    rows = [
+        {
+            "plan": plan,
+            "unique_id": uid,
+            "ds": ds.date(),
+            "y": float(y),
+            "revision": int(r),
+            "loaded_at": now,
+            "source": source,
+        }
+        for uid, ds, y, r in zip(write["unique_id"], write["ds"], write["y"], write["revision"], strict=True)
+    ]
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(insert(actuals), rows)
+    return {"new": int((~known).sum()), "revised": int((known & ~same).sum()), "unchanged": int(same.sum())}

@@ -1,0 +1,122 @@
+"""The tables of the sopforecast store (plans, overrides, actuals, run history).
+
+These definitions are what the code queries; the schema itself is created and changed by
+the Alembic migrations in ``store/migrations`` (:mod:`.schema`), so a database made by an
+older sopforecast is upgraded, not recreated.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = ["metadata", "plan_versions", "plan_series", "plan_lines", "overrides", "actuals", "pipeline_runs"]
+
+metadata = MetaData()
+
+plan_versions = Table(
+    "plan_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("plan", String(200), nullable=False, index=True),
+    Column("cycle", String(20), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # draft | published
+    Column("parent_id", Integer, ForeignKey("plan_versions.id")),
+    Column("source_run_id", String(64)),
+    Column("created_at", DateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("published_at", DateTime),
+    Column("published_by", String(200)),
+    Column("bucket", String(16), nullable=False),  # month | 445
+    Column("history_end", Date),
+    Column("hierarchy", Text, nullable=False),  # JSON list of key chains
+    Column("data_config", Text),  # JSON: how actuals files are read (columns, keys, freq)
+    Column("note", Text),
+    UniqueConstraint("plan", "cycle", "number", name="uq_plan_versions_number"),
+)
+
+plan_series = Table(
+    "plan_series",
+    metadata,
+    Column("version_id", Integer, ForeignKey("plan_versions.id"), primary_key=True),
+    Column("unique_id", String(500), primary_key=True),
+    Column("level", String(200), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("keys", Text, nullable=False),  # JSON {key column: value}; empty below the level
+)
+
+plan_lines = Table(
+    "plan_lines",
+    metadata,
+    Column("version_id", Integer, ForeignKey("plan_versions.id"), primary_key=True),
+    Column("unique_id", String(500), primary_key=True),
+    Column("ds", Date, primary_key=True),
+    Column("statistical", Float, nullable=False),
+    Column("intervals", Text),  # JSON {"lo-80": ..., "hi-80": ...}
+    Column("naive", Float),
+    Column("consensus", Float),
+    Column("final", Float, nullable=False),
+    Column("author", String(200)),
+    Column("price", Float),
+    Column("unit_cost", Float),
+)
+
+overrides = Table(
+    "overrides",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("version_id", Integer, ForeignKey("plan_versions.id"), nullable=False, index=True),
+    Column("key", String(500), nullable=False),
+    Column("ds", Date, nullable=False),
+    Column("value", Float),
+    Column("change_pct", Float),
+    Column("basis", String(20), nullable=False),  # statistical | history
+    Column("author", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("source", String(500)),
+    Column("created_at", DateTime, nullable=False),
+    Column("copied_from", Integer),  # the override of the parent version it carries over
+    Column("reverted_at", DateTime),
+    Column("reverted_by", String(200)),
+)
+
+actuals = Table(
+    "actuals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("plan", String(200), nullable=False),
+    Column("unique_id", String(500), nullable=False),
+    Column("ds", Date, nullable=False),
+    Column("y", Float, nullable=False),
+    Column("revision", Integer, nullable=False),  # 1 = first load; a restated month adds one
+    Column("loaded_at", DateTime, nullable=False),
+    Column("source", String(500)),
+    UniqueConstraint("plan", "unique_id", "ds", "revision", name="uq_actuals_revision"),
+)
+
+pipeline_runs = Table(
+    "pipeline_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pipeline", String(200), nullable=False, index=True),
+    Column("path", Text),
+    Column("trigger", String(20), nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("ended_at", DateTime),
+    Column("status", String(20), nullable=False),
+    Column("mlflow_run_id", String(64)),
+    Column("error", Text),
+    Column("pid", Integer),
+)
