@@ -34,6 +34,22 @@ _EXPORTS = {
     "Forecaster": "sopforecast.forecasting.forecaster",
     "forecast": "sopforecast.forecasting.api",
     "backtest": "sopforecast.forecasting.api",
+    "PlanStore": "sopforecast.store.plans",
+    "draft_lines": "sopforecast.planning.plan",
+    "summing": "sopforecast.planning.lines",
+    "validate_overrides": "sopforecast.planning.overrides",
+    "apply_overrides": "sopforecast.planning.consensus",
+    "apply_overrides_frame": "sopforecast.planning.workflow",
+    "apply_override_file": "sopforecast.planning.workflow",
+    "load_actuals_file": "sopforecast.planning.workflow",
+    "export_version": "sopforecast.planning.workflow",
+    "fva_report": "sopforecast.planning.workflow",
+    "fva_table": "sopforecast.planning.fva",
+    "revenue": "sopforecast.planning.finance",
+    "prices_from_history": "sopforecast.planning.finance",
+    "prices_from_cost": "sopforecast.planning.finance",
+    "attach_prices": "sopforecast.planning.finance",
+    "budget_gap": "sopforecast.planning.finance",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -50,6 +66,20 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import ConfigError, DataError, SopforecastError
     from .forecasting.api import backtest, forecast
     from .forecasting.forecaster import Forecaster
+    from .planning.consensus import apply_overrides
+    from .planning.finance import attach_prices, budget_gap, prices_from_cost, prices_from_history, revenue
+    from .planning.fva import fva_table
+    from .planning.lines import summing
+    from .planning.overrides import validate_overrides
+    from .planning.plan import draft_lines
+    from .planning.workflow import (
+        apply_override_file,
+        apply_overrides_frame,
+        export_version,
+        fva_report,
+        load_actuals_file,
+    )
+    from .store.plans import PlanStore
 
 
 def __getattr__(name: str):

@@ -104,6 +104,12 @@ def demo(
     for name, path in result.outputs.items():
         table.add_row(name, str(path))
     console.print(table)
+    if result.plan is not None:
+        console.print(
+            f"Published demand plan {escape(result.plan.label)}: 'sopforecast plan show' to read it, "
+            "'sopforecast plan export --layout planner -o plan.xlsx' to edit it in Excel.",
+            highlight=False,
+        )
     console.print(f"Work directory: {wd.root}")
 
 

@@ -22,6 +22,7 @@ from .data.panel import extend_to_common_end
 from .data.profile import class_counts, classify_demand
 from .data.schema import ValidationReport
 from .errors import ConfigError
+from .store.plans import PlanStore
 from .workdir import Workdir
 
 __all__ = [
@@ -49,6 +50,7 @@ class DemoResult:
     forecast: pd.DataFrame
     outputs: dict[str, Path] = field(default_factory=dict)
     run: object = None  # the PipelineRun
+    plan: object = None  # the published PlanVersion (None when the run became challenger)
 
 
 def demo_data_config(path: str | Path) -> DataConfig:
@@ -124,7 +126,14 @@ def run_demo(
     }
     if levels is not None:
         outputs["series per level"] = write_frame(levels, reports / "series_per_level.csv")
-    return DemoResult(run.data.report, levels, class_counts(classes), run.evaluation.forecast, outputs, run)
+    plan = run.plan
+    if plan is not None and plan.status == "draft":
+        # the demo signs the plan off as the S&OP meeting would: the draft becomes the plan of record
+        plan = PlanStore.open(workdir, configured=spec.plan.store_uri).publish(plan.id, by="sopforecast demo")
+        logger.info("Published %s", plan.label)
+    return DemoResult(
+        run.data.report, levels, class_counts(classes), run.evaluation.forecast, outputs, run, plan
+    )
 
 
 def _write_json(payload: dict, path: Path) -> Path:

@@ -107,7 +107,8 @@ def test_shipped_pipelines_validate():
         ("name: x\nforecast: {horizon: 48}\n", "at most 36"),
         ("name: x\ndata: {path: nowhere.csv}\n", "does not exist"),
         ("name: x\nforecast:\n  horizon: 6\n   models: auto\n", "invalid YAML at line"),
-        ("name: x\nplan: {enabled: true}\n", "plan step is not available"),
+        ("name: x\nmonitor: {enabled: true}\n", "monitor step is not available"),
+        ("name: x\nplan: {enabled: true, prices: {source: file}}\n", "plan.prices.file"),
         ("- just\n- a list\n", "YAML mapping"),
     ],
 )

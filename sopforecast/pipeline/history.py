@@ -18,40 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    inspect,
-    select,
-    update,
-)
+from sqlalchemy import create_engine, inspect, select, update
 
 from ..errors import SopforecastError
+from ..store import schema
+from ..store.tables import pipeline_runs as runs_table
 from ..workdir import Workdir
 
 __all__ = ["RunHistory", "pipeline_lock", "AlreadyRunning"]
-
-_meta = MetaData()
-runs_table = Table(
-    "pipeline_runs",
-    _meta,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("pipeline", String(200), nullable=False, index=True),
-    Column("path", Text),
-    Column("trigger", String(20), nullable=False),
-    Column("started_at", DateTime, nullable=False),
-    Column("ended_at", DateTime),
-    Column("status", String(20), nullable=False),
-    Column("mlflow_run_id", String(64)),
-    Column("error", Text),
-    Column("pid", Integer),
-)
 
 
 class AlreadyRunning(SopforecastError):
@@ -79,8 +53,8 @@ class RunHistory:
 
     def __init__(self, url: str, *, create: bool = True):
         self.engine = create_engine(url)
-        if create:
-            _create_tables(self.engine)
+        if create:  # the store's schema, made and migrated by its Alembic migrations
+            schema.ensure(self.engine, where=url)
 
     @classmethod
     def for_workdir(cls, workdir: Workdir, *, create: bool = True) -> RunHistory:
@@ -213,18 +187,3 @@ def _ended_row(pipeline, path, trigger, started_at, ended_at, status: str, error
         error=error,
         pid=pid,
     )
-
-
-def _create_tables(engine, attempts: int = 5) -> None:
-    """Create the tables if missing. Several processes (the scheduler, its runs, a planner's
-    command) may open a new database at once: one of two concurrent ``CREATE TABLE``s fails
-    with "already exists", which means the table is there; check again."""
-    from sqlalchemy.exc import OperationalError
-
-    for attempt in range(attempts):
-        try:
-            _meta.create_all(engine)
-            return
-        except OperationalError as exc:
-            if "already exists" not in str(exc) or attempt == attempts - 1:
-                raise
