@@ -1,18 +1,12 @@
 """MLflow tracking and registry on a real PostgreSQL server, started by the test.
 
-Needs the Debian ``postgresql`` package (``.ci/run`` installs it) and psycopg2; skips with the
-reason when either is missing.
+Needs the Debian ``postgresql`` package (``.ci/run`` installs it) and psycopg; skips with the
+reason when either is missing. The server is the session's ``postgres_url`` (conftest.py).
 """
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
 import socket
-import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 from test_pipeline import _history, _pipeline
@@ -22,48 +16,13 @@ from sopforecast.pipeline.runner import run_pipeline
 from sopforecast.pipeline.spec import load_pipeline
 from sopforecast.workdir import Workdir
 
-psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed (pip install '.[postgres]')")
+pytest.importorskip("psycopg", reason="psycopg is not installed (pip install '.[postgres]')")
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _as_postgres(cmd: list[str]) -> subprocess.CompletedProcess:
-    if os.geteuid() == 0:  # the server refuses to run as root
-        cmd = ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(cmd)]
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
-
-
-@pytest.fixture(scope="module")
-def postgres_url():
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not bins:
-        pytest.skip("PostgreSQL server binaries not found (apt-get install postgresql)")
-    bindir = Path(bins[-1]).parent
-    # outside pytest's private tmp tree: the server runs as the postgres user
-    root = Path(tempfile.mkdtemp(prefix="sopforecast-pg-"))
-    data = root / "data"
-    data.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(data, "postgres")
-    port = _free_port()
-    _as_postgres([str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"])
-    opts = f"'-p {port} -k {data} -c listen_addresses=127.0.0.1'"
-    log = root / "server.log"  # the server must not hold our pipes open
-    _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts, "-w", "start"])
-    try:
-        with psycopg.connect(
-            host="127.0.0.1", port=port, user="postgres", dbname="postgres", autocommit=True
-        ) as conn:
-            conn.execute("CREATE DATABASE mlflow")
-        yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
-    finally:
-        _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_pipeline_tracks_and_registers_in_postgresql(postgres_url, tmp_path):

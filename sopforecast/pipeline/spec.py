@@ -112,9 +112,6 @@ class PlanStep(_Strict):
         description="Plan store: SQLAlchemy URL (postgresql+psycopg://...); default "
         "$SOPFORECAST_STORE_URI, else <workdir>/sopforecast.db.",
     )
-    basis: Literal["statistical", "history"] = Field(
-        "statistical", description="How an aggregate override is spread over its children."
-    )
     prices: PlanPrices = Field(default_factory=PlanPrices)
 
 

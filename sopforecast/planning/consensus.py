@@ -92,7 +92,8 @@ def apply_overrides(
         From :func:`~sopforecast.planning.lines.summing`: index every id, columns the bottom ids.
     basis : {"statistical", "history"}, default "statistical"
         What an aggregate override is spread in proportion to: the bottom series' current
-        values, or their demand in the 12 months before the plan.
+        values, or their demand in the 12 months before the plan. A ``basis`` column in
+        ``overrides`` sets it per override (stored overrides keep the one they were made with).
     history : pandas.DataFrame, optional
         Bottom series' demand, ``unique_id, ds, y``; needed for ``basis="history"`` and
         used where the current values under a key sum to zero.
@@ -107,9 +108,16 @@ def apply_overrides(
         When an override names a key or month not in the plan, or the result would be
         negative or incoherent.
     """
-    if basis not in BASES:
-        raise OverrideError(f"basis={basis!r} is unknown; use one of {', '.join(BASES)}.", setting="basis")
-    if basis == "history" and history is None:
+    if "basis" in overrides:  # each stored override keeps the basis it was made with
+        overrides = overrides.assign(basis=overrides["basis"].fillna(basis))
+    else:
+        overrides = overrides.assign(basis=basis)
+    unknown = sorted(set(overrides["basis"]) - set(BASES)) + ([basis] if basis not in BASES else [])
+    if unknown:
+        raise OverrideError(
+            f"basis {unknown[0]!r} is unknown; use one of {', '.join(BASES)}.", setting="basis"
+        )
+    if (overrides["basis"] == "history").any() and history is None:
         raise OverrideError(
             "basis='history' spreads overrides by recent demand, but no history was given; "
             "pass the demand history of the bottom series, or use basis='statistical'.",
@@ -121,7 +129,7 @@ def apply_overrides(
     start = _bottom_matrix(lines, S.columns, months)
     no_history = np.zeros(len(S.columns))
     weights = no_history if history is None else _history_weights(history, S.columns, months[0])
-    replay = _Replay(start, member, todo, weights, basis)
+    replay = _Replay(start, member, todo, weights)
     replay.run()
 
     full = member.astype(float) @ replay.values
@@ -146,9 +154,9 @@ def apply_overrides(
 class _Replay:
     """The bottom x month matrix as overrides apply to it, with who changed which cell."""
 
-    def __init__(self, start: np.ndarray, member: np.ndarray, todo: pd.DataFrame, weights, basis: str):
+    def __init__(self, start: np.ndarray, member: np.ndarray, todo: pd.DataFrame, weights):
         self.values = start.copy()
-        self.member, self.weights, self.basis = member, weights, basis
+        self.member, self.weights, self.basis = member, weights, todo["basis"].to_numpy()
         self.pos, self.month = todo["pos"].to_numpy(), todo["month"].to_numpy()
         self.value, self.pct = todo["value"].to_numpy(float), todo["change_pct"].to_numpy(float)
         self.ids, self.keys = todo["id"].to_numpy(), todo["key"].to_numpy()
@@ -165,7 +173,7 @@ class _Replay:
             self.previous[i] = col[under].sum()
             pct = self.pct[i]
             self.requested[i] = self.value[i] if np.isnan(pct) else self.previous[i] * (1 + pct / 100)
-            col[under] = _spread(self.requested[i], col[under], self.weights[under], self.basis)
+            col[under] = _spread(self.requested[i], col[under], self.weights[under], self.basis[i])
             self.touched[under, j], self.stamp[under, j] = True, i
             # an earlier override of the very same series is replaced, not held against this one
             earlier = [a for a in self.live.get(j, []) if not np.array_equal(self.member[self.pos[a]], under)]

@@ -15,7 +15,6 @@ import pandas as pd
 
 from ..errors import SopforecastError, format_examples
 from ..store.plans import PlanNotFound, PlanStore, PlanVersion, user
-from .buckets import to_buckets
 from .consensus import Consensus
 from .fva import fva_by_author, fva_table
 from .layouts import read_planner_workbook, write_plan
@@ -28,7 +27,6 @@ __all__ = [
     "apply_overrides_frame",
     "load_actuals_file",
     "export_version",
-    "plan_history",
     "fva_report",
     "published_lines",
 ]
@@ -55,15 +53,6 @@ def plan_name(plans: PlanStore, given: str | None = None) -> str:
     return names[0]
 
 
-def plan_history(plans: PlanStore, version: PlanVersion) -> pd.DataFrame:
-    """The stored actuals of a version's plan in its buckets, bottom series only."""
-    actual = plans.actuals(version.plan)
-    if actual.empty:
-        return actual[["unique_id", "ds", "y"]]
-    freq = (version.data_config or {}).get("freq", "MS")
-    return to_buckets(actual[["unique_id", "ds", "y"]], ["y"], freq, version.bucket)
-
-
 def apply_overrides_frame(
     plans: PlanStore,
     raw: pd.DataFrame,
@@ -76,7 +65,7 @@ def apply_overrides_frame(
     ``version`` and apply them; nothing is applied when any row is wrong."""
     lines = plans.lines(version)
     checked = validate_overrides(raw, lines, source=source)
-    history = plan_history(plans, version) if basis == "history" else None
+    history = plans.history(version) if basis == "history" else None
     return plans.apply(checked, version=version, basis=basis, history=history, source=source)
 
 
@@ -177,7 +166,7 @@ def export_version(
 
 def _all_levels(plans: PlanStore, version: PlanVersion) -> pd.DataFrame | None:
     """The stored actuals of every series at every level of ``version``, in its buckets."""
-    bottom = plan_history(plans, version)
+    bottom = plans.history(version)
     if bottom.empty:
         return None
     S, _ = plans.structure(version)

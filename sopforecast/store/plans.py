@@ -310,6 +310,17 @@ class PlanStore:
         """The latest revision of every stored month of ``plan``: ``unique_id, ds, y, revision``."""
         return actuals.latest(self.engine, plan)
 
+    def history(self, version: PlanVersion) -> pd.DataFrame:
+        """The stored actuals of ``version``'s plan in its planning buckets, bottom series
+        only: ``unique_id, ds, y``."""
+        from ..planning.buckets import to_buckets
+
+        actual = self.actuals(version.plan)[["unique_id", "ds", "y"]]
+        if actual.empty:
+            return actual
+        freq = (version.data_config or {}).get("freq", "MS")
+        return to_buckets(actual, ["y"], freq, version.bucket)
+
     def actual_revisions(self, plan: str) -> pd.DataFrame:
         """Every stored actual of ``plan``, restated months with all their revisions."""
         return actuals.revisions(self.engine, plan)
@@ -404,8 +415,11 @@ class PlanStore:
             active = active[keep]
             if new is not None and len(new):
                 new = new.assign(id=_insert_overrides(conn, target.id, new, copied=False))
-                active = pd.concat([active, new], ignore_index=True)
-            result = apply_overrides(lines, active.reset_index(drop=True), S, history=history)
+                active = pd.concat([active, new], ignore_index=True) if len(active) else new
+            active = active.reset_index(drop=True)
+            if history is None and (active.get("basis", pd.Series(dtype=object)) == "history").any():
+                history = self.history(version)
+            result = apply_overrides(lines, active, S, history=history)
             conn.execute(delete(plan_lines).where(plan_lines.c.version_id == target.id))
             conn.execute(insert(plan_lines), _line_rows(target.id, result.lines))
         return self.version(target.id), result

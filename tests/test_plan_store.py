@@ -1,0 +1,596 @@
+"""The plan store on SQLite and on a real PostgreSQL server: versions, publishing, overrides,
+actuals, the schema and its migrations, atomic writes (also under SIGKILL), first use by
+two processes at once. Real numbers from a small synthetic hierarchy; no mocks.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy.exc import IntegrityError
+
+from sopforecast.errors import SopforecastError
+from sopforecast.planning.lines import is_coherent, summing
+from sopforecast.planning.overrides import validate_overrides
+from sopforecast.planning.plan import draft_lines
+from sopforecast.store import schema
+from sopforecast.store.plans import PlanNotFound, PlanStore
+from sopforecast.store.tables import overrides, plan_lines, plan_series, plan_versions
+
+ROOT = Path(__file__).resolve().parents[1]
+HIERARCHY = ["category/family/sku", "region"]
+KEYS = ["category", "family", "sku", "region"]
+BOTTOM = [
+    ("C1", "F1", "S1", "R1"),
+    ("C1", "F1", "S1", "R2"),
+    ("C1", "F2", "S2", "R1"),
+    ("C2", "F3", "S3", "R1"),
+    ("C2", "F3", "S3", "R2"),
+    ("C2", "F4", "S4", "R2"),
+]
+MONTHS = 12
+FIRST = pd.Timestamp("2026-01-01")
+N_SERIES = 29  # every series of every level of BOTTOM under HIERARCHY
+
+
+# ------------------------------------------------------------------------------ fixtures
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """A new, empty database: a SQLite file, or a fresh database on the session's server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'plans.db'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    name = server.create_database()
+    try:
+        yield server.url(name, driver="psycopg")
+    finally:
+        server.drop_database(name)
+
+
+@pytest.fixture
+def open_store(store_url):
+    """Open a :class:`PlanStore` on the test's database (its engines disposed afterwards)."""
+    opened: list[PlanStore] = []
+
+    def _open(url: str = store_url) -> PlanStore:
+        store = PlanStore(url)
+        opened.append(store)
+        return store
+
+    yield _open
+    for store in opened:
+        store.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def example():
+    """Plan lines and bottom series of a coherent synthetic forecast (29 series, 12 months)."""
+    rng = np.random.default_rng(7)
+    bottom = pd.DataFrame(BOTTOM, columns=KEYS)
+    bottom.insert(0, "unique_id", bottom[KEYS].agg("/".join, axis=1))
+    S, _ = summing(bottom, HIERARCHY)
+    assert len(S) == N_SERIES
+
+    past = pd.date_range(FIRST - pd.DateOffset(months=24), periods=24, freq="MS")
+    history = pd.concat(
+        [
+            bottom.assign(ds=ds, y=np.round(rng.uniform(20, 200, len(bottom)), 1))
+            for ds in past  # one row per bottom series and month
+        ],
+        ignore_index=True,
+    )[["unique_id", "ds", "y", *KEYS]]
+
+    future = pd.date_range(FIRST, periods=MONTHS, freq="MS")
+    base = rng.uniform(50, 150, (len(bottom), MONTHS))  # non-round floats: exact round trips
+    parts = []
+    for name, scale in (("forecast", 1.0), ("forecast-lo-80", 0.8), ("forecast-hi-80", 1.25)):
+        every = S.to_numpy() @ (base * scale)  # aggregates are the sums of their bottom series
+        parts.append(pd.DataFrame(every, index=S.index, columns=future).stack().rename(name))
+    forecast = pd.concat(parts, axis=1).rename_axis(["unique_id", "ds"]).reset_index()
+    lines, bottom_out = draft_lines(forecast, history, HIERARCHY, months=MONTHS)
+    assert len(lines) == N_SERIES * MONTHS
+    return lines, bottom_out, history
+
+
+def _create(store: PlanStore, example, plan: str = "demand", **kwargs):
+    lines, bottom, _ = example
+    return store.create_version(plan, lines, bottom, HIERARCHY, **kwargs)
+
+
+def _counts(store: PlanStore) -> dict[str, int]:
+    with store.engine.connect() as conn:
+        return {
+            t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in (plan_versions, plan_series, plan_lines, overrides)
+        }
+
+
+def _raw_lines(store: PlanStore, version_id: int) -> list[tuple]:
+    """The stored rows of a version's lines, as the database holds them."""
+    query = select(plan_lines).where(plan_lines.c.version_id == version_id)
+    with store.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(query.order_by(plan_lines.c.unique_id, plan_lines.c.ds))]
+
+
+def _override(lines: pd.DataFrame, key: str, month: str, author: str = "ana", **change) -> pd.DataFrame:
+    raw = pd.DataFrame([{"key": key, "month": month, "author": author, "reason": "test", **change}])
+    return validate_overrides(raw, lines)
+
+
+def _at(lines: pd.DataFrame, uid: str, ds: pd.Timestamp, column: str = "final") -> float:
+    return float(lines.loc[(lines["unique_id"] == uid) & (lines["ds"] == ds), column].item())
+
+
+def _under(S: pd.DataFrame, key: str) -> list[str]:
+    return list(S.columns[S.loc[key].to_numpy() > 0.5])
+
+
+def _sql(store: PlanStore, statement: str) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(text(statement))
+
+
+# --------------------------------------------------------------------------------- tests
+def test_create_version_stores_every_line_and_series(open_store, example):
+    lines, bottom, _ = example
+    store = open_store()
+    v = _create(
+        store,
+        example,
+        source_run_id="run-1",
+        created_by="ana",
+        history_end=pd.Timestamp("2025-12-01"),
+        data_config={"freq": "MS"},
+    )
+    assert (v.plan, v.cycle, v.number, v.status, v.parent_id) == ("demand", "2026-01", 1, "draft", None)
+    assert (v.created_by, v.source_run_id, v.bucket) == ("ana", "run-1", "month")
+    assert v.history_end == date(2025, 12, 1) and v.hierarchy == HIERARCHY
+    assert v.data_config == {"freq": "MS"}
+    assert _counts(store) == {"plan_versions": 1, "plan_series": N_SERIES, "plan_lines": 348, "overrides": 0}
+
+    stored = store.lines(v)
+    assert list(stored.columns) == list(lines.columns)
+    pd.testing.assert_frame_equal(stored, lines, check_exact=True)
+    assert stored["author"].isna().all() and stored["consensus"].isna().all()
+    pd.testing.assert_frame_equal(store.bottom(v), bottom, check_like=True)  # key columns in any order
+    S, levels = store.structure(v)
+    expected_S, expected_levels = summing(bottom, HIERARCHY)
+    pd.testing.assert_frame_equal(S, expected_S)
+    pd.testing.assert_series_equal(levels, expected_levels)
+
+    listed = store.versions()
+    assert len(listed) == 1
+    row = listed.iloc[0]
+    assert row["status"] == "draft" and row["overrides"] == 0 and row["created_by"] == "ana"
+    total = lines.loc[lines["unique_id"] == "Total", "final"].sum()
+    assert row["total_final"] == pytest.approx(total, rel=1e-12)
+    assert row["total_final"] == pytest.approx(lines.loc[lines["unique_id"].isin(S.columns), "final"].sum())
+
+    # numbers count per (plan, cycle)
+    assert _create(store, example).number == 2
+    assert _create(store, example, cycle="2026-02").number == 1
+    other = _create(store, example, plan="other")
+    assert (other.number, other.cycle) == (1, "2026-01")
+    assert _create(store, example).number == 3
+    listed = store.versions("demand")
+    assert list(listed["number"]) == [3, 1, 2, 1]  # newest first
+    assert list(listed["cycle"]) == ["2026-01", "2026-02", "2026-01", "2026-01"]
+    assert (listed["status"] == "draft").all()
+    assert store.version(plan="demand").number == 3
+    assert store.version("2026-02", plan="demand").number == 1
+    assert store.version(str(v.id)) == v
+    assert store.version().plan == "demand"  # the latest of all
+    with pytest.raises(PlanNotFound, match="versions here"):
+        store.version(10_000)
+    assert _counts(store)["plan_lines"] == 5 * 348
+
+
+def test_publish_freezes_a_version(open_store, example):
+    store = open_store()
+    draft = _create(store, example)
+    lines = store.lines(draft)
+    same, _ = store.apply(_override(lines, "C1", "2026-02", value=1000.0), version=draft)
+    assert same.id == draft.id  # a draft takes overrides in place
+    first = int(store.overrides(draft)["id"].item())
+
+    published = store.publish(draft.id, by="lead")
+    assert published.status == "published" and published.published_by == "lead"
+    assert published.published_at is not None
+    with pytest.raises(SopforecastError, match="published already"):
+        store.publish(draft.id)
+    with pytest.raises(SopforecastError, match="published"):
+        store.delete_draft(published)
+    frozen_rows, frozen = _raw_lines(store, draft.id), store.lines(draft)
+    frozen_overrides = store.overrides(published)
+
+    # an override on the published version: a new draft carries the old override and the new one
+    new, result = store.apply(_override(lines, "R2", "2026-05", change_pct=10.0), version=published)
+    assert new.id != published.id and new.parent_id == published.id
+    assert (new.number, new.status, new.cycle, new.plan) == (2, "draft", "2026-01", "demand")
+    assert len(result.applied) == 2
+    carried = store.overrides(new).sort_values("id")
+    assert list(carried["key"]) == ["C1", "R2"]
+    assert list(carried["copied_from"].fillna(0).astype(int)) == [first, 0]
+    out = store.lines(new)
+    may, feb = pd.Timestamp("2026-05-01"), pd.Timestamp("2026-02-01")
+    assert _at(out, "R2", may) == pytest.approx(1.1 * _at(lines, "R2", may, "statistical"), rel=1e-12)
+    assert _at(out, "C1", feb) == pytest.approx(1000.0, rel=1e-12)
+    S, _ = store.structure(new)
+    assert is_coherent(out, S)
+
+    # the published version did not change, not by one byte
+    assert _raw_lines(store, published.id) == frozen_rows
+    pd.testing.assert_frame_equal(store.lines(published), frozen, check_exact=True)
+    pd.testing.assert_frame_equal(store.overrides(published), frozen_overrides)
+    assert store.version(published.id) == published
+
+    # reverting the published version's override: another new draft, without it
+    reverted, _ = store.revert(first, by="ben")
+    assert reverted.parent_id == published.id and reverted.number == 3 and reverted.status == "draft"
+    back = store.lines(reverted)
+    assert (back["final"] == back["statistical"]).all() and back["consensus"].isna().all()
+    copy = store.overrides(reverted)
+    assert len(copy) == 1 and int(copy["copied_from"].item()) == first
+    assert copy["reverted_by"].item() == "ben" and pd.notna(copy["reverted_at"].item())
+    assert _raw_lines(store, published.id) == frozen_rows
+    pd.testing.assert_frame_equal(store.overrides(published), frozen_overrides)
+
+    listed = store.versions().set_index("id")
+    assert listed.loc[published.id, "overrides"] == 1
+    assert listed.loc[new.id, "overrides"] == 2
+    assert listed.loc[reverted.id, "overrides"] == 0
+    assert list(listed["status"]) == ["draft", "draft", "published"]
+
+
+def test_overrides_on_a_draft_are_disaggregated_and_reverted(open_store, example):
+    store = open_store()
+    draft = _create(store, example)
+    lines = store.lines(draft)
+    S, _ = store.structure(draft)
+    feb = pd.Timestamp("2026-02-01")
+    target = 1234.5
+    checked = _override(lines, "C1", "2026-02", author="ana", value=target)
+
+    version, result = store.apply(checked, version=draft, source="sheet.csv")
+    assert version.id == draft.id and version.status == "draft"
+    assert result.conflicts.empty and result.applied["requested"].item() == target
+    out = store.lines(draft)
+    assert is_coherent(out, S)
+
+    under = _under(S, "C1")
+    stat = np.array([_at(lines, b, feb, "statistical") for b in under])
+    got = np.array([_at(out, b, feb) for b in under])
+    np.testing.assert_allclose(got, target * stat / stat.sum(), rtol=1e-12)  # in proportion
+    assert _at(out, "C1", feb) == pytest.approx(target, rel=1e-12)
+    c2 = _at(lines, "C2", feb, "statistical")
+    assert _at(out, "Total", feb) == pytest.approx(target + c2, rel=1e-12)
+    assert _at(out, "C2", feb) == c2  # untouched lines keep their statistical value exactly
+
+    touched = S.index[(S[under].to_numpy() > 0.5).any(axis=1)]
+    changed = out[out["consensus"].notna()]
+    assert set(changed["ds"]) == {feb}
+    assert set(changed["unique_id"]) == set(touched)
+    assert (changed["author"] == "ana").all()
+    assert out.loc[out["consensus"].isna(), "author"].isna().all()
+    untouched = out["consensus"].isna()
+    assert (out.loc[untouched, "final"] == out.loc[untouched, "statistical"]).all()
+
+    listed = store.overrides(draft)
+    assert len(listed) == 1
+    row = listed.iloc[0]
+    assert (row["key"], row["value"], row["author"], row["reason"]) == ("C1", target, "ana", "test")
+    assert (row["basis"], row["source"], row["plan"], row["cycle"]) == (
+        "statistical",
+        "sheet.csv",
+        "demand",
+        "2026-01",
+    )
+    assert row["ds"] == feb and pd.notna(row["created_at"]) and pd.isna(row["reverted_at"])
+    assert store.overrides(plan="demand")["id"].tolist() == [row["id"]]
+    assert store.versions()["overrides"].item() == 1
+    total = out.loc[out["unique_id"] == "Total", "final"].sum()
+    assert store.versions()["total_final"].item() == pytest.approx(total, rel=1e-12)
+
+    # a second override in another month, then revert the first: the second stays
+    store.apply(_override(lines, "C2/F3/S3/R1", "2026-03", author="cem", value=0.0), version=draft)
+    again, _ = store.revert(int(row["id"]), by="ben")
+    assert again.id == draft.id
+    out = store.lines(draft)
+    assert is_coherent(out, S)
+    assert out.loc[out["ds"] == feb, "consensus"].isna().all()
+    assert (out.loc[out["ds"] == feb, "final"] == out.loc[out["ds"] == feb, "statistical"]).all()
+    assert _at(out, "C2/F3/S3/R1", pd.Timestamp("2026-03-01")) == 0.0
+    assert set(out.loc[out["consensus"].notna(), "author"]) == {"cem"}
+
+    listed = store.overrides(draft).set_index("id")
+    assert listed.loc[row["id"], "reverted_by"] == "ben" and pd.notna(listed.loc[row["id"], "reverted_at"])
+    assert listed["reverted_at"].isna().sum() == 1
+    with pytest.raises(SopforecastError, match="reverted already"):
+        store.revert(int(row["id"]))
+    with pytest.raises(PlanNotFound, match="no override"):
+        store.revert(10_000)
+
+    # reverting the last one: the plan is the statistical forecast again
+    store.revert(int(listed.index[listed["reverted_at"].isna()][0]), by="ben")
+    out = store.lines(draft)
+    assert (out["final"] == out["statistical"]).all()
+    assert out["consensus"].isna().all() and out["author"].isna().all()
+    pd.testing.assert_frame_equal(out, lines, check_exact=True)
+    assert store.versions()["overrides"].item() == 0
+
+
+def test_a_failing_write_leaves_nothing(open_store, example):
+    lines, bottom, _ = example
+    store = open_store()
+    first = _create(store, example)
+    before = _counts(store)
+    broken = lines.copy()
+    broken.loc[100, "statistical"] = np.nan  # NOT NULL: the last insert of the transaction fails
+    with pytest.raises(IntegrityError):
+        store.create_version("demand", broken, bottom, HIERARCHY)
+    assert _counts(store) == before
+    assert store.versions()["id"].tolist() == [first.id]
+    assert _create(store, example).number == 2  # no gap left by the failed one
+
+    # an override batch with one bad row: nothing of the batch is written
+    draft = store.version()
+    good = _override(lines, "C1", "2026-02", value=900.0)
+    bad = _override(lines, "C2", "2026-02", value=10.0).assign(author=None)  # author NOT NULL
+    written = _raw_lines(store, draft.id)
+    with pytest.raises(IntegrityError):
+        store.apply(pd.concat([good, bad], ignore_index=True), version=draft)
+    assert store.overrides(draft).empty and _raw_lines(store, draft.id) == written
+
+
+BIG_PLAN = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np, pandas as pd
+    from sqlalchemy import event
+    from sopforecast.planning.lines import summing
+    from sopforecast.store.plans import PlanStore
+
+    url, marker = sys.argv[1], sys.argv[2]
+    cats, skus, months = {cats}, {skus}, {months}
+    bottom = pd.DataFrame({{"category": np.repeat([f"c{{i}}" for i in range(cats)], skus)}})
+    bottom["sku"] = [f"s{{i:04d}}" for i in range(cats * skus)]
+    bottom["unique_id"] = bottom["category"] + "/" + bottom["sku"]
+    S, levels = summing(bottom, ["category/sku"])
+    values = S.to_numpy() @ np.random.default_rng(0).uniform(1, 100, (len(bottom), months))
+    ds = pd.date_range("2000-01-01", periods=months, freq="MS")
+    lines = pd.DataFrame({{
+        "unique_id": np.repeat(S.index.to_numpy(), months),
+        "level": np.repeat(levels.to_numpy(), months),
+        "ds": np.tile(ds, len(S)),
+        "statistical": values.ravel(),
+    }})
+    lines["statistical-lo-80"] = lines["statistical"] * 0.8
+    lines["statistical-hi-80"] = lines["statistical"] * 1.2
+    lines = lines.assign(naive=1.0, consensus=np.nan, final=lines["statistical"], author=None,
+                         price=np.nan, unit_cost=np.nan)
+    store = PlanStore(url)
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def started(conn, cursor, statement, parameters, context, executemany):
+        if "INSERT INTO plan_lines" in statement and not os.path.exists(marker):
+            open(marker, "w").close()
+
+    store.create_version("big", lines, bottom[["unique_id", "category", "sku"]], ["category/sku"])
+    open(marker + ".done", "w").close()
+    """
+)
+
+
+def test_sigkill_while_writing_leaves_no_partial_version(open_store, store_url, tmp_path):
+    cats, skus, months = 10, 100, 198  # 1011 series x 198 months
+    expected_series, expected_lines = 1 + cats + cats * skus, (1 + cats + cats * skus) * months
+    assert expected_lines > 200_000
+    marker = tmp_path / "writing"
+    script = BIG_PLAN.format(cats=cats, skus=skus, months=months)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, store_url, str(marker)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():  # the transaction is open: version and series rows are in it
+            if proc.poll() is not None:
+                pytest.fail(f"the writer ended before writing lines: {proc.communicate()[1][-2000:]}")
+            assert time.monotonic() < deadline, "the writer did not start writing within 60 s"
+            time.sleep(0.005)
+        time.sleep(0.15)  # well into the 200k lines
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    finished = Path(f"{marker}.done").exists()
+    assert not finished, "the writer finished before the kill; the test did not kill it mid-write"
+
+    store = open_store()  # SQLite rolls the hot journal back here; PostgreSQL aborted it
+    counts = _counts(store)
+    if counts["plan_versions"]:  # committed just before the kill: then whole
+        assert counts == {
+            "plan_versions": 1,
+            "plan_series": expected_series,
+            "plan_lines": expected_lines,
+            "overrides": 0,
+        }
+    else:
+        assert counts == {"plan_versions": 0, "plan_series": 0, "plan_lines": 0, "overrides": 0}
+    assert store.versions("big")["number"].tolist() == ([1] if counts["plan_versions"] else [])
+    if store_url.startswith("sqlite"):
+        db = Path(store_url.removeprefix("sqlite:///"))
+        with store.engine.connect() as conn:
+            assert conn.execute(text("PRAGMA integrity_check")).scalar_one() == "ok"
+        assert not Path(f"{db}-journal").exists() or Path(f"{db}-journal").stat().st_size == 0
+
+
+def test_actuals_are_loaded_with_revisions(open_store):
+    store = open_store()
+    frame = pd.DataFrame(
+        {
+            "unique_id": ["A"] * 3 + ["B"] * 3,
+            "ds": list(pd.date_range("2025-10-01", periods=3, freq="MS")) * 2,
+            "y": [10.5, 11.25, 12.0, 7.0, 0.0, 3.125],
+        }
+    )
+    assert store.load_actuals("demand", frame, source="erp.csv") == {"new": 6, "revised": 0, "unchanged": 0}
+    got = store.actuals("demand")
+    pd.testing.assert_frame_equal(got[["unique_id", "ds", "y"]], frame)
+    assert (got["revision"] == 1).all()
+
+    assert store.load_actuals("demand", frame) == {"new": 0, "revised": 0, "unchanged": 6}
+    assert len(store.actual_revisions("demand")) == 6  # nothing written again
+
+    restated = frame.copy()
+    restated.loc[4, "y"] = 2.5  # B, 2025-11 restated by the ERP
+    assert store.load_actuals("demand", restated, source="erp2.csv") == {
+        "new": 0,
+        "revised": 1,
+        "unchanged": 5,
+    }
+    got = store.actuals("demand")
+    pd.testing.assert_frame_equal(got[["unique_id", "ds", "y"]], restated)
+    nov = got[(got["unique_id"] == "B") & (got["ds"] == pd.Timestamp("2025-11-01"))]
+    assert nov["y"].item() == 2.5 and nov["revision"].item() == 2
+    assert (got.drop(index=nov.index)["revision"] == 1).all()
+
+    every = store.actual_revisions("demand")
+    assert len(every) == 7
+    both = every[(every["unique_id"] == "B") & (every["ds"] == pd.Timestamp("2025-11-01"))]
+    both = both.sort_values("revision")
+    assert both["y"].tolist() == [0.0, 2.5] and both["revision"].tolist() == [1, 2]
+    assert both["source"].tolist() == ["erp.csv", "erp2.csv"]
+
+    # actuals belong to their plan
+    assert store.actuals("other").empty and store.actual_revisions("other").empty
+    assert store.load_actuals("other", frame.head(2)) == {"new": 2, "revised": 0, "unchanged": 0}
+    assert len(store.actuals("demand")) == 6
+
+
+def test_new_database_gets_the_schema_beside_mlflow(open_store, store_url):
+    engine = create_engine(store_url)
+    try:
+        with engine.begin() as conn:  # MLflow's own Alembic table, at one of its revisions
+            conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)"))
+            conn.execute(text("INSERT INTO alembic_version VALUES ('bda7b8c39065')"))
+    finally:
+        engine.dispose()
+    store = open_store()
+    tables = set(inspect(store.engine).get_table_names())
+    assert {"plan_versions", "plan_series", "plan_lines", "overrides", "actuals", "pipeline_runs"} <= tables
+    assert schema.VERSION_TABLE == "sopforecast_alembic_version" and schema.VERSION_TABLE in tables
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [
+            "bda7b8c39065"
+        ]
+        assert conn.execute(text(f"SELECT version_num FROM {schema.VERSION_TABLE}")).scalars().all() == [
+            schema.head_revision()
+        ]
+    assert schema.current_revision(store.engine) == schema.head_revision()
+    assert schema.upgrade(store.engine) == (schema.head_revision(), schema.head_revision())
+    open_store()  # opens again as it is
+
+
+def test_new_database_has_no_mlflow_table(open_store):
+    store = open_store()
+    tables = set(inspect(store.engine).get_table_names())
+    assert "alembic_version" not in tables and schema.VERSION_TABLE in tables
+    head = schema.head_revision()
+    assert head and schema.current_revision(store.engine) == head
+    assert schema.upgrade(store.engine) == (head, head)
+
+
+def test_upgrade_creates_an_empty_database(store_url, open_store):
+    engine = create_engine(store_url)
+    try:
+        assert schema.current_revision(engine) is None
+        assert schema.upgrade(engine) == (None, schema.head_revision())
+    finally:
+        engine.dispose()
+    assert schema.current_revision(open_store().engine) == schema.head_revision()
+
+
+def test_a_store_from_elsewhere_is_refused(open_store, store_url, example):
+    store = open_store()
+    _create(store, example)
+    _sql(store, f"UPDATE {schema.VERSION_TABLE} SET version_num = 'ffff9999'")
+    with pytest.raises(schema.OutdatedSchemaError, match="newer sopforecast") as err:
+        open_store()
+    assert "ffff9999" in str(err.value)
+
+    _sql(store, f"DELETE FROM {schema.VERSION_TABLE}")
+    assert schema.current_revision(store.engine) is None
+    with pytest.raises(schema.OutdatedSchemaError, match="not made by sopforecast"):
+        open_store()
+    assert _counts(store)["plan_lines"] == 348  # refused, not touched
+
+
+OPEN_AT_ONCE = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from sopforecast.store.plans import PlanStore
+    from sopforecast.store.schema import current_revision
+
+    url, ready, go = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    ready.touch()
+    while not go.exists():
+        time.sleep(0.001)
+    store = PlanStore(url)
+    print(current_revision(store.engine), len(store.versions()))
+    """
+)
+
+
+def test_two_processes_open_a_new_store_at_once(open_store, store_url, tmp_path):
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_AT_ONCE, store_url, str(tmp_path / f"ready{i}"), str(go)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while not all((tmp_path / f"ready{i}").exists() for i in range(2)):
+            assert all(p.poll() is None for p in procs), [p.communicate()[1] for p in procs]
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        go.touch()
+        results = [p.communicate(timeout=60) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    head = schema.head_revision()
+    for p, (out, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err[-3000:]
+        assert out.split() == [head, "0"]
+    store = open_store()
+    assert schema.current_revision(store.engine) == head
+    with store.engine.connect() as conn:
+        assert conn.execute(text(f"SELECT count(*) FROM {schema.VERSION_TABLE}")).scalar_one() == 1
