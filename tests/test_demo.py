@@ -9,6 +9,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from sopforecast.cli import main
 from sopforecast.pipeline.tracking import resolve_store
+from sopforecast.store.plans import PlanStore
 from sopforecast.workdir import Workdir
 
 CHEAP = ["--set", "forecast.models=[snaive,naive]", "--set", "forecast.windows=1"]
@@ -44,6 +45,18 @@ def test_demo_runs_the_pipeline_and_writes_every_output(tmp_path, capsys):
     resolve_store(Workdir(workdir)).activate()
     version = MlflowClient().get_model_version_by_alias("monthly_demand_plan", "champion")
     assert version.version == 1
+    # ends with a published plan of every level: the delivered forecast in monthly buckets
+    plans = PlanStore(f"sqlite:///{workdir / 'sopforecast.db'}")
+    plan = plans.version(None, "monthly_demand_plan")
+    assert plan.status == "published" and plan.source_run_id == version.run_id
+    lines = plans.lines(plan)
+    assert set(lines["unique_id"]) == set(forecast["unique_id"])
+    merged = lines.merge(forecast, on=["unique_id", "ds"])
+    assert len(merged) == len(lines) == len(forecast)
+    assert (merged["statistical"] - merged["forecast"]).abs().max() < 1e-6
+    assert (merged["final"] == merged["statistical"]).all()
+    assert lines.loc[lines["price"].notna(), "unique_id"].isin(bottom["unique_id"]).all()
+    assert "Published demand plan monthly_demand_plan" in printed
 
 
 def test_demo_uses_sopforecast_home(tmp_path, monkeypatch):
@@ -66,5 +79,7 @@ def test_a_challenger_demo_leaves_the_champions_reports_alone(tmp_path):
     assert {"validation.json", "demand_classes.csv", "series_per_level.csv"} <= {
         p.name for p in challenger.iterdir()
     }
+    plans = PlanStore(f"sqlite:///{workdir / 'sopforecast.db'}").versions()
+    assert len(plans) == 1 and plans["status"].iloc[0] == "published"  # the plan is the champion's
     same_data = json.loads(before["validation.json"])["series"]
     assert json.loads((challenger / "validation.json").read_text())["series"] == same_data

@@ -9,10 +9,15 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+NEEDS_PBS = {"03_demand_plan"}  # read the real PBS export: skipped (pbs_path) when it is absent
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path, tmp_path, monkeypatch):
+def test_notebook_runs(path, tmp_path, monkeypatch, request):
+    if path.stem in NEEDS_PBS:
+        pbs_csv = request.getfixturevalue("pbs_path")  # conftest: skips without the data
+        # the kernel runs in notebooks/, so tell load_pbs where the export is
+        monkeypatch.setenv("SOPFORECAST_SHARED_DATA", str(pbs_csv.parent.parent))
     monkeypatch.setenv("SOPFORECAST_NOTEBOOK_SERIES", "16")
     monkeypatch.setenv("SOPFORECAST_NOTEBOOK_FAST", "1")
     monkeypatch.setenv("SOPFORECAST_HOME", str(tmp_path / "work"))

@@ -331,6 +331,41 @@ def test_overrides_on_a_draft_are_disaggregated_and_reverted(open_store, example
     assert store.versions()["overrides"].item() == 0
 
 
+def test_history_basis_is_kept_when_the_plan_is_replayed(open_store, example):
+    lines, _, history = example
+    store = open_store()
+    draft = _create(store, example)
+    store.load_actuals("demand", history[["unique_id", "ds", "y"]])
+    S, _ = store.structure(draft)
+    feb = pd.Timestamp("2026-02-01")
+    under = _under(S, "C1")
+    last_year = history[history["ds"] >= FIRST - pd.DateOffset(months=12)]
+    shares = last_year.groupby("unique_id")["y"].sum().reindex(under).to_numpy()
+    expected = 900.0 * shares / shares.sum()
+
+    # no history passed: the store reads it from the plan's actuals
+    store.apply(_override(lines, "C1", "2026-02", value=900.0), version=draft, basis="history")
+    out = store.lines(draft)
+    np.testing.assert_allclose([_at(out, b, feb) for b in under], expected, rtol=1e-12)
+    assert store.overrides(draft)["basis"].tolist() == ["history"]
+
+    # a later override and its revert replay the first with the basis it was made with
+    store.apply(_override(lines, "R2", "2026-06", value=50.0), version=draft)
+    later = int(store.overrides(draft)["id"].max())
+    store.revert(later)
+    out = store.lines(draft)
+    np.testing.assert_allclose([_at(out, b, feb) for b in under], expected, rtol=1e-12)
+    assert is_coherent(out, S)
+    assert out.loc[out["ds"] == pd.Timestamp("2026-06-01"), "consensus"].isna().all()
+
+    # and so does the draft that carries it from the published version
+    published = store.publish(draft.id)
+    copy, _ = store.apply(_override(lines, "C2", "2026-03", change_pct=-20.0), version=published)
+    carried = store.lines(copy)
+    np.testing.assert_allclose([_at(carried, b, feb) for b in under], expected, rtol=1e-12)
+    assert sorted(store.overrides(copy)["basis"]) == ["history", "statistical"]
+
+
 def test_a_failing_write_leaves_nothing(open_store, example):
     lines, bottom, _ = example
     store = open_store()

@@ -67,7 +67,7 @@ def _days(frame: pd.DataFrame, freq: str) -> pd.DataFrame:
     offset = pd.tseries.frequencies.to_offset(freq)
     start = frame["ds"]
     length = ((start + offset) - start).dt.days.clip(lower=1).to_numpy()
-    repeat = frame.loc[frame.index.repeat(length)].reset_index(drop=True)
+    repeat = frame.iloc[np.repeat(np.arange(len(frame)), length)].reset_index(drop=True)
     within = np.concatenate([np.arange(n) for n in length]) if len(length) else np.array([], dtype=int)
     repeat["day"] = repeat["ds"] + pd.to_timedelta(within, unit="D")
     share = np.repeat(length, length).astype(float)

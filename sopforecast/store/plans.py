@@ -459,7 +459,7 @@ def _bound_order(name: str) -> tuple[int, int]:
 
 def _series_rows(version_id: int, levels: pd.Series, keys: pd.DataFrame) -> list[dict]:
     keys = keys.reindex(levels.index)
-    records = keys.to_dict("records")
+    records = keys.to_dict("records") if len(keys.columns) else [{}] * len(keys)
     return [
         {
             "version_id": int(version_id),
