@@ -50,7 +50,9 @@ def test_a_445_calendar_has_periods_of_four_four_and_five_weeks():
 
 
 def test_445_needs_weekly_or_daily_data():
-    frame = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2026-01-01", periods=3, freq="MS"), "y": 1.0})
+    frame = pd.DataFrame(
+        {"unique_id": "a", "ds": pd.date_range("2026-01-01", periods=3, freq="MS"), "y": 1.0}
+    )
     with pytest.raises(ConfigError, match="weekly or daily"):
         to_buckets(frame, ["y"], "MS", "445")
 

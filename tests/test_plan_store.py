@@ -197,6 +197,31 @@ def test_create_version_stores_every_line_and_series(open_store, example):
     assert _counts(store)["plan_lines"] == 5 * 348
 
 
+def test_flat_plan_round_trips(open_store, example):
+    lines, bottom, history = example
+    ids = bottom["unique_id"]
+    forecast = lines[lines["unique_id"].isin(ids)].rename(
+        columns={"statistical": "forecast", "statistical-lo-80": "forecast-lo-80"}
+    )[["unique_id", "ds", "forecast", "forecast-lo-80"]]
+    flat, flat_bottom = draft_lines(forecast, history[["unique_id", "ds", "y"]], [], months=MONTHS)
+    assert set(flat["level"]) == {"series"} and len(flat) == len(ids) * MONTHS
+    store = open_store()
+    v = store.create_version("flat", flat, flat_bottom, [])
+    assert v.hierarchy == [] and _counts(store)["plan_series"] == len(ids)
+    pd.testing.assert_frame_equal(store.lines(v), flat, check_exact=True)
+    pd.testing.assert_frame_equal(store.bottom(v), flat_bottom)
+    S, _ = store.structure(v)
+    np.testing.assert_array_equal(S.to_numpy(), np.eye(len(ids)))
+
+    uid = ids.iloc[2]
+    store.apply(_override(flat, uid, "2026-04", value=42.0), version=v)
+    out = store.lines(v)
+    changed = out[out["consensus"].notna()]
+    assert changed[["unique_id", "ds", "final"]].values.tolist() == [[uid, pd.Timestamp("2026-04-01"), 42.0]]
+    rest = out.drop(index=changed.index)
+    assert (rest["final"] == rest["statistical"]).all()
+
+
 def test_publish_freezes_a_version(open_store, example):
     store = open_store()
     draft = _create(store, example)

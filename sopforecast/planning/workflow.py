@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..errors import SopforecastError, format_examples
 from ..store.plans import PlanNotFound, PlanStore, PlanVersion, user
-from .consensus import Consensus
+from .consensus import APPLIED_COLUMNS, CONFLICT_COLUMNS, Consensus
 from .fva import fva_by_author, fva_table
 from .layouts import read_planner_workbook, write_plan
 from .lines import rollup
@@ -65,6 +65,9 @@ def apply_overrides_frame(
     ``version`` and apply them; nothing is applied when any row is wrong."""
     lines = plans.lines(version)
     checked = validate_overrides(raw, lines, source=source)
+    if checked.empty:  # nothing to change: no new version, no write
+        none = Consensus(lines, pd.DataFrame(columns=CONFLICT_COLUMNS), pd.DataFrame(columns=APPLIED_COLUMNS))
+        return version, none
     history = plans.history(version) if basis == "history" else None
     return plans.apply(checked, version=version, basis=basis, history=history, source=source)
 
@@ -122,6 +125,7 @@ def load_actuals_file(
     """Read an actuals file the way the plan's pipeline read its history (same columns,
     same validation) and keep it; a restated month becomes a revision."""
     from ..config import DataConfig
+    from ..data.hierarchy import check_nesting
     from ..data.io import read_source
     from ..data.schema import validate
 
@@ -129,9 +133,15 @@ def load_actuals_file(
     version = plans.version(None, name)
     settings = dict(version.data_config or {})
     settings.pop("path", None)
+    hierarchy = settings.pop("hierarchy", None) or []
+    # a file of a few series cannot show which labels are shared on purpose (every region
+    # has a Retail channel): the nesting is checked on the plan's series and the file's
     config = DataConfig(**settings, sheet=sheet)
     frame = validate(read_source(path, sheet=sheet), config, source=str(path)).frame
-    known = set(plans.bottom(version)["unique_id"])
+    bottom = plans.bottom(version)
+    if hierarchy:
+        check_nesting(pd.concat([bottom, frame[bottom.columns]]), hierarchy, where=str(path))
+    known = set(bottom["unique_id"])
     new_items = sorted(set(frame["unique_id"]) - known)
     if new_items:
         logger.info(
@@ -170,7 +180,11 @@ def _all_levels(plans: PlanStore, version: PlanVersion) -> pd.DataFrame | None:
     if bottom.empty:
         return None
     S, _ = plans.structure(version)
-    return rollup(bottom, S, "y").reset_index()
+    total = rollup(bottom, S, "y")
+    # a month of an aggregate counts only when every series under it has its actual
+    present = rollup(bottom.assign(y=1.0), S, "y")
+    complete = present.to_numpy() >= S.sum(axis=1).reindex(present.index.get_level_values(0)).to_numpy() - 0.5
+    return total[complete].reset_index()
 
 
 def published_lines(plans: PlanStore, plan: str) -> pd.DataFrame:

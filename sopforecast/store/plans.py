@@ -24,7 +24,7 @@ from sqlalchemy import and_, create_engine, delete, func, insert, select, update
 from ..errors import SopforecastError, format_examples
 from ..planning.lines import series_keys, summing
 from ..workdir import Workdir
-from . import actuals, schema
+from . import actuals, rows, schema
 from .tables import overrides, plan_lines, plan_series, plan_versions
 
 __all__ = ["PlanStore", "PlanVersion", "PlanNotFound", "STORE_ENV", "resolve_store_uri", "user"]
@@ -150,8 +150,8 @@ class PlanStore:
                     data_config=json.dumps(data_config) if data_config else None,
                 )
             ).inserted_primary_key[0]
-            conn.execute(insert(plan_series), _series_rows(version_id, levels, keys))
-            conn.execute(insert(plan_lines), _line_rows(version_id, lines))
+            conn.execute(insert(plan_series), rows.series_rows(version_id, levels, keys))
+            conn.execute(insert(plan_lines), rows.line_rows(version_id, lines))
         return self.version(int(version_id))
 
     def version(self, ref: int | str | None = None, plan: str | None = None) -> PlanVersion:
@@ -242,7 +242,7 @@ class PlanStore:
         if frame.empty:
             raise PlanNotFound(f"plan version id {vid} has no lines in {self.where}.")
         bounds = pd.DataFrame([json.loads(v) if v else {} for v in frame["intervals"]], index=frame.index)
-        bounds = bounds[sorted(bounds.columns, key=_bound_order)].add_prefix("statistical-")
+        bounds = bounds[sorted(bounds.columns, key=rows.bound_order)].add_prefix("statistical-")
         frame["ds"] = pd.to_datetime(frame["ds"])
         frame["author"] = frame["author"].astype(object).where(frame["author"].notna(), None)
         front = frame[["unique_id", "level", "ds", "statistical"]]
@@ -401,7 +401,7 @@ class PlanStore:
             target = version
             if version.status == "published":  # published never changes: a new draft carries it
                 target = self._copy(conn, version)
-                ids = _insert_overrides(conn, target.id, active, copied=True)
+                ids = rows.insert_overrides(conn, target.id, active, copied=True)
                 gone = [int(i) for i in ids[~keep]]
                 active = active.assign(id=ids)
             else:
@@ -414,14 +414,14 @@ class PlanStore:
                 )
             active = active[keep]
             if new is not None and len(new):
-                new = new.assign(id=_insert_overrides(conn, target.id, new, copied=False))
+                new = new.assign(id=rows.insert_overrides(conn, target.id, new, copied=False))
                 active = pd.concat([active, new], ignore_index=True) if len(active) else new
             active = active.reset_index(drop=True)
             if history is None and (active.get("basis", pd.Series(dtype=object)) == "history").any():
                 history = self.history(version)
             result = apply_overrides(lines, active, S, history=history)
             conn.execute(delete(plan_lines).where(plan_lines.c.version_id == target.id))
-            conn.execute(insert(plan_lines), _line_rows(target.id, result.lines))
+            conn.execute(insert(plan_lines), rows.line_rows(target.id, result.lines))
         return self.version(target.id), result
 
     def _copy(self, conn, version: PlanVersion) -> PlanVersion:
@@ -450,65 +450,3 @@ class PlanStore:
         return PlanVersion(
             **{**version.__dict__, "id": int(new_id), "number": int(number) + 1, "status": "draft"}
         )
-
-
-def _bound_order(name: str) -> tuple[int, int]:
-    side, level = name.split("-")
-    return int(level), 0 if side == "lo" else 1
-
-
-def _series_rows(version_id: int, levels: pd.Series, keys: pd.DataFrame) -> list[dict]:
-    keys = keys.reindex(levels.index)
-    records = keys.to_dict("records") if len(keys.columns) else [{}] * len(keys)
-    return [
-        {
-            "version_id": int(version_id),
-            "unique_id": uid,
-            "level": level,
-            "position": i,
-            "keys": json.dumps({k: v for k, v in rec.items() if isinstance(v, str)}),
-        }
-        for i, (uid, level, rec) in enumerate(zip(levels.index, levels.to_numpy(), records, strict=True))
-    ]
-
-
-def _line_rows(version_id: int, lines: pd.DataFrame) -> list[dict]:
-    bounds = [c for c in lines.columns if c.startswith("statistical-")]
-    frame = lines.assign(ds=pd.to_datetime(lines["ds"]).dt.date, version_id=int(version_id))
-    if bounds:
-        values = frame[bounds].to_numpy(dtype=float)
-        names = [b.removeprefix("statistical-") for b in bounds]
-        frame["intervals"] = [json.dumps(dict(zip(names, row.tolist(), strict=True))) for row in values]
-    else:
-        frame["intervals"] = None
-    for col in ("naive", "consensus", "price", "unit_cost", "author"):
-        if col not in frame:
-            frame[col] = None
-    cols = [c.name for c in plan_lines.c]
-    out = frame[cols].astype(object)
-    return out.where(pd.notna(out), None).to_dict("records")
-
-
-def _insert_overrides(conn, version_id: int, frame: pd.DataFrame, *, copied: bool) -> np.ndarray:
-    """Insert override rows in order; their new ids, in the same order."""
-    if frame is None or frame.empty:
-        return np.array([], dtype=int)
-    now = _now()
-    rows = [
-        {
-            "version_id": int(version_id),
-            "key": rec["key"],
-            "ds": pd.Timestamp(rec["ds"]).date(),
-            "value": None if pd.isna(rec.get("value")) else float(rec["value"]),
-            "change_pct": None if pd.isna(rec.get("change_pct")) else float(rec["change_pct"]),
-            "basis": rec.get("basis") or "statistical",
-            "author": rec["author"],
-            "reason": rec["reason"],
-            "source": None if pd.isna(rec.get("source")) else str(rec.get("source")),
-            "created_at": rec["created_at"] if copied else now,
-            "copied_from": int(rec["id"]) if copied else None,
-        }
-        for rec in frame.to_dict("records")
-    ]
-    result = conn.execute(insert(overrides).returning(overrides.c.id, sort_by_parameter_order=True), rows)
-    return np.array([r[0] for r in result], dtype=int)
