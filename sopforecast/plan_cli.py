@@ -476,14 +476,12 @@ def actuals_load(
 @db_app.command("upgrade")
 def db_upgrade(store: StoreOption = None, workdir: WorkdirOption = None) -> None:
     """Migrate the plan store's schema to this version of sopforecast (back it up first)."""
-    from sqlalchemy import create_engine
-
     from .store import schema
     from .store.plans import resolve_store_uri
     from .workdir import resolve_workdir
 
     url = resolve_store_uri(resolve_workdir(workdir), store)
-    before, after = schema.upgrade(create_engine(url))
+    before, after = schema.upgrade(schema.make_engine(url))
     if before == after:
         console.print(f"The store is at schema revision {after} already; nothing to do.")
     else:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import create_engine, inspect, select, update
+from sqlalchemy import inspect, select, update
 
 from ..errors import SopforecastError
 from ..store import schema
@@ -52,7 +52,7 @@ class RunHistory:
     """The ``pipeline_runs`` table of ``<workdir>/sopforecast.db`` (or any SQLAlchemy URL)."""
 
     def __init__(self, url: str, *, create: bool = True):
-        self.engine = create_engine(url)
+        self.engine = schema.make_engine(url)
         if create:  # the store's schema, made and migrated by its Alembic migrations
             schema.ensure(self.engine, where=url)
 

@@ -19,7 +19,8 @@ from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import and_, create_engine, delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from ..errors import SopforecastError, format_examples
 from ..planning.lines import series_keys, summing
@@ -103,7 +104,7 @@ class PlanStore:
 
         self.url = url
         self.where = redact_url(url)
-        self.engine = create_engine(url)
+        self.engine = schema.make_engine(url)
         schema.ensure(self.engine, where=self.where)
 
     @classmethod
@@ -129,6 +130,41 @@ class PlanStore:
         cycle = cycle or pd.Timestamp(lines["ds"].min()).strftime("%Y-%m")
         keys = series_keys(bottom, hierarchy)
         _, levels = summing(bottom, hierarchy)
+        for attempt in range(5):  # another writer may take the same number first: take the next
+            try:
+                version_id = self._insert_version(
+                    plan,
+                    cycle,
+                    lines,
+                    levels,
+                    keys,
+                    hierarchy,
+                    source_run_id,
+                    created_by,
+                    bucket,
+                    history_end,
+                    data_config,
+                )
+                break
+            except IntegrityError as exc:
+                if "uq_plan_versions_number" not in str(exc) or attempt == 4:
+                    raise
+        return self.version(int(version_id))
+
+    def _insert_version(
+        self,
+        plan,
+        cycle,
+        lines,
+        levels,
+        keys,
+        hierarchy,
+        source_run_id,
+        created_by,
+        bucket,
+        history_end,
+        data_config,
+    ) -> int:
         with self.engine.begin() as conn:
             number = conn.execute(
                 select(func.coalesce(func.max(plan_versions.c.number), 0)).where(
@@ -152,7 +188,7 @@ class PlanStore:
             ).inserted_primary_key[0]
             conn.execute(insert(plan_series), rows.series_rows(version_id, levels, keys))
             conn.execute(insert(plan_lines), rows.line_rows(version_id, lines))
-        return self.version(int(version_id))
+        return int(version_id)
 
     def version(self, ref: int | str | None = None, plan: str | None = None) -> PlanVersion:
         """A version by id, by cycle (its latest version) or, with ``ref=None``, the latest."""
@@ -187,7 +223,9 @@ class PlanStore:
                     plan_series.c.unique_id == plan_lines.c.unique_id,
                 ),
             )
-            .where(plan_series.c.position == 0)
+            .join(plan_versions, plan_versions.c.id == plan_lines.c.version_id)
+            # the top of a hierarchy is its Total; a flat plan's total is all its series
+            .where(or_(plan_series.c.position == 0, plan_versions.c.hierarchy == "[]"))
             .group_by(plan_lines.c.version_id)
             .subquery()
         )
@@ -265,7 +303,9 @@ class PlanStore:
             rows = conn.execute(query.order_by(plan_series.c.position)).all()
         frame = pd.DataFrame([json.loads(r.keys) for r in rows], index=[r.unique_id for r in rows])
         frame.index.name = "unique_id"
-        return frame
+        version = version if isinstance(version, PlanVersion) else self.version(vid)
+        order = [c for chain in version.hierarchy for c in chain.split("/") if c]
+        return frame.reindex(columns=order)
 
     def structure(self, version: PlanVersion) -> tuple[pd.DataFrame, pd.Series]:
         """The summing matrix and levels of a version (:func:`~sopforecast.planning.lines.summing`)."""
@@ -397,10 +437,15 @@ class PlanStore:
         lines = self.lines(version)
         S, _ = self.structure(version)
         keep = (active["id"] != reverted[0]).to_numpy() if reverted else np.ones(len(active), dtype=bool)
+        bases = pd.concat(
+            [active.get("basis", pd.Series(dtype=object)), new.get("basis") if new is not None else None]
+        )
+        if history is None and (bases == "history").any():  # read before the write lock is taken
+            history = self.history(version)
         with self.engine.begin() as conn:
             target = version
             if version.status == "published":  # published never changes: a new draft carries it
-                target = self._copy(conn, version)
+                target = self._copy(conn, version, reverted[1] if reverted else user())
                 ids = rows.insert_overrides(conn, target.id, active, copied=True)
                 gone = [int(i) for i in ids[~keep]]
                 active = active.assign(id=ids)
@@ -417,14 +462,12 @@ class PlanStore:
                 new = new.assign(id=rows.insert_overrides(conn, target.id, new, copied=False))
                 active = pd.concat([active, new], ignore_index=True) if len(active) else new
             active = active.reset_index(drop=True)
-            if history is None and (active.get("basis", pd.Series(dtype=object)) == "history").any():
-                history = self.history(version)
             result = apply_overrides(lines, active, S, history=history)
             conn.execute(delete(plan_lines).where(plan_lines.c.version_id == target.id))
             conn.execute(insert(plan_lines), rows.line_rows(target.id, result.lines))
         return self.version(target.id), result
 
-    def _copy(self, conn, version: PlanVersion) -> PlanVersion:
+    def _copy(self, conn, version: PlanVersion, by: str) -> PlanVersion:
         number = conn.execute(
             select(func.max(plan_versions.c.number)).where(
                 and_(plan_versions.c.plan == version.plan, plan_versions.c.cycle == version.cycle)
@@ -437,7 +480,7 @@ class PlanStore:
             status="draft",
             parent_id=version.id,
             created_at=_now(),
-            created_by=user(),
+            created_by=by,
             published_at=None,
             published_by=None,
         )

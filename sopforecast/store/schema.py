@@ -13,12 +13,20 @@ import fcntl
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import inspect, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 from ..errors import SopforecastError
 
-__all__ = ["VERSION_TABLE", "OutdatedSchemaError", "head_revision", "current_revision", "upgrade", "ensure"]
+__all__ = [
+    "make_engine",
+    "VERSION_TABLE",
+    "OutdatedSchemaError",
+    "head_revision",
+    "current_revision",
+    "upgrade",
+    "ensure",
+]
 
 VERSION_TABLE = "sopforecast_alembic_version"
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -27,6 +35,24 @@ _OURS = {"plan_versions", "plan_lines", "overrides", "actuals"}
 
 class OutdatedSchemaError(SopforecastError):
     """The store was made by another version of sopforecast."""
+
+
+def make_engine(url: str) -> Engine:
+    """An engine on the store. On SQLite every transaction is a real one, DDL included
+    (pysqlite would commit a ``CREATE TABLE`` on its own), and takes the write lock at its
+    start, so two processes never interleave their writes."""
+    engine = create_engine(url)
+    if engine.url.get_backend_name() == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_connection, _record) -> None:
+            dbapi_connection.isolation_level = None  # SQLAlchemy's BEGIN below, not pysqlite's
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
 
 
 def _config(connection: Connection | None = None):
