@@ -24,7 +24,8 @@ from rich.table import Table
 from .console import console, err_console, progress, setup_logging
 from .errors import ConfigError, SopforecastError
 from .options import WorkdirOption
-from .plan_cli import PLAN_FLAGS, actuals_app, db_app, override_app, plan_app
+from .override_cli import actuals_app, db_app, override_app
+from .plan_cli import PLAN_FLAGS, plan_app
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,4 +1,4 @@
-"""Command-line groups of the planning cycle: ``plan``, ``override``, ``actuals``, ``db``.
+"""The ``plan`` commands: list, show, publish, diff, export, fva, finance.
 
 Registered on the main app by :mod:`sopforecast.cli`; every command calls one function of
 :mod:`sopforecast.planning.workflow` or :class:`~sopforecast.store.plans.PlanStore`.
@@ -19,7 +19,7 @@ from .options import WorkdirOption
 if TYPE_CHECKING:
     from .store.plans import PlanStore
 
-__all__ = ["plan_app", "override_app", "actuals_app", "db_app", "PLAN_FLAGS"]
+__all__ = ["plan_app", "PLAN_FLAGS", "StoreOption", "PlanOption", "open_store", "number"]
 
 StoreOption = Annotated[
     str | None,
@@ -43,14 +43,9 @@ PLAN_FLAGS = {"plan": "--plan", "store": "--store", "months": "--months", "bucke
 plan_app = typer.Typer(
     help="Versioned demand plans: list, show, publish, diff, export.", no_args_is_help=True
 )
-override_app = typer.Typer(
-    help="Consensus overrides: apply a file or workbook, list, revert.", no_args_is_help=True
-)
-actuals_app = typer.Typer(help="Actual demand the plans are judged by.", no_args_is_help=True)
-db_app = typer.Typer(help="The plan store's database schema.", no_args_is_help=True)
 
 
-def _open(workdir: Path | None, store: str | None, *, reading: bool = True) -> PlanStore:
+def open_store(workdir: Path | None, store: str | None, *, reading: bool = True) -> PlanStore:
     """The plan store; a command that only reads refuses a work directory without one."""
     import os
 
@@ -63,14 +58,14 @@ def _open(workdir: Path | None, store: str | None, *, reading: bool = True) -> P
     return PlanStore.open(wd, store)
 
 
-def _number(value, digits: int = 0) -> str:
+def number(value, digits: int = 0) -> str:
     return "-" if value is None or value != value else f"{value:,.{digits}f}"
 
 
 @plan_app.command("list")
 def plan_list(plan: PlanOption = None, store: StoreOption = None, workdir: WorkdirOption = None) -> None:
     """Every plan version, newest first: cycle, status, total, overrides."""
-    plans = _open(workdir, store)
+    plans = open_store(workdir, store)
     frame = plans.versions(plan)
     table = Table(title=f"Plan versions in {plans.where}")
     for col in ("id", "plan", "cycle", "version", "status", "created (UTC)", "by", "total plan", "overrides"):
@@ -86,7 +81,7 @@ def plan_list(plan: PlanOption = None, store: StoreOption = None, workdir: Workd
             row.status,
             f"{row.created_at:%Y-%m-%d %H:%M}",
             escape(str(row.created_by)),
-            _number(row.total_final),
+            number(row.total_final),
             str(row.overrides),
         )
     console.print(table)
@@ -106,7 +101,7 @@ def plan_show(
     from .planning.lines import is_coherent
     from .planning.workflow import plan_name
 
-    plans = _open(workdir, store)
+    plans = open_store(workdir, store)
     v = plans.version(version, plan_name(plans, plan) if plan or version is None else None)
     lines = plans.lines(v)
     S, _ = plans.structure(v)
@@ -131,8 +126,8 @@ def plan_show(
         table.add_row(
             name,
             str(int(row["series"])),
-            _number(row["statistical"]),
-            _number(row["final"]),
+            number(row["statistical"]),
+            number(row["final"]),
             f"{change:+.1%}",
             str(int(row["changed"])),
         )
@@ -152,7 +147,7 @@ def plan_show(
     for col in monthly.columns:
         table.add_column(col.replace("statistical-", ""), justify="right")
     for ds, row in monthly.iterrows():
-        table.add_row(f"{ds:%Y-%m}", *(_number(v) for v in row.to_numpy()))
+        table.add_row(f"{ds:%Y-%m}", *(number(v) for v in row.to_numpy()))
     console.print(table)
 
 
@@ -168,7 +163,7 @@ def plan_publish(
     """Freeze a cycle's plan: a published version never changes (later changes make a new version)."""
     from .planning.workflow import plan_name
 
-    plans = _open(workdir, store)
+    plans = open_store(workdir, store)
     version = plans.publish(cycle, plan_name(plans, plan))
     console.print(f"Published {escape(version.label)}", highlight=False)
 
@@ -186,7 +181,7 @@ def plan_diff(
     from .planning.compare import diff_versions
     from .planning.workflow import plan_name
 
-    plans = _open(workdir, store)
+    plans = open_store(workdir, store)
     name = plan_name(plans, plan)
     a, b = plans.version(first, name), plans.version(second, name)
     levels, changes = diff_versions(plans.lines(a), plans.lines(b))
@@ -197,7 +192,7 @@ def plan_diff(
         table.add_column(col, justify="left" if col == "level" else "right")
     for row in levels.itertuples(index=False):
         table.add_row(
-            row.level, _number(row.first), _number(row.second), _number(row.change), f"{row.change_pct:+.1%}"
+            row.level, number(row.first), number(row.second), number(row.change), f"{row.change_pct:+.1%}"
         )
     console.print(table)
     table = Table(title=f"Largest line changes (top {top})")
@@ -207,9 +202,9 @@ def plan_diff(
         table.add_row(
             escape(row.unique_id),
             f"{row.ds:%Y-%m}",
-            _number(row.first),
-            _number(row.second),
-            _number(row.change),
+            number(row.first),
+            number(row.second),
+            number(row.change),
             escape(str(row.author or "")),
         )
     console.print(table)
@@ -231,7 +226,7 @@ def plan_export(
     """Write a plan version (default: the latest) for an ERP or a planner."""
     from .planning.workflow import export_version, plan_name
 
-    plans = _open(workdir, store)
+    plans = open_store(workdir, store)
     v = plans.version(version, plan_name(plans, plan) if plan or version is None else None)
     path = export_version(plans, output, version=v, layout=layout)
     console.print(f"Wrote {escape(v.label)} ({layout} layout) to {path}", highlight=False)
@@ -250,7 +245,7 @@ def plan_fva(
     from .planning.workflow import fva_report, plan_name
     from .workdir import resolve_workdir
 
-    plans = _open(workdir, store)
+    plans = open_store(workdir, store)
     name = plan_name(plans, plan)
     chosen = [int(x) for x in lags.split(",") if x.strip()]
     table, authors = fva_report(plans, name, chosen)
@@ -293,7 +288,7 @@ def plan_finance(
     from .planning.workflow import plan_name
     from .workdir import resolve_workdir
 
-    plans = _open(workdir, store)
+    plans = open_store(workdir, store)
     v = plans.version(version, plan_name(plans, plan) if plan or version is None else None)
     S, _ = plans.structure(v)
     view = revenue(plans.lines(v), S)
@@ -307,7 +302,7 @@ def plan_finance(
     for col in ("level", "units", "revenue", "margin", "unpriced units"):
         table.add_column(col, justify="left" if col == "level" else "right")
     for name, row in per_level.iterrows():
-        table.add_row(name, *(_number(x) for x in row.to_numpy()))
+        table.add_row(name, *(number(x) for x in row.to_numpy()))
     console.print(table)
     if budget is not None:
         gaps = budget_gap(view, read_budget(budget))
@@ -322,167 +317,10 @@ def plan_finance(
                 escape(row.key),
                 row.measure,
                 str(row.period),
-                _number(row.plan),
-                _number(row.budget),
-                _number(row.gap),
+                number(row.plan),
+                number(row.budget),
+                number(row.gap),
                 f"{row.gap_pct:+.1%}",
             )
         console.print(table)
     console.print(f"Tables in {folder}", highlight=False)
-
-
-@override_app.command("apply")
-def override_apply(
-    file: Annotated[
-        Path,
-        typer.Argument(
-            help="Overrides (CSV/Excel: key, month, value or change_pct, author, "
-            "reason) or an edited planner workbook."
-        ),
-    ],
-    version: Annotated[str | None, typer.Option(help="Version id or cycle [default: the latest].")] = None,
-    author: Annotated[
-        str | None, typer.Option(help="Author of a workbook's changes [default: your login].")
-    ] = None,
-    reason: Annotated[str | None, typer.Option(help="Why (for a workbook's changes).")] = None,
-    basis: Annotated[
-        str, typer.Option(help="Spread aggregate overrides by: statistical or history.")
-    ] = "statistical",
-    plan: PlanOption = None,
-    store: StoreOption = None,
-    workdir: WorkdirOption = None,
-) -> None:
-    """Apply consensus overrides; all or nothing: one bad row and nothing is applied (exit 2)."""
-    from .planning.workflow import apply_override_file
-
-    plans = _open(workdir, store)
-    v, result = apply_override_file(
-        plans, file, plan=plan, version=version, author=author, reason=reason, basis=basis
-    )
-    applied = result.applied
-    console.print(
-        f"Applied {len(applied)} override(s) from {file.name} to {escape(v.label)}", highlight=False
-    )
-    table = Table(title="Overrides applied")
-    for col in ("id", "key", "month", "was", "requested", "now"):
-        table.add_column(col, justify="right" if col in ("was", "requested", "now", "id") else "left")
-    for row in applied.itertuples(index=False):
-        table.add_row(
-            str(row.id),
-            escape(row.key),
-            f"{row.ds:%Y-%m}",
-            _number(row.previous),
-            _number(row.requested),
-            _number(row.final),
-        )
-    if len(applied):
-        console.print(table)
-    for row in result.conflicts.itertuples(index=False):
-        outcome = "held" if row.held else f"could not hold: it is now {_number(row.result)}"
-        console.print(
-            f"[yellow]Conflict[/yellow] {row.ds:%Y-%m}: {escape(row.key)} (override {row.override_id}, "
-            f"{_number(row.requested)}) and {escape(row.descendant_key)} "
-            f"(override {row.descendant_override_id}): "
-            f"the more specific one holds; the aggregate {outcome}",
-            highlight=False,
-        )
-
-
-@override_app.command("list")
-def override_list(
-    version: Annotated[str | None, typer.Option(help="Version id or cycle [default: every version].")] = None,
-    plan: PlanOption = None,
-    store: StoreOption = None,
-    workdir: WorkdirOption = None,
-) -> None:
-    """Every override: who, when, why, and whether it was reverted."""
-    from .planning.workflow import plan_name
-
-    plans = _open(workdir, store)
-    name = plan_name(plans, plan)
-    frame = plans.overrides(plans.version(version, name) if version else None, plan=name)
-    table = Table(title=f"Overrides of {name} (newest first)")
-    for col in (
-        "id",
-        "cycle",
-        "version id",
-        "key",
-        "month",
-        "value",
-        "change %",
-        "author",
-        "when (UTC)",
-        "reason",
-        "status",
-    ):
-        table.add_column(col)
-    for row in frame.itertuples(index=False):
-        status = (
-            "active"
-            if row.reverted_at is None or row.reverted_at != row.reverted_at
-            else (f"reverted by {row.reverted_by} {row.reverted_at:%Y-%m-%d %H:%M}")
-        )
-        table.add_row(
-            str(row.id),
-            row.cycle,
-            str(row.version_id),
-            escape(row.key),
-            f"{row.ds:%Y-%m}",
-            _number(row.value, 1),
-            _number(row.change_pct, 1),
-            escape(row.author),
-            f"{row.created_at:%Y-%m-%d %H:%M}",
-            escape(str(row.reason)),
-            status,
-        )
-    console.print(table)
-
-
-@override_app.command("revert")
-def override_revert(
-    override_id: Annotated[int, typer.Argument(help="Override id (see 'sopforecast override list').")],
-    store: StoreOption = None,
-    workdir: WorkdirOption = None,
-) -> None:
-    """Undo an override: the plan is replayed without it (a published version gets a new draft)."""
-    plans = _open(workdir, store)
-    version, _ = plans.revert(override_id)
-    console.print(
-        f"Reverted override {override_id}; {escape(version.label)} replayed without it", highlight=False
-    )
-
-
-@actuals_app.command("load")
-def actuals_load(
-    file: Annotated[Path, typer.Argument(help="Actuals in the layout of the plan's history file.")],
-    sheet: Annotated[str | None, typer.Option(help="Excel sheet [default: the first].")] = None,
-    plan: PlanOption = None,
-    store: StoreOption = None,
-    workdir: WorkdirOption = None,
-) -> None:
-    """Load actual demand (validated like the history); a restated month is kept as a revision."""
-    from .planning.workflow import load_actuals_file
-
-    plans = _open(workdir, store)
-    counts = load_actuals_file(plans, file, plan=plan, sheet=sheet)
-    console.print(
-        f"Loaded {file.name}: {counts['series']:,} series; {counts['new']:,} new month(s), "
-        f"{counts['revised']:,} restated (kept as revisions), {counts['unchanged']:,} unchanged"
-        + (f"; {counts['new_items']} series are not in the plan (new items)" if counts["new_items"] else ""),
-        highlight=False,
-    )
-
-
-@db_app.command("upgrade")
-def db_upgrade(store: StoreOption = None, workdir: WorkdirOption = None) -> None:
-    """Migrate the plan store's schema to this version of sopforecast (back it up first)."""
-    from .store import schema
-    from .store.plans import resolve_store_uri
-    from .workdir import resolve_workdir
-
-    url = resolve_store_uri(resolve_workdir(workdir), store)
-    before, after = schema.upgrade(schema.make_engine(url))
-    if before == after:
-        console.print(f"The store is at schema revision {after} already; nothing to do.")
-    else:
-        console.print(f"Upgraded the store from revision {before or '(none)'} to {after}.")

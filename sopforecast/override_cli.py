@@ -1,0 +1,183 @@
+"""The ``override``, ``actuals`` and ``db`` commands of the planning cycle.
+
+Registered on the main app by :mod:`sopforecast.cli`; every command calls one function of
+:mod:`sopforecast.planning.workflow` or :class:`~sopforecast.store.plans.PlanStore`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from .console import console
+from .options import WorkdirOption
+from .plan_cli import PlanOption, StoreOption, number, open_store
+
+__all__ = ["override_app", "actuals_app", "db_app"]
+
+override_app = typer.Typer(
+    help="Consensus overrides: apply a file or workbook, list, revert.", no_args_is_help=True
+)
+actuals_app = typer.Typer(help="Actual demand the plans are judged by.", no_args_is_help=True)
+db_app = typer.Typer(help="The plan store's database schema.", no_args_is_help=True)
+
+
+@override_app.command("apply")
+def override_apply(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Overrides (CSV/Excel: key, month, value or change_pct, author, "
+            "reason) or an edited planner workbook."
+        ),
+    ],
+    version: Annotated[str | None, typer.Option(help="Version id or cycle [default: the latest].")] = None,
+    author: Annotated[
+        str | None, typer.Option(help="Author of a workbook's changes [default: your login].")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why (for a workbook's changes).")] = None,
+    basis: Annotated[
+        str, typer.Option(help="Spread aggregate overrides by: statistical or history.")
+    ] = "statistical",
+    plan: PlanOption = None,
+    store: StoreOption = None,
+    workdir: WorkdirOption = None,
+) -> None:
+    """Apply consensus overrides; all or nothing: one bad row and nothing is applied (exit 2)."""
+    from .planning.workflow import apply_override_file
+
+    plans = open_store(workdir, store)
+    v, result = apply_override_file(
+        plans, file, plan=plan, version=version, author=author, reason=reason, basis=basis
+    )
+    applied = result.applied
+    console.print(
+        f"Applied {len(applied)} override(s) from {file.name} to {escape(v.label)}", highlight=False
+    )
+    table = Table(title="Overrides applied")
+    for col in ("id", "key", "month", "was", "requested", "now"):
+        table.add_column(col, justify="right" if col in ("was", "requested", "now", "id") else "left")
+    for row in applied.itertuples(index=False):
+        table.add_row(
+            str(row.id),
+            escape(row.key),
+            f"{row.ds:%Y-%m}",
+            number(row.previous),
+            number(row.requested),
+            number(row.final),
+        )
+    if len(applied):
+        console.print(table)
+    for row in result.conflicts.itertuples(index=False):
+        outcome = "held" if row.held else f"could not hold: it is now {number(row.result)}"
+        console.print(
+            f"[yellow]Conflict[/yellow] {row.ds:%Y-%m}: {escape(row.key)} (override {row.override_id}, "
+            f"{number(row.requested)}) and {escape(row.descendant_key)} "
+            f"(override {row.descendant_override_id}): "
+            f"the more specific one holds; the aggregate {outcome}",
+            highlight=False,
+        )
+
+
+@override_app.command("list")
+def override_list(
+    version: Annotated[str | None, typer.Option(help="Version id or cycle [default: every version].")] = None,
+    plan: PlanOption = None,
+    store: StoreOption = None,
+    workdir: WorkdirOption = None,
+) -> None:
+    """Every override: who, when, why, and whether it was reverted."""
+    from .planning.workflow import plan_name
+
+    plans = open_store(workdir, store)
+    name = plan_name(plans, plan)
+    frame = plans.overrides(plans.version(version, name) if version else None, plan=name)
+    table = Table(title=f"Overrides of {name} (newest first)")
+    for col in (
+        "id",
+        "cycle",
+        "version id",
+        "key",
+        "month",
+        "value",
+        "change %",
+        "author",
+        "when (UTC)",
+        "reason",
+        "status",
+    ):
+        table.add_column(col)
+    for row in frame.itertuples(index=False):
+        status = (
+            "active"
+            if row.reverted_at is None or row.reverted_at != row.reverted_at
+            else (f"reverted by {row.reverted_by} {row.reverted_at:%Y-%m-%d %H:%M}")
+        )
+        table.add_row(
+            str(row.id),
+            row.cycle,
+            str(row.version_id),
+            escape(row.key),
+            f"{row.ds:%Y-%m}",
+            number(row.value, 1),
+            number(row.change_pct, 1),
+            escape(row.author),
+            f"{row.created_at:%Y-%m-%d %H:%M}",
+            escape(str(row.reason)),
+            status,
+        )
+    console.print(table)
+
+
+@override_app.command("revert")
+def override_revert(
+    override_id: Annotated[int, typer.Argument(help="Override id (see 'sopforecast override list').")],
+    store: StoreOption = None,
+    workdir: WorkdirOption = None,
+) -> None:
+    """Undo an override: the plan is replayed without it (a published version gets a new draft)."""
+    plans = open_store(workdir, store)
+    version, _ = plans.revert(override_id)
+    console.print(
+        f"Reverted override {override_id}; {escape(version.label)} replayed without it", highlight=False
+    )
+
+
+@actuals_app.command("load")
+def actuals_load(
+    file: Annotated[Path, typer.Argument(help="Actuals in the layout of the plan's history file.")],
+    sheet: Annotated[str | None, typer.Option(help="Excel sheet [default: the first].")] = None,
+    plan: PlanOption = None,
+    store: StoreOption = None,
+    workdir: WorkdirOption = None,
+) -> None:
+    """Load actual demand (validated like the history); a restated month is kept as a revision."""
+    from .planning.workflow import load_actuals_file
+
+    plans = open_store(workdir, store)
+    counts = load_actuals_file(plans, file, plan=plan, sheet=sheet)
+    console.print(
+        f"Loaded {file.name}: {counts['series']:,} series; {counts['new']:,} new month(s), "
+        f"{counts['revised']:,} restated (kept as revisions), {counts['unchanged']:,} unchanged"
+        + (f"; {counts['new_items']} series are not in the plan (new items)" if counts["new_items"] else ""),
+        highlight=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(store: StoreOption = None, workdir: WorkdirOption = None) -> None:
+    """Migrate the plan store's schema to this version of sopforecast (back it up first)."""
+    from .store import schema
+    from .store.plans import resolve_store_uri
+    from .workdir import resolve_workdir
+
+    url = resolve_store_uri(resolve_workdir(workdir), store)
+    before, after = schema.upgrade(schema.make_engine(url))
+    if before == after:
+        console.print(f"The store is at schema revision {after} already; nothing to do.")
+    else:
+        console.print(f"Upgraded the store from revision {before or '(none)'} to {after}.")
