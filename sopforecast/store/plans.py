@@ -130,61 +130,36 @@ class PlanStore:
         cycle = cycle or pd.Timestamp(lines["ds"].min()).strftime("%Y-%m")
         keys = series_keys(bottom, hierarchy)
         _, levels = summing(bottom, hierarchy)
+        row = {
+            "plan": plan,
+            "cycle": cycle,
+            "status": "draft",
+            "source_run_id": source_run_id,
+            "created_at": _now(),
+            "created_by": created_by or user(),
+            "bucket": bucket,
+            "history_end": pd.Timestamp(history_end).date() if history_end is not None else None,
+            "hierarchy": json.dumps(hierarchy),
+            "data_config": json.dumps(data_config) if data_config else None,
+        }
         for attempt in range(5):  # another writer may take the same number first: take the next
             try:
-                version_id = self._insert_version(
-                    plan,
-                    cycle,
-                    lines,
-                    levels,
-                    keys,
-                    hierarchy,
-                    source_run_id,
-                    created_by,
-                    bucket,
-                    history_end,
-                    data_config,
-                )
+                version_id = self._insert_version(row, lines, levels, keys)
                 break
             except IntegrityError as exc:
                 if "uq_plan_versions_number" not in str(exc) or attempt == 4:
                     raise
         return self.version(int(version_id))
 
-    def _insert_version(
-        self,
-        plan,
-        cycle,
-        lines,
-        levels,
-        keys,
-        hierarchy,
-        source_run_id,
-        created_by,
-        bucket,
-        history_end,
-        data_config,
-    ) -> int:
+    def _insert_version(self, row: dict, lines: pd.DataFrame, levels: pd.Series, keys: pd.DataFrame) -> int:
         with self.engine.begin() as conn:
             number = conn.execute(
                 select(func.coalesce(func.max(plan_versions.c.number), 0)).where(
-                    and_(plan_versions.c.plan == plan, plan_versions.c.cycle == cycle)
+                    and_(plan_versions.c.plan == row["plan"], plan_versions.c.cycle == row["cycle"])
                 )
             ).scalar_one()
             version_id = conn.execute(
-                insert(plan_versions).values(
-                    plan=plan,
-                    cycle=cycle,
-                    number=int(number) + 1,
-                    status="draft",
-                    source_run_id=source_run_id,
-                    created_at=_now(),
-                    created_by=created_by or user(),
-                    bucket=bucket,
-                    history_end=pd.Timestamp(history_end).date() if history_end is not None else None,
-                    hierarchy=json.dumps(hierarchy),
-                    data_config=json.dumps(data_config) if data_config else None,
-                )
+                insert(plan_versions).values(**row, number=int(number) + 1)
             ).inserted_primary_key[0]
             conn.execute(insert(plan_series), rows.series_rows(version_id, levels, keys))
             conn.execute(insert(plan_lines), rows.line_rows(version_id, lines))
