@@ -31,10 +31,14 @@ _LABELS = {
 
 
 def default_pbs_path() -> Path:
-    """``$SOPFORECAST_SHARED_DATA/pbs/PBS.csv``, else ``../shared/data/pbs/PBS.csv``."""
+    """``$SOPFORECAST_SHARED_DATA/pbs/PBS.csv``, else ``../shared/data/pbs/PBS.csv`` from the
+    current folder, else from the source checkout (a notebook runs in ``notebooks/``)."""
     root = os.environ.get("SOPFORECAST_SHARED_DATA")
-    base = Path(root) if root else Path.cwd().parent / "shared" / "data"
-    return base / "pbs" / "PBS.csv"
+    if root:
+        return Path(root) / "pbs" / "PBS.csv"
+    candidates = [Path.cwd().parent, Path(__file__).resolve().parents[3]]
+    found = [c / "shared" / "data" / "pbs" / "PBS.csv" for c in candidates]
+    return next((p for p in found if p.exists()), found[0])
 
 
 def _rows(path: Path) -> list[list[str]]:
