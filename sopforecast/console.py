@@ -41,7 +41,7 @@ def setup_logging(*, quiet: bool = False, verbose: bool = False) -> None:
     root.setLevel(level)
     root.propagate = False
     # the libraries are chatty at INFO; their warnings still get through
-    for name in ("statsforecast", "mlforecast", "hierarchicalforecast", "mlflow", "numba"):
+    for name in ("statsforecast", "mlforecast", "hierarchicalforecast", "mlflow", "numba", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

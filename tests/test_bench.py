@@ -258,3 +258,13 @@ def test_pbs_delivered_forecast_is_non_negative_coherent_and_calibrated_at_the_b
     assert (ours["interval_excludes_point"] == 0).all()
     bottom = ours[(ours["level"] == "Concession/Type/ATC1/ATC2") & (ours["interval"] == 80)]
     assert abs(bottom["coverage"].iloc[0] - 0.80) <= 0.05
+
+
+def test_plan_benchmark_times_every_planner_action_on_a_coherent_plan(tmp_path):
+    from sopforecast.bench import plan
+
+    result = plan.run(f"sqlite:///{tmp_path}/plans.db", n_overrides=20)
+    assert result["series"] == 1165 and result["lines"] == 1165 * 18
+    assert result["coherent"]
+    assert {"store draft", "publish", "export planner workbook", "read workbook back"} <= set(result["seconds"])
+    assert all(v >= 0 for v in result["seconds"].values())
