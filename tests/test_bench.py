@@ -266,5 +266,7 @@ def test_plan_benchmark_times_every_planner_action_on_a_coherent_plan(tmp_path):
     result = plan.run(f"sqlite:///{tmp_path}/plans.db", n_overrides=20)
     assert result["series"] == 1165 and result["lines"] == 1165 * 18
     assert result["coherent"]
-    assert {"store draft", "publish", "export planner workbook", "read workbook back"} <= set(result["seconds"])
+    assert {"store draft", "publish", "export planner workbook", "read workbook back"} <= set(
+        result["seconds"]
+    )
     assert all(v >= 0 for v in result["seconds"].values())
