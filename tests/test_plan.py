@@ -170,4 +170,5 @@ def test_a_run_that_fails_after_drafting_leaves_no_plan(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "promote", broken)  # fails after the draft is stored
     with pytest.raises(RuntimeError, match="registry unavailable"):
         run_pipeline(_plan_pipeline(tmp_path), workdir)
-    assert PlanStore(f"sqlite:///{workdir.database}").versions().empty
+    store = PlanStore(f"sqlite:///{workdir.database}")
+    assert store.versions().empty and store.actuals("tiny").empty  # no plan, no history kept

@@ -11,7 +11,7 @@ from ..store.plans import PlanStore, PlanVersion
 from .spec import PipelineSpec
 from .steps import plan_name
 
-__all__ = ["store", "summary", "ACTUALS_SETTINGS"]
+__all__ = ["store", "keep_history", "summary", "ACTUALS_SETTINGS"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +49,22 @@ def store(
         history_end=history["ds"].max(),
         data_config=spec.data.model_dump(mode="json", include=ACTUALS_SETTINGS, exclude_none=True),
     )
-    loaded = plans.load_actuals(name, history[["unique_id", "ds", "y"]], source=f"pipeline run {run_id}")
+    logger.info("Draft plan %s stored", version.label)
+    return version
+
+
+def keep_history(plans: PlanStore, spec: PipelineSpec, run_id: str, history: pd.DataFrame) -> None:
+    """Keep the history a run's plan was made from as the plan's actuals (a restated month
+    becomes a revision); called once the run has succeeded."""
+    loaded = plans.load_actuals(
+        plan_name(spec), history[["unique_id", "ds", "y"]], source=f"pipeline run {run_id}"
+    )
     logger.info(
-        "Draft plan %s stored; history kept as actuals: %d new, %d restated, %d unchanged",
-        version.label,
+        "History kept as actuals: %d new month(s), %d restated, %d unchanged",
         loaded["new"],
         loaded["revised"],
         loaded["unchanged"],
     )
-    return version
 
 
 def summary(plans: PlanStore, version: PlanVersion) -> tuple[dict[str, float], list[float], dict[str, str]]:

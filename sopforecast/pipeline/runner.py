@@ -457,6 +457,7 @@ def _deliver(
             "; no draft plan: plans are made from the champion's forecast" if draft is not None else "",
         )
     if version is not None:
+        plan_output.keep_history(plans, spec, run_id, data.frame)
         if spec.plan.publish:
             version = plans.publish(version.id)
         _log_plan(client, run_id, plans, version)
