@@ -419,7 +419,11 @@ class PlanStore:
             history = self.history(version)
         with self.engine.begin() as conn:
             target = version
-            if version.status == "published":  # published never changes: a new draft carries it
+            # read under the write lock: a draft published meanwhile must not change any more
+            status = conn.execute(
+                select(plan_versions.c.status).where(plan_versions.c.id == version.id).with_for_update()
+            ).scalar_one()
+            if status == "published":  # published never changes: a new draft carries it
                 target = self._copy(conn, version, reverted[1] if reverted else user())
                 ids = rows.insert_overrides(conn, target.id, active, copied=True)
                 gone = [int(i) for i in ids[~keep]]
