@@ -109,6 +109,7 @@ def test_shipped_pipelines_validate():
         ("name: x\nforecast:\n  horizon: 6\n   models: auto\n", "invalid YAML at line"),
         ("name: x\nmonitor: {enabled: true}\n", "monitor step is not available"),
         ("name: x\nplan: {enabled: true, prices: {source: file}}\n", "plan.prices.file"),
+        ("name: x\nplan: {enabled: true, months: 24}\n", "plan.months is 24 but forecast.horizon is 18"),
         ("- just\n- a list\n", "YAML mapping"),
     ],
 )

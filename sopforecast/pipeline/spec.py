@@ -101,7 +101,12 @@ class PlanStep(_Strict):
 
     enabled: bool = False
     name: str | None = Field(None, description="Plan name; default the pipeline's.")
-    months: int = Field(18, ge=1, le=36, description="Planning buckets (months), 18 by default, up to 36.")
+    months: int | None = Field(
+        None,
+        ge=1,
+        le=36,
+        description="Planning buckets (months): default 18 (fewer if the forecast is shorter), up to 36.",
+    )
     bucket: Literal["month", "445"] = Field(
         "month", description="month, or 445: fiscal periods of 4, 4 and 5 weeks (weekly or daily data)."
     )
@@ -189,6 +194,17 @@ class PipelineSpec(_Strict):
                 setting="forecast.drivers",
             )
         self.forecast.drivers = list(self.data.drivers)
+        if self.plan.enabled and self.data.freq in ("MS", "ME", "M"):
+            if self.plan.months is None:
+                self.plan.months = min(18, self.forecast.horizon)
+            elif self.plan.months > self.forecast.horizon:
+                raise ConfigError(
+                    f"plan.months is {self.plan.months} but forecast.horizon is {self.forecast.horizon} "
+                    "months; lower plan.months or raise forecast.horizon",
+                    setting="plan.months",
+                )
+        elif self.plan.months is None:
+            self.plan.months = 18
         prices = self.plan.prices
         if self.plan.enabled and prices.source == "file" and not prices.file:
             raise ConfigError(

@@ -35,7 +35,7 @@ def to_buckets(frame: pd.DataFrame, columns: list[str], freq: str, bucket: str =
     starts on the first day of the data; it needs weekly or daily data.
     """
     if bucket not in BUCKETS:
-        raise ConfigError(f"plan.bucket is {bucket!r}; choose one of {', '.join(BUCKETS)}", setting="bucket")
+        raise ConfigError(f"plan.bucket is {bucket!r}; choose one of {', '.join(BUCKETS)}", setting="plan.bucket")
     monthly = freq in _MONTHLY or freq.startswith(("MS", "ME"))
     if monthly and bucket == "month":
         return frame.assign(ds=frame["ds"].dt.to_period("M").dt.to_timestamp())
@@ -43,7 +43,7 @@ def to_buckets(frame: pd.DataFrame, columns: list[str], freq: str, bucket: str =
         raise ConfigError(
             f"plan buckets of {'a 4-4-5 calendar' if bucket == '445' else 'months'} need data at least as "
             f"fine; the data's frequency is {freq!r}. Use weekly or daily data, or plan.bucket: month.",
-            setting="bucket",
+            setting="plan.bucket",
         )
     days = _days(frame, freq)
     if bucket == "month":

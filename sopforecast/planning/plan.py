@@ -73,7 +73,7 @@ def draft_lines(
     """
     if not 1 <= months <= MAX_MONTHS:
         raise ConfigError(
-            f"plan.months is {months}; plan between 1 and {MAX_MONTHS} months", setting="months"
+            f"plan.months is {months}; plan between 1 and {MAX_MONTHS} months", setting="plan.months"
         )
     keys = [c for chain in hierarchy for c in chain.split("/") if c]
     bottom = history[["unique_id", *keys]].drop_duplicates("unique_id")
@@ -93,7 +93,7 @@ def draft_lines(
             f"plan.months is {months} but the forecast covers {len(buckets)} whole "
             f"{'months' if bucket == 'month' else 'fiscal periods'}; "
             "raise forecast.horizon or lower plan.months",
-            setting="months",
+            setting="plan.months",
         )
     planned = planned[planned["ds"].isin(buckets[:months])]
     past = history_lines(history, S, freq, bucket)
