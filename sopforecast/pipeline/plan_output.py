@@ -28,6 +28,7 @@ ACTUALS_SETTINGS = {
     "negative",
     "missing",
     "duplicates",
+    "drivers",
 }
 
 
@@ -56,9 +57,8 @@ def store(
 def keep_history(plans: PlanStore, spec: PipelineSpec, run_id: str, history: pd.DataFrame) -> None:
     """Keep the history a run's plan was made from as the plan's actuals (a restated month
     becomes a revision); called once the run has succeeded."""
-    loaded = plans.load_actuals(
-        plan_name(spec), history[["unique_id", "ds", "y"]], source=f"pipeline run {run_id}"
-    )
+    columns = ["unique_id", "ds", "y", *spec.data.drivers]  # drivers kept for the drift monitor
+    loaded = plans.load_actuals(plan_name(spec), history[columns], source=f"pipeline run {run_id}")
     logger.info(
         "History kept as actuals: %d new month(s), %d restated, %d unchanged",
         loaded["new"],

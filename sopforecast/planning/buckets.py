@@ -35,7 +35,9 @@ def to_buckets(frame: pd.DataFrame, columns: list[str], freq: str, bucket: str =
     starts on the first day of the data; it needs weekly or daily data.
     """
     if bucket not in BUCKETS:
-        raise ConfigError(f"plan.bucket is {bucket!r}; choose one of {', '.join(BUCKETS)}", setting="plan.bucket")
+        raise ConfigError(
+            f"plan.bucket is {bucket!r}; choose one of {', '.join(BUCKETS)}", setting="plan.bucket"
+        )
     monthly = freq in _MONTHLY or freq.startswith(("MS", "ME"))
     if monthly and bucket == "month":
         return frame.assign(ds=frame["ds"].dt.to_period("M").dt.to_timestamp())

@@ -136,8 +136,11 @@ def load_actuals_file(
     hierarchy = settings.pop("hierarchy", None) or []
     # a file of a few series cannot show which labels are shared on purpose (every region
     # has a Retail channel): the nesting is checked on the plan's series and the file's
+    raw = read_source(path, sheet=sheet)
+    # drivers (price, promo) are kept when the file has them, for the drift monitor
+    settings["drivers"] = [d for d in settings.get("drivers", []) if d in raw.columns]
     config = DataConfig(**settings, sheet=sheet)
-    frame = validate(read_source(path, sheet=sheet), config, source=str(path)).frame
+    frame = validate(raw, config, source=str(path)).frame
     bottom = plans.bottom(version)
     if hierarchy:
         check_nesting(pd.concat([bottom, frame[bottom.columns]]), hierarchy, where=str(path))
@@ -151,7 +154,9 @@ def load_actuals_file(
             version.label,
             format_examples(new_items),
         )
-    counts = plans.load_actuals(name, frame[["unique_id", "ds", "y"]], source=Path(path).name)
+    counts = plans.load_actuals(
+        name, frame[["unique_id", "ds", "y", *config.drivers]], source=Path(path).name
+    )
     return {**counts, "series": int(frame["unique_id"].nunique()), "new_items": len(new_items)}
 
 

@@ -8,6 +8,7 @@ to the numbers it was computed from.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import numpy as np
@@ -20,15 +21,18 @@ from .tables import actuals
 __all__ = ["load", "latest", "revisions"]
 
 
-def latest(engine: Engine, plan: str, *, revisions_only: bool = False) -> pd.DataFrame:
-    """The latest revision of every stored month: ``unique_id, ds, y, revision``."""
+def latest(engine: Engine, plan: str, *, revisions_only: bool = False, drivers: bool = False) -> pd.DataFrame:
+    """The latest revision of every stored month: ``unique_id, ds, y, revision`` (and with
+    ``drivers`` the driver columns kept with them, e.g. ``price, promo``)."""
     last = (
         select(actuals.c.unique_id, actuals.c.ds, func.max(actuals.c.revision).label("revision"))
         .where(actuals.c.plan == plan)
         .group_by(actuals.c.unique_id, actuals.c.ds)
         .subquery()
     )
-    query = select(actuals.c.unique_id, actuals.c.ds, actuals.c.y, actuals.c.revision).join(
+    query = select(
+        actuals.c.unique_id, actuals.c.ds, actuals.c.y, actuals.c.revision, actuals.c.drivers
+    ).join(
         last,
         and_(
             actuals.c.unique_id == last.c.unique_id,
@@ -40,10 +44,27 @@ def latest(engine: Engine, plan: str, *, revisions_only: bool = False) -> pd.Dat
     if revisions_only:
         query = query.where(actuals.c.revision > 1)
     with engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(query).all(), columns=["unique_id", "ds", "y", "revision"])
+        frame = pd.DataFrame(
+            conn.execute(query).all(), columns=["unique_id", "ds", "y", "revision", "drivers"]
+        )
     frame = frame.astype({"unique_id": object, "y": float, "revision": int})
+    if drivers:
+        extra = pd.DataFrame([json.loads(v) if v else {} for v in frame["drivers"]], index=frame.index)
+        frame = pd.concat([frame, extra], axis=1)
+    frame = frame.drop(columns="drivers")
     frame["ds"] = pd.to_datetime(frame["ds"])
     return frame.sort_values(["unique_id", "ds"]).reset_index(drop=True)
+
+
+def _drivers_json(frame: pd.DataFrame, columns: list[str]) -> list[str | None]:
+    """The drivers of each row as JSON (numbers only; empty cells left out)."""
+    if not columns:
+        return [None] * len(frame)
+    values = frame[columns].apply(pd.to_numeric, errors="coerce")
+    return [
+        json.dumps({c: float(v) for c, v in zip(columns, row, strict=True) if v == v})
+        for row in values.to_numpy(dtype=float)
+    ]
 
 
 def revisions(engine: Engine, plan: str) -> pd.DataFrame:
@@ -63,7 +84,8 @@ def load(engine: Engine, plan: str, frame: pd.DataFrame, source: str | None = No
     ``unchanged`` ones (already stored with the same value; not written again).
     """
     stored = latest(engine, plan)
-    incoming = frame[["unique_id", "ds", "y"]].copy()
+    extra = [c for c in frame.columns if c not in ("unique_id", "ds", "y")]
+    incoming = frame[["unique_id", "ds", "y", *extra]].copy()
     incoming["ds"] = pd.to_datetime(incoming["ds"])
     both = incoming.merge(stored, on=["unique_id", "ds"], how="left", suffixes=("", "_stored"))
     known = both["revision"].notna()

@@ -317,13 +317,14 @@ class PlanStore:
 
     # ------------------------------------------------------------------ actuals
     def load_actuals(self, plan: str, frame: pd.DataFrame, *, source: str | None = None) -> dict[str, int]:
-        """Keep ``frame`` (bottom ``unique_id, ds, y``) as actuals of ``plan``; a restated
-        month becomes a new revision (:func:`.actuals.load`)."""
+        """Keep ``frame`` (bottom ``unique_id, ds, y``, and any driver columns) as actuals of
+        ``plan``; a restated month becomes a new revision (:func:`.actuals.load`)."""
         return actuals.load(self.engine, plan, frame, source)
 
-    def actuals(self, plan: str) -> pd.DataFrame:
-        """The latest revision of every stored month of ``plan``: ``unique_id, ds, y, revision``."""
-        return actuals.latest(self.engine, plan)
+    def actuals(self, plan: str, *, drivers: bool = False) -> pd.DataFrame:
+        """The latest revision of every stored month of ``plan``: ``unique_id, ds, y, revision``
+        (with ``drivers``, the driver columns loaded with them)."""
+        return actuals.latest(self.engine, plan, drivers=drivers)
 
     def history(self, version: PlanVersion) -> pd.DataFrame:
         """The stored actuals of ``version``'s plan in its planning buckets, bottom series

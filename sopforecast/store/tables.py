@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 
 __all__ = ["metadata", "plan_versions", "plan_series", "plan_lines", "overrides", "actuals", "pipeline_runs"]
+__all__ += ["monitor_runs", "monitor_metrics", "monitor_exceptions"]
 
 metadata = MetaData()
 
@@ -103,7 +104,61 @@ actuals = Table(
     Column("revision", Integer, nullable=False),  # 1 = first load; a restated month adds one
     Column("loaded_at", DateTime, nullable=False),
     Column("source", String(500)),
+    Column("drivers", Text),  # JSON {price: .., promo: ..} of the month, when the data has drivers
     UniqueConstraint("plan", "unique_id", "ds", "revision", name="uq_actuals_revision"),
+)
+
+monitor_runs = Table(
+    "monitor_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("plan", String(200), nullable=False, index=True),
+    Column("cycle", String(20), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("versions", Integer, nullable=False),
+    Column("actuals_to", Date),
+    Column("report", Text),
+    Column("mlflow_run_id", String(64)),
+)
+
+monitor_metrics = Table(
+    "monitor_metrics",
+    metadata,
+    Column("run_id", Integer, ForeignKey("monitor_runs.id"), nullable=False, index=True),
+    Column("scope", String(20), nullable=False),
+    Column("cycle", String(20)),
+    Column("key", String(500), nullable=False),
+    Column("level", String(200)),
+    Column("lag", Integer, nullable=False),
+    Column("forecast", String(20), nullable=False),
+    Column("n", Integer),
+    Column("actual", Float),
+    Column("wape", Float),
+    Column("accuracy", Float),
+    Column("bias", Float),
+    Column("mase", Float),
+    Column("tracking_signal", Float),
+    Column("coverage", Float),
+)
+
+monitor_exceptions = Table(
+    "monitor_exceptions",
+    metadata,
+    Column("run_id", Integer, ForeignKey("monitor_runs.id"), nullable=False, index=True),
+    Column("rank", Integer, nullable=False),
+    Column("key", String(500), nullable=False),
+    Column("level", String(200)),
+    Column("metric", String(40), nullable=False),
+    Column("forecast", String(20)),
+    Column("lag", Integer),
+    Column("value", Float),
+    Column("target", String(100)),
+    Column("breach", Float),
+    Column("trend", Text),
+    Column("direction", String(20)),
+    Column("action", Text),
+    Column("at_stake", Float),
 )
 
 pipeline_runs = Table(
