@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..config import MAX_HORIZON_MONTHS, DataConfig, ForecastConfig, check_freq
 from ..errors import ConfigError, format_examples, validation_problems
+from ..monitoring.mail import MailSettings
+from ..monitoring.monitor import MonitorSettings
 
 __all__ = [
     "PipelineSpec",
@@ -120,11 +122,15 @@ class PlanStep(_Strict):
     prices: PlanPrices = Field(default_factory=PlanPrices)
 
 
-class MonitorStep(_Strict):
-    """Accuracy and drift monitoring when actuals arrive (arrives with the monitoring issue)."""
+class MonitorStep(MonitorSettings):
+    """Judge the published plans against the actuals after each run: accuracy per lag,
+    level and segment against targets, drift, exceptions, the manager report (and e-mail)."""
 
     enabled: bool = False
-    lags: list[int] = Field(default_factory=lambda: [1, 3], description="Lags to track accuracy at.")
+    recipients: list[str] = Field(
+        default_factory=list, description="E-mail the manager report to these addresses after each run."
+    )
+    mail: MailSettings = Field(default_factory=MailSettings)
 
 
 class TrackingConfig(_Strict):
@@ -216,12 +222,11 @@ class PipelineSpec(_Strict):
                 f"{self.data.drivers}; add it there, or set plan.prices.column / plan.prices.source",
                 setting="plan.prices.column",
             )
-        for step in ("monitor",):
-            if getattr(self, step).enabled:
-                raise ValueError(
-                    f"the {step} step is not available in this version of sopforecast; "
-                    f"set {step}.enabled: false"
-                )
+        if self.monitor.enabled and not self.plan.enabled:
+            raise ConfigError(
+                "monitor.enabled needs plan.enabled: the monitor judges the published plans",
+                setting="monitor.enabled",
+            )
         self.tracking.experiment = self.tracking.experiment or self.name
         self.tracking.registered_model = self.tracking.registered_model or self.name
         return self

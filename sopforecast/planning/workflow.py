@@ -29,6 +29,7 @@ __all__ = [
     "export_version",
     "fva_report",
     "published_lines",
+    "actuals_by_level",
 ]
 
 logger = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ def export_version(
     keys = plans.keys(version)
     history = None
     if layout == "planner":
-        history = _all_levels(plans, version)
+        history = actuals_by_level(plans, version)
     meta = {
         "plan": version.plan,
         "cycle": version.cycle,
@@ -179,7 +180,7 @@ def export_version(
     return write_plan(lines, output, layout=layout, keys=keys, history=history, meta=meta)
 
 
-def _all_levels(plans: PlanStore, version: PlanVersion) -> pd.DataFrame | None:
+def actuals_by_level(plans: PlanStore, version: PlanVersion) -> pd.DataFrame | None:
     """The stored actuals of every series at every level of ``version``, in its buckets."""
     bottom = plans.history(version)
     if bottom.empty:
@@ -210,7 +211,7 @@ def fva_report(plans: PlanStore, plan: str, lags=(1, 3, 6)) -> tuple[pd.DataFram
         raise PlanNotFound(
             f"plan {plan!r} has no published version yet; publish one (sopforecast plan publish CYCLE)."
         )
-    actual = _all_levels(plans, plans.version(None, plan))
+    actual = actuals_by_level(plans, plans.version(None, plan))
     if actual is None:
         actual = pd.DataFrame(
             {"unique_id": pd.Series(dtype=object), "ds": pd.Series(dtype="datetime64[ns]"), "y": []}

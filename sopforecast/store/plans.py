@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import SopforecastError, format_examples
 from ..planning.lines import series_keys, summing
 from ..workdir import Workdir
-from . import actuals, rows, schema
+from . import actuals, monitoring, rows, schema
 from .tables import overrides, plan_lines, plan_series, plan_versions
 
 __all__ = ["PlanStore", "PlanVersion", "PlanNotFound", "STORE_ENV", "resolve_store_uri", "user"]
@@ -340,6 +340,37 @@ class PlanStore:
     def actual_revisions(self, plan: str) -> pd.DataFrame:
         """Every stored actual of ``plan``, restated months with all their revisions."""
         return actuals.revisions(self.engine, plan)
+
+    # --------------------------------------------------------------- monitoring
+    def record_monitor(self, result, *, versions: int) -> int:
+        """Keep a monitoring run (:class:`~sopforecast.monitoring.monitor.MonitorResult`):
+        its accuracy per level, cycle, series and segment, and its exceptions."""
+        return monitoring.record(
+            self.engine,
+            plan=result.plan,
+            cycle=result.cycle,
+            created_by=user(),
+            versions=versions,
+            actuals_to=pd.Timestamp(result.cycle),
+            report=str(result.report) if result.report else None,
+            levels=result.levels,
+            trend=result.trend,
+            series=result.series,
+            segments=result.segments,
+            exceptions=result.exceptions,
+        )
+
+    def monitor_runs(self, plan: str | None = None) -> pd.DataFrame:
+        """Monitoring runs, newest first."""
+        return monitoring.runs(self.engine, plan)
+
+    def monitor_exceptions(self, run_id: int) -> pd.DataFrame:
+        """The exceptions a monitoring run found, most money at stake first."""
+        return monitoring.exceptions(self.engine, run_id)
+
+    def monitor_metrics(self, run_id: int, scope: str | None = None) -> pd.DataFrame:
+        """A monitoring run's metrics (scope: level, series or segment)."""
+        return monitoring.metrics(self.engine, run_id, scope)
 
     # ---------------------------------------------------------------- overrides
     def overrides(self, version: PlanVersion | None = None, plan: str | None = None) -> pd.DataFrame:

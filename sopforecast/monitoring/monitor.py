@@ -1,0 +1,300 @@
+"""The monitor: one entry point that judges the published plans against the actuals.
+
+For every published version of a plan and every lag, the statistical forecast and the
+final (consensus) plan are scored against the actuals per series, level, segment and cycle
+(:mod:`.accuracy`, :mod:`.segments`); breaches of the targets become exceptions ranked by
+the money at stake (:mod:`.exceptions`); demand, drivers and forecast errors are checked
+for drift per segment (:mod:`.drift`); the manager report is written (:mod:`.report`).
+Pure computation up to :func:`run_monitor`, which also writes the report files and the
+monitoring record in the plan store.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import SopforecastError
+from ..planning.finance import revenue
+from ..planning.fva import fva_table, with_lags
+from ..planning.workflow import actuals_by_level, published_lines
+from ..store.plans import PlanStore, PlanVersion
+from .accuracy import accuracy_table, mase_scale
+from .drift import DriftResult, DriftSettings, drift_monitor
+from .exceptions import EXCEPTION_COLUMNS, Target, check_targets, default_targets
+from .report import ReportData, find_chromium, status_of, write_report
+from .segments import segment_accuracy, segment_table, with_segments
+
+__all__ = ["MonitorSettings", "MonitorResult", "NothingToMonitor", "scored_lines", "run_monitor"]
+
+logger = logging.getLogger(__name__)
+
+
+class NothingToMonitor(SopforecastError):
+    """No published plan, or no actual for any planned month yet."""
+
+
+class MonitorSettings(BaseModel):
+    """What the monitor measures and holds the plan to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lags: list[int] = Field(default_factory=lambda: [1, 3, 6], description="Lags (months ahead) to score.")
+    interval: int = Field(80, gt=0, lt=100, description="Interval level whose coverage is checked.")
+    targets: list[Target] | None = Field(
+        None, description="Targets per level or segment; default: sensible ones for every level."
+    )
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+    drift_level: str | None = Field(
+        None, description="Level whose series are the drift segments; default the one below the top."
+    )
+    top: int = Field(10, ge=1, description="Exceptions shown in the report.")
+    pdf: bool = Field(True, description="Print the report as PDF too (needs Chromium).")
+
+
+@dataclass
+class MonitorResult:
+    """What one monitoring run found and wrote."""
+
+    plan: str
+    cycle: str
+    levels: pd.DataFrame  # accuracy per level and lag, all cycles pooled
+    trend: pd.DataFrame  # per cycle and level
+    series: pd.DataFrame  # per series
+    segments: pd.DataFrame  # per segment (demand class, ABC, XYZ)
+    exceptions: pd.DataFrame
+    kpis: pd.DataFrame
+    fva: pd.DataFrame
+    drift: DriftResult | None
+    report: Path | None = None
+    pdf: Path | None = None
+    run_id: int | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def scored_lines(plans: PlanStore, plan: str) -> tuple[pd.DataFrame, PlanVersion]:
+    """Every published line of ``plan`` that has its actual, with ``lag`` and ``y``."""
+    stacked = published_lines(plans, plan)
+    if stacked.empty:
+        raise NothingToMonitor(
+            f"plan {plan!r} has no published version yet; publish one (sopforecast plan publish CYCLE)."
+        )
+    latest = plans.version(None, plan)
+    actual = actuals_by_level(plans, latest)
+    if actual is None:
+        raise NothingToMonitor(
+            f"plan {plan!r} has no actuals yet; load them (sopforecast actuals load FILE)."
+        )
+    scored = with_lags(stacked).merge(actual, on=["unique_id", "ds"], how="inner")
+    if scored.empty:
+        raise NothingToMonitor(
+            f"no published month of plan {plan!r} has its actuals yet (actuals run to "
+            f"{actual['ds'].max():%Y-%m}); load them with sopforecast actuals load FILE."
+        )
+    return scored, latest
+
+
+def run_monitor(
+    plans: PlanStore,
+    plan: str,
+    settings: MonitorSettings | None = None,
+    folder: str | Path = "reports",
+    *,
+    mlflow_url: str | None = None,
+) -> MonitorResult:
+    """Score, check, look for drift, report, and keep the record in the plan store."""
+    import time
+
+    settings = settings or MonitorSettings()
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    scored, latest = scored_lines(plans, plan)
+    S, levels_of = plans.structure(latest)
+    order = list(dict.fromkeys(levels_of))
+    lines = plans.lines(latest)
+    bottom_level = order[-1]
+    history = plans.history(latest)  # bottom, monthly
+    actual_all = actuals_by_level(plans, latest)
+    money = revenue(lines, S)
+    per_series_revenue = money[money["unique_id"].isin(S.columns)].groupby("unique_id")["revenue"].sum()
+    segments = segment_table(history, per_series_revenue)
+    scored = with_segments(scored, segments)
+    scale = mase_scale(actual_all)
+    lags, interval = list(settings.lags), settings.interval
+    levels = accuracy_table(scored, by=("level",), lags=lags, scale=scale, interval=interval)
+    trend = accuracy_table(scored, by=("cycle", "level"), lags=lags, scale=scale, interval=interval)
+    series = accuracy_table(scored, by=("unique_id", "level"), lags=lags, scale=scale, interval=interval)
+    history_metrics = accuracy_table(
+        scored, by=("cycle", "unique_id", "level"), lags=lags, scale=scale, interval=interval
+    )
+    by_segment = segment_accuracy(scored, lags=lags, scale=scale, interval=interval)
+    seconds["accuracy"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    targets = settings.targets or default_targets(order)
+    stake = _at_stake(scored, lines, S, segments, bottom_level)
+    exceptions = check_targets(series, by_segment, targets, history_metrics=history_metrics, at_stake=stake)
+    cycle = pd.Timestamp(scored["ds"].max()).strftime("%Y-%m")
+    folder = Path(folder)
+    drift = None
+    if len(history):
+        drift_frame = _drift_frame(plans, plan, latest, scored, bottom_level, settings.drift_level)
+        drift = drift_monitor(drift_frame, "segment", settings.drift, folder / f"drift_{cycle}")
+        exceptions = _with_drift(exceptions, drift, settings.drift, stake)
+    seconds["exceptions_and_drift"] = time.perf_counter() - clock
+
+    kpis = _kpis(levels, targets)
+    fva = fva_table(with_lags(published_lines(plans, plan)), actual_all, lags)
+    result = MonitorResult(
+        plan, cycle, levels, trend, series, by_segment, exceptions, kpis, fva, drift, seconds=seconds
+    )
+    clock = time.perf_counter()
+    pdf = settings.pdf and _has_chromium()
+    if settings.pdf and not pdf:
+        logger.warning(
+            "Chromium not found: the manager report is written as HTML only (apt-get install chromium)"
+        )
+    data = _report_data(result, trend, folder, mlflow_url)
+    result.report, result.pdf = write_report(data, folder, pdf=pdf)
+    seconds["report"] = time.perf_counter() - clock
+    result.run_id = plans.record_monitor(result, versions=int(scored["version_id"].nunique()))
+    logger.info(
+        "Monitored %s up to %s: %d exception(s); report %s",
+        plan,
+        cycle,
+        len(exceptions),
+        result.report,
+    )
+    return result
+
+
+def _has_chromium() -> bool:
+    try:
+        find_chromium()
+    except SopforecastError:
+        return False
+    return True
+
+
+def _at_stake(scored, lines, S, segments, bottom_level) -> pd.Series:
+    """Money at stake per key: |final - actual| x price of the bottom series, summed to
+    every aggregate and segment, over the latest three months with actuals."""
+    price = lines[lines["unique_id"].isin(S.columns)].groupby("unique_id")["price"].mean()
+    recent = scored[scored["ds"] > scored["ds"].max() - pd.DateOffset(months=3)]
+    bottom = recent[recent["level"] == bottom_level]
+    error = (bottom["final"] - bottom["y"]).abs() * bottom["unique_id"].map(price)
+    per_series = error.groupby(bottom["unique_id"]).sum().reindex(S.columns).fillna(0.0)
+    stake = pd.Series(S.to_numpy() @ per_series.to_numpy(), index=S.index)
+    parts = [stake]
+    for col in ("demand_class", "abc", "xyz"):
+        if col in segments:
+            grouped = per_series.groupby(segments.set_index("unique_id")[col].reindex(per_series.index)).sum()
+            parts.append(grouped.rename(lambda v, c=col: f"{c}={v}"))
+    parts.append(pd.Series({"all": per_series.sum()}))
+    return pd.concat(parts)
+
+
+def _drift_frame(plans, plan, latest, scored, bottom_level, drift_level) -> pd.DataFrame:
+    """Bottom demand with its drivers and lag-1 forecast errors, each series in its segment."""
+    actual = plans.actuals(plan, drivers=True).drop(columns="revision")
+    first = scored[(scored["level"] == bottom_level) & (scored["lag"] == 1)]
+    first = first.sort_values("version_id").drop_duplicates(["unique_id", "ds"], keep="last")
+    residual = (first["y"] - first["final"]).rename("residual")
+    frame = actual.merge(
+        pd.concat([first[["unique_id", "ds"]], residual], axis=1), on=["unique_id", "ds"], how="left"
+    )
+    keys = plans.keys(latest)
+    chain = [c for c in latest.hierarchy[0].split("/")] if latest.hierarchy else []
+    level = drift_level.split("/") if drift_level else chain[: max(1, min(2, len(chain) - 1))]
+    if level:
+        segment = keys[level].astype(str).agg("/".join, axis=1)
+        frame["segment"] = frame["unique_id"].map(segment)
+    else:
+        frame["segment"] = "all"
+    return frame
+
+
+def _with_drift(exceptions, drift: DriftResult, settings: DriftSettings, stake: pd.Series) -> pd.DataFrame:
+    """Drifted demand or forecast errors of a segment become exceptions too."""
+    scores = drift.scores
+    hit = scores[scores["drifted"] & scores["column"].isin(["y", settings.residual])]
+    if hit.empty:
+        return exceptions
+    what = hit["column"].map({"y": "demand", settings.residual: "forecast errors"})
+    rows = pd.DataFrame(
+        {
+            "key": hit["segment"].to_numpy(),
+            "level": "drift",
+            "metric": "drift_" + hit["column"].astype(str),
+            "forecast": "final",
+            "lag": 1,
+            "value": hit["score"].to_numpy(),
+            "target": f"<= {settings.threshold:g}",
+            "breach": (hit["score"] - settings.threshold).to_numpy(),
+            "trend": [f"mean {c:+.0%} vs the reference months" for c in hit["change_pct"].fillna(0.0) / 100],
+            "direction": "worsening",
+            "action": [
+                f"The {w} of {k} shifted in the latest months: check for a structural change "
+                "(new listing, lost customer, competitor) and re-fit or override the plan"
+                for w, k in zip(what, hit["segment"], strict=True)
+            ],
+            "at_stake": hit["segment"].map(stake).to_numpy(),
+        }
+    )
+    both = pd.concat([exceptions.drop(columns="rank", errors="ignore"), rows], ignore_index=True)
+    both = both.sort_values(["at_stake", "breach"], ascending=False, na_position="last", kind="stable")
+    both["rank"] = np.arange(1, len(both) + 1)
+    return both.reindex(columns=EXCEPTION_COLUMNS).reset_index(drop=True)
+
+
+def _kpis(levels: pd.DataFrame, targets: list[Target]) -> pd.DataFrame:
+    """A tile per level target: the level's pooled value against it."""
+    rows = []
+    for t in targets:
+        if t.level is None:
+            continue
+        hit = levels[
+            (levels["level"] == t.level) & (levels["lag"] == t.lag) & (levels["forecast"] == t.forecast)
+        ]
+        column = "coverage_gap" if t.metric == "coverage_gap" else t.metric
+        if hit.empty or column not in hit:
+            continue
+        value = float(hit[column].iloc[0])
+        rows.append(
+            {
+                "name": t.metric.replace("_", " "),
+                "level": t.level,
+                "lag": t.lag,
+                "value": value,
+                "target": t.bound_text,
+                "status": status_of(value, t.min, t.max, t.within),
+                "unit": "" if t.metric in ("mase", "tracking_signal") else "%",
+            }
+        )
+    return pd.DataFrame(rows, columns=["name", "level", "lag", "value", "target", "status", "unit"])
+
+
+def _report_data(result: MonitorResult, trend: pd.DataFrame, folder: Path, mlflow_url) -> ReportData:
+    final = trend[trend["forecast"] == "final"]
+    reports = {}
+    if result.drift is not None:
+        reports = {name: str(Path(p).relative_to(folder)) for name, p in result.drift.reports.items()}
+    drift = result.drift.scores if result.drift is not None else pd.DataFrame()
+    return ReportData(
+        plan=result.plan,
+        cycle=result.cycle,
+        generated_at=pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC"),
+        kpis=result.kpis,
+        trend=final[["cycle", "level", "lag", "accuracy"]],
+        bias=final[final["lag"] == final["lag"].min()][["cycle", "level", "bias"]],
+        exceptions=result.exceptions.head(50),
+        fva=result.fva,
+        drift=drift,
+        drift_reports=reports,
+        mlflow_url=mlflow_url,
+    )
