@@ -23,6 +23,7 @@ from rich.table import Table
 
 from .console import console, err_console, progress, setup_logging
 from .errors import ConfigError, SopforecastError
+from .monitor_cli import monitor_app, report_app
 from .options import WorkdirOption
 from .override_cli import actuals_app, db_app, override_app
 from .plan_cli import PLAN_FLAGS, plan_app
@@ -562,6 +563,8 @@ app.add_typer(plan_app, name="plan")
 app.add_typer(override_app, name="override")
 app.add_typer(actuals_app, name="actuals")
 app.add_typer(db_app, name="db")
+app.add_typer(monitor_app, name="monitor")
+app.add_typer(report_app, name="report")
 
 schedule_app = typer.Typer(
     help="Cron schedules of pipelines, run by `sopforecast scheduler`.", no_args_is_help=True

@@ -112,6 +112,8 @@ def run_demo(
         *(overrides or []),
     ]
     spec = load_pipeline(path, settings)
+    if spec.monitor.enabled:
+        _backfill(spec, workdir)
     run = run_pipeline(spec, workdir, path=str(path), progress=progress)
     history = run.data.frame
     levels = series_per_level(history, spec.data.hierarchy) if spec.data.hierarchy else None
@@ -134,6 +136,21 @@ def run_demo(
     return DemoResult(
         run.data.report, levels, class_counts(classes), run.evaluation.forecast, outputs, run, plan
     )
+
+
+def _backfill(spec, workdir: Workdir, cycles: int = 6) -> None:
+    """Published plans of the last ``cycles`` months, made from the history known then, so the
+    monitor has plans to judge on the first run (once per work directory)."""
+    from .pipeline.sources import load_history
+    from .pipeline.steps import plan_name
+    from .planning.backfill import backfill
+
+    plans = PlanStore.open(workdir, configured=spec.plan.store_uri)
+    name = plan_name(spec)
+    if len(plans.versions(name)):
+        return
+    history = load_history(spec.data, workdir).frame
+    backfill(plans, name, history, list(spec.data.hierarchy), cycles=cycles, months=max(spec.monitor.lags))
 
 
 def _write_json(payload: dict, path: Path) -> Path:

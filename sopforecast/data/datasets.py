@@ -103,14 +103,33 @@ class DemoPlan:
         self.history, self.future, self.actuals = history, future, actuals
 
 
-def generate_plan(n_series: int = 500, periods: int = 60, horizon: int = 18, seed: int = 0) -> DemoPlan:
+def generate_plan(
+    n_series: int = 500,
+    periods: int = 60,
+    horizon: int = 18,
+    seed: int = 0,
+    shift: tuple[str, float, int] | None = None,
+) -> DemoPlan:
     """The demo data split at ``periods``: history, then the drivers planned for the next
     ``horizon`` months (``category, family, sku, region, channel, ds, price, promo``: the
     sales team's promotion calendar) and the demand that followed. All
     ``periods + horizon`` months are simulated at once, so the history is not
-    ``generate_demand(periods=periods)``'s."""
+    ``generate_demand(periods=periods)``'s.
+
+    ``shift=(family, change_pct, months)`` plants a lasting demand shift: from ``months``
+    before the end of the history on, every series of that family sells ``change_pct``
+    percent more (a new listing, a lost competitor), for monitors to catch.
+    """
     full = generate_demand(n_series=n_series, periods=periods + horizon, seed=seed)
     cut = pd.Timestamp("2021-01-01") + pd.DateOffset(months=periods)
+    if shift is not None:
+        family, change_pct, months = shift
+        if family not in set(full["family"]):
+            raise ConfigError(
+                f"demo shift: no family {family!r} in the demo data; families: {sorted(set(full['family']))}"
+            )
+        hit = (full["family"] == family) & (full["ds"] >= cut - pd.DateOffset(months=months))
+        full.loc[hit, "y"] = np.round(full.loc[hit, "y"] * (1 + change_pct / 100))
     history = full[full["ds"] < cut].reset_index(drop=True)
     later = full[full["ds"] >= cut]
     keys = ["category", "family", "sku", "region", "channel"]

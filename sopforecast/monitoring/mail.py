@@ -462,7 +462,7 @@ def send_report(
     settings: MailSettings,
     to: list[str],
     html_path: str | os.PathLike,
-    pdf_path: str | os.PathLike,
+    pdf_path: str | os.PathLike | None,
     *,
     subject: str,
     summary_html: str,
@@ -491,16 +491,15 @@ def send_report(
     """
     settings = _settings(settings)
     recipients = _check_recipients(to)
-    html_path, pdf_path = Path(html_path), Path(pdf_path)
+    html_path = Path(html_path)
+    pdf_path = Path(pdf_path) if pdf_path is not None else None  # no PDF without Chromium
     for path, what in ((html_path, "report HTML"), (pdf_path, "report PDF")):
-        if not path.is_file():
+        if path is not None and not path.is_file():
             raise SopforecastError(f"the {what} {path} does not exist; build the report before e-mailing it")
 
-    note = f"The full report ({html_path.name}) and its PDF ({pdf_path.name}) are attached."
-    html_note = (
-        f"<p>The full report (<code>{escape(html_path.name)}</code>) and its PDF "
-        f"(<code>{escape(pdf_path.name)}</code>) are attached.</p>"
-    )
+    pdf_text = f" and its PDF ({pdf_path.name})" if pdf_path else ""
+    note = f"The full report ({html_path.name}){pdf_text} {'are' if pdf_path else 'is'} attached."
+    html_note = f"<p>{escape(note)}</p>"
     html_body = (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head><body>\n'
         f"{summary_html}\n{html_note}\n</body></html>\n"
@@ -513,7 +512,7 @@ def send_report(
         subject=subject,
         html_body=html_body,
         text_body=text_body,
-        attachments=[html_path, pdf_path],
+        attachments=[p for p in (html_path, pdf_path) if p is not None],
     )
     send(settings, message)
     logger.info("e-mailed the report %s to %d recipient(s)", html_path.name, len(recipients))

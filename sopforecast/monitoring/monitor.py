@@ -136,7 +136,10 @@ def run_monitor(
     seconds["accuracy"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    targets = settings.targets or default_targets(order)
+    # by default the levels a manager reviews: the aggregates of at most 50 series each
+    counts = levels_of.value_counts()
+    reviewed = [lv for lv in order[:-1] if counts[lv] <= 50] or order[:1]
+    targets = settings.targets or default_targets([*reviewed, order[-1]])
     stake = _at_stake(scored, lines, S, segments, bottom_level)
     exceptions = check_targets(series, by_segment, targets, history_metrics=history_metrics, at_stake=stake)
     cycle = pd.Timestamp(scored["ds"].max()).strftime("%Y-%m")
@@ -182,21 +185,24 @@ def _has_chromium() -> bool:
 
 
 def _at_stake(scored, lines, S, segments, bottom_level) -> pd.Series:
-    """Money at stake per key: |final - actual| x price of the bottom series, summed to
-    every aggregate and segment, over the latest three months with actuals."""
+    """Money at stake per key: the net revenue gap of the plan, |sum (final - actual) x
+    price|, over the latest three months with actuals (lag 1 plans), summed from the bottom
+    series to every aggregate and segment before the absolute value is taken. Random errors
+    cancel; a plan that is systematically off (a demand shift it missed) does not."""
     price = lines[lines["unique_id"].isin(S.columns)].groupby("unique_id")["price"].mean()
-    recent = scored[scored["ds"] > scored["ds"].max() - pd.DateOffset(months=3)]
+    recent = scored[(scored["ds"] > scored["ds"].max() - pd.DateOffset(months=3)) & (scored["lag"] == 1)]
     bottom = recent[recent["level"] == bottom_level]
-    error = (bottom["final"] - bottom["y"]).abs() * bottom["unique_id"].map(price)
+    error = (bottom["final"] - bottom["y"]) * bottom["unique_id"].map(price).fillna(0.0)
     per_series = error.groupby(bottom["unique_id"]).sum().reindex(S.columns).fillna(0.0)
     stake = pd.Series(S.to_numpy() @ per_series.to_numpy(), index=S.index)
     parts = [stake]
+    owner = segments.set_index("unique_id")
     for col in ("demand_class", "abc", "xyz"):
-        if col in segments:
-            grouped = per_series.groupby(segments.set_index("unique_id")[col].reindex(per_series.index)).sum()
+        if col in owner:
+            grouped = per_series.groupby(owner[col].reindex(per_series.index), observed=True).sum()
             parts.append(grouped.rename(lambda v, c=col: f"{c}={v}"))
     parts.append(pd.Series({"all": per_series.sum()}))
-    return pd.concat(parts)
+    return pd.concat(parts).abs()
 
 
 def _drift_frame(plans, plan, latest, scored, bottom_level, drift_level) -> pd.DataFrame:

@@ -37,7 +37,7 @@ from ..errors import ConfigError
 from ..notices import library_warnings
 from ..store.plans import PlanStore, PlanVersion
 from ..workdir import Workdir
-from . import plan_output, registry, steps
+from . import monitor_output, plan_output, registry, steps
 from .history import RunHistory, pipeline_lock
 from .model import model_signature, save_artifacts
 from .sources import History, fingerprint
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
 
     from mlflow import MlflowClient
+
+    from ..monitoring.monitor import MonitorResult
 
 __all__ = ["PipelineRun", "run_pipeline", "evaluate", "Evaluation", "STEPS", "MODEL_PATH"]
 
@@ -79,6 +81,7 @@ class PipelineRun:
     tracking_uri: str = ""
     data: History | None = None
     plan: PlanVersion | None = None  # the draft (or published) plan version this run wrote
+    monitor: MonitorResult | None = None  # what the monitor step found
 
     @property
     def delivered(self) -> bool:
@@ -235,6 +238,12 @@ def _run(
 
         draft = steps.plan_draft(spec, ev, data) if spec.plan.enabled else None
         outputs, plan = _deliver(client, run_id, spec, workdir, ev, decision, draft, data)
+        monitored = None
+        if spec.plan.enabled:
+            plans = PlanStore.open(workdir, configured=spec.plan.store_uri)
+            plan_output.keep_history(plans, spec, run_id, data.frame)
+            if spec.monitor.enabled:
+                monitored = _monitor(client, run_id, spec, workdir, plans, store)
         show.step(5)
     return PipelineRun(
         spec,
@@ -247,6 +256,7 @@ def _run(
         store.tracking_uri,
         data,
         plan,
+        monitored,
     )
 
 
@@ -457,11 +467,30 @@ def _deliver(
             "; no draft plan: plans are made from the champion's forecast" if draft is not None else "",
         )
     if version is not None:
-        plan_output.keep_history(plans, spec, run_id, data.frame)
         if spec.plan.publish:
             version = plans.publish(version.id)
         _log_plan(client, run_id, plans, version)
     return outputs, version
+
+
+def _monitor(client, run_id: str, spec: PipelineSpec, workdir: Workdir, plans: PlanStore, store: Store):
+    """The monitor step: judge the published plans, log it, send the report if asked."""
+    from ..monitoring.monitor import NothingToMonitor, run_monitor
+
+    url = (
+        f"{store.tracking_uri}#/experiments/-/runs/{run_id}"
+        if store.tracking_uri.startswith("http")
+        else None
+    )
+    try:
+        result = run_monitor(plans, steps.plan_name(spec), spec.monitor, workdir.reports, mlflow_url=url)
+    except NothingToMonitor as exc:
+        logger.info("Monitor: nothing to judge yet (%s)", exc)
+        return None
+    monitor_output.log_to_mlflow(client, run_id, result)
+    if spec.monitor.recipients:
+        monitor_output.send(spec.monitor.mail, spec.monitor.recipients, result)
+    return result
 
 
 def _log_plan(client: MlflowClient, run_id: str, plans: PlanStore, version: PlanVersion) -> None:

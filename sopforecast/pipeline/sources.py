@@ -63,7 +63,8 @@ def load_history(data: PipelineData, workdir: Workdir) -> History:
         workdir.ensure(workdir.data)
         path = workdir.data / "demo_demand.csv"
         demo = data.demo
-        plan = generate_plan(n_series=demo.series, periods=demo.periods, seed=demo.seed)
+        shift = (demo.shift_family, demo.shift_pct, demo.shift_months) if demo.shift_family else None
+        plan = generate_plan(n_series=demo.series, periods=demo.periods, seed=demo.seed, shift=shift)
         write_frame(plan.history, path)
         if data.drivers and not data.future:
             calendar = write_frame(plan.future, workdir.data / "demo_promotion_calendar.csv")

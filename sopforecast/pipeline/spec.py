@@ -49,6 +49,13 @@ class DemoSettings(_Strict):
     series: int = Field(500, ge=1, description="Bottom series.")
     periods: int = Field(60, ge=12, description="Months of history.")
     seed: int = Field(0, description="Generator seed.")
+    shift_family: str | None = Field(
+        None, description="Plant a lasting demand shift in this family (for the monitors to catch)."
+    )
+    shift_pct: float = Field(40.0, gt=-100, description="Size of the planted shift, percent.")
+    shift_months: int = Field(
+        4, ge=1, description="The shift starts this many months before the history ends."
+    )
 
 
 class PipelineData(DataConfig):

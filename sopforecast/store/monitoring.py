@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 
 import numpy as np
@@ -11,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from .tables import monitor_exceptions, monitor_metrics, monitor_runs
 
-__all__ = ["record", "runs", "exceptions", "metrics"]
+__all__ = ["record", "runs", "kpis", "exceptions", "metrics"]
 
 _METRICS = ("n", "actual", "wape", "accuracy", "bias", "mase", "tracking_signal", "coverage")
 
@@ -49,6 +50,7 @@ def record(
     versions: int,
     actuals_to,
     report: str | None,
+    kpis: pd.DataFrame,
     levels: pd.DataFrame,
     trend: pd.DataFrame,
     series: pd.DataFrame,
@@ -66,6 +68,7 @@ def record(
                 versions=versions,
                 actuals_to=pd.Timestamp(actuals_to).date() if actuals_to is not None else None,
                 report=report,
+                kpis=kpis.to_json(orient="records"),
             )
         ).inserted_primary_key[0]
         seg = segments.assign(key=_segment_keys(segments)) if len(segments) else segments
@@ -99,6 +102,13 @@ def runs(engine: Engine, plan: str | None = None) -> pd.DataFrame:
         query = query.where(monitor_runs.c.plan == plan)
     with engine.connect() as conn:
         return pd.DataFrame(conn.execute(query).mappings().all(), columns=[c.name for c in monitor_runs.c])
+
+
+def kpis(engine: Engine, run_id: int) -> pd.DataFrame:
+    """The tiles of a monitoring run's report."""
+    with engine.connect() as conn:
+        text = conn.execute(select(monitor_runs.c.kpis).where(monitor_runs.c.id == run_id)).scalar_one()
+    return pd.read_json(io.StringIO(text or "[]"), orient="records")
 
 
 def exceptions(engine: Engine, run_id: int) -> pd.DataFrame:

@@ -353,6 +353,7 @@ class PlanStore:
             versions=versions,
             actuals_to=pd.Timestamp(result.cycle),
             report=str(result.report) if result.report else None,
+            kpis=result.kpis,
             levels=result.levels,
             trend=result.trend,
             series=result.series,
@@ -363,6 +364,10 @@ class PlanStore:
     def monitor_runs(self, plan: str | None = None) -> pd.DataFrame:
         """Monitoring runs, newest first."""
         return monitoring.runs(self.engine, plan)
+
+    def monitor_kpis(self, run_id: int) -> pd.DataFrame:
+        """The KPI tiles of a monitoring run's report."""
+        return monitoring.kpis(self.engine, run_id)
 
     def monitor_exceptions(self, run_id: int) -> pd.DataFrame:
         """The exceptions a monitoring run found, most money at stake first."""

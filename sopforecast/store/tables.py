@@ -119,6 +119,7 @@ monitor_runs = Table(
     Column("versions", Integer, nullable=False),
     Column("actuals_to", Date),
     Column("report", Text),
+    Column("kpis", Text),
     Column("mlflow_run_id", String(64)),
 )
 

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("versions", sa.Integer, nullable=False),
         sa.Column("actuals_to", sa.Date),
         sa.Column("report", sa.Text),
+        sa.Column("kpis", sa.Text),  # JSON records: the report's tiles (measure, value, target, status)
         sa.Column("mlflow_run_id", sa.String(64)),
     )
     op.create_table(

@@ -1,0 +1,102 @@
+"""The monitor step's side of a run: run the monitor, log it to MLflow, e-mail the report.
+
+Used by a pipeline's ``monitor`` step and by ``sopforecast monitor run``: the KPIs become
+metrics (per level and lag, the cycle as step so the MLflow UI charts the trend), the
+exceptions a table, the report, its PDF and the Evidently reports artifacts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from ..monitoring.monitor import MonitorResult
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+__all__ = ["log_to_mlflow", "send", "tiles_html", "cycle_step"]
+
+logger = logging.getLogger(__name__)
+
+
+def cycle_step(cycle: str) -> int:
+    """The MLflow step of a cycle: ``2026-03`` -> 202603, so steps sort and chart in time."""
+    stamp = pd.Timestamp(cycle)
+    return stamp.year * 100 + stamp.month
+
+
+def log_to_mlflow(client: MlflowClient, run_id: str, result: MonitorResult) -> None:
+    """KPIs as metrics per level, lag and cycle; exceptions as a table; files as artifacts."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = []
+    trend = result.trend[result.trend["forecast"] == "final"]
+    for row in trend.itertuples(index=False):
+        for name in ("accuracy", "bias", "tracking_signal", "coverage"):
+            value = getattr(row, name, None)
+            if value is None or value != value:
+                continue
+            key = f"monitor_{name}_lag{row.lag}/{row.level}"
+            metrics.append(Metric(key, float(value), now, cycle_step(row.cycle)))
+    metrics.append(Metric("monitor_exceptions", float(len(result.exceptions)), now, cycle_step(result.cycle)))
+    for start in range(0, len(metrics), 900):  # MLflow takes at most 1,000 per batch
+        client.log_batch(run_id, metrics=metrics[start : start + 900])
+    if len(result.exceptions):
+        table = result.exceptions.astype(object).where(result.exceptions.notna(), None)
+        client.log_table(run_id, data=table, artifact_file="monitor/exceptions.json")
+    for path in [result.report, result.pdf]:
+        if path is not None:
+            client.log_artifact(run_id, str(path), "monitor")
+    if result.drift is not None:
+        for path in result.drift.reports.values():
+            client.log_artifact(run_id, str(path), "monitor/drift")
+    client.set_tag(run_id, "sopforecast.monitor_cycle", result.cycle)
+
+
+def tiles_html(plan: str, cycle: str, kpis: pd.DataFrame, exceptions: pd.DataFrame) -> str:
+    """The KPI tiles and the top exceptions as plain HTML for an e-mail body (mail clients
+    drop style sheets, so styles are inline)."""
+    colours = {"green": "#1a7f37", "amber": "#b7791f", "red": "#c62828"}
+    cells = []
+    for row in kpis.itertuples(index=False):
+        value = f"{row.value:.1%}" if row.unit == "%" else f"{row.value:.2f}"
+        cells.append(
+            f'<td style="padding:8px 12px;border-left:6px solid {colours.get(row.status, "#888")};'
+            f'font-family:Arial,sans-serif"><b>{escape(str(row.name)).capitalize()}</b> '
+            f"lag {row.lag}, {escape(str(row.level))}<br>"
+            f'<span style="font-size:20px">{value}</span> target {escape(str(row.target))}</td>'
+        )
+    rows = "".join(f"<tr>{''.join(cells[i : i + 3])}</tr>" for i in range(0, len(cells), 3))
+    top = exceptions.head(5)
+    items = "".join(
+        f"<li>{escape(str(r.key))}: {escape(str(r.metric))} {r.value:.2f} (target {escape(str(r.target))})"
+        f" – {escape(str(r.action))}</li>"
+        for r in top.itertuples(index=False)
+    )
+    font = "style='font-family:Arial,sans-serif'"
+    return (
+        f"<h2 {font}>Plan {escape(plan)}: accuracy up to {cycle}</h2>"
+        f"<table>{rows}</table><h3 {font}>Top exceptions</h3><ol>{items}</ol>"
+    )
+
+
+def send(settings, recipients: list[str], result: MonitorResult) -> None:
+    """E-mail the report (tiles in the body, the report and its PDF attached)."""
+    from ..monitoring.mail import send_report
+
+    send_report(
+        settings,
+        recipients,
+        Path(result.report),
+        Path(result.pdf) if result.pdf else None,
+        subject=f"S&OP accuracy report {result.plan} {result.cycle}",
+        summary_html=tiles_html(result.plan, result.cycle, result.kpis, result.exceptions),
+    )
+    logger.info("Report sent to %s", ", ".join(recipients))
