@@ -78,7 +78,8 @@ def revisions(engine: Engine, plan: str) -> pd.DataFrame:
 
 
 def load(engine: Engine, plan: str, frame: pd.DataFrame, source: str | None = None) -> dict[str, int]:
-    """Store ``frame`` (``unique_id, ds, y``) as actuals of ``plan``, in one transaction.
+    """Store ``frame`` (``unique_id, ds, y`` and any driver columns) as actuals of ``plan``,
+    in one transaction.
 
     Returns the count of ``new`` months, ``revised`` months (a new revision) and
     ``unchanged`` ones (already stored with the same value; not written again).
@@ -94,6 +95,7 @@ def load(engine: Engine, plan: str, frame: pd.DataFrame, source: str | None = No
     write = both[~same].copy()
     write["revision"] = write["revision"].fillna(0).astype(int) + 1
     now = datetime.now(UTC).replace(tzinfo=None)
+    kept = _drivers_json(write, extra)
     rows = [
         {
             "plan": plan,
@@ -103,8 +105,11 @@ def load(engine: Engine, plan: str, frame: pd.DataFrame, source: str | None = No
             "revision": int(r),
             "loaded_at": now,
             "source": source,
+            "drivers": d,
         }
-        for uid, ds, y, r in zip(write["unique_id"], write["ds"], write["y"], write["revision"], strict=True)
+        for uid, ds, y, r, d in zip(
+            write["unique_id"], write["ds"], write["y"], write["revision"], kept, strict=True
+        )
     ]
     if rows:
         with engine.begin() as conn:
