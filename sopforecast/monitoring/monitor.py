@@ -151,7 +151,7 @@ def run_monitor(
         exceptions = _with_drift(exceptions, drift, settings.drift, stake)
     seconds["exceptions_and_drift"] = time.perf_counter() - clock
 
-    kpis = _kpis(levels, targets)
+    kpis = _kpis(levels, series, targets)
     fva = fva_table(with_lags(published_lines(plans, plan)), actual_all, lags)
     result = MonitorResult(
         plan, cycle, levels, trend, series, by_segment, exceptions, kpis, fva, drift, seconds=seconds
@@ -236,7 +236,7 @@ def _with_drift(exceptions, drift: DriftResult, settings: DriftSettings, stake: 
         {
             "key": hit["segment"].to_numpy(),
             "level": "drift",
-            "metric": "drift_" + hit["column"].astype(str),
+            "metric": ("drift of " + what).to_numpy(),
             "forecast": "final",
             "lag": 1,
             "value": hit["score"].to_numpy(),
