@@ -9,6 +9,8 @@ items, a few outliers and structural breaks. Vectorised over a (series x period)
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
@@ -21,6 +23,8 @@ DEMO_DESCRIPTION = (
     "regions through three channels, with seasonality, promotions, price, slow movers, new "
     "launches, discontinued items, outliers and structural breaks."
 )
+
+logger = logging.getLogger(__name__)
 
 _CATALOG = {
     # category: (families, peak month of the yearly cycle, seasonal amplitude)
@@ -124,10 +128,15 @@ def generate_plan(
     cut = pd.Timestamp("2021-01-01") + pd.DateOffset(months=periods)
     if shift is not None:
         family, change_pct, months = shift
-        if family not in set(full["family"]):
-            raise ConfigError(
-                f"demo shift: no family {family!r} in the demo data; families: {sorted(set(full['family']))}"
+        if family not in set(full["family"]):  # a small demo may not list it: the biggest instead
+            volume = full[full["ds"] < cut].groupby("family")["y"].sum()
+            logger.info(
+                "Demo: no %s family among %d series; the shift is planted in %s",
+                family,
+                n_series,
+                volume.idxmax(),
             )
+            family = volume.idxmax()
         hit = (full["family"] == family) & (full["ds"] >= cut - pd.DateOffset(months=months))
         full.loc[hit, "y"] = np.round(full.loc[hit, "y"] * (1 + change_pct / 100))
     history = full[full["ds"] < cut].reset_index(drop=True)

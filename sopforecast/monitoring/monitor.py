@@ -258,19 +258,21 @@ def _with_drift(exceptions, drift: DriftResult, settings: DriftSettings, stake: 
     return both.reindex(columns=EXCEPTION_COLUMNS).reset_index(drop=True)
 
 
-def _kpis(levels: pd.DataFrame, targets: list[Target]) -> pd.DataFrame:
-    """A tile per level target: the level's pooled value against it."""
+def _kpis(levels: pd.DataFrame, series: pd.DataFrame, targets: list[Target]) -> pd.DataFrame:
+    """A tile per level target: the level's pooled value against it. The tracking signal
+    is a property of one series (it grows with the number of errors summed), so its tile
+    is the mean of the level's series' signals."""
     rows = []
     for t in targets:
         if t.level is None:
             continue
-        hit = levels[
-            (levels["level"] == t.level) & (levels["lag"] == t.lag) & (levels["forecast"] == t.forecast)
+        source = series if t.metric == "tracking_signal" else levels
+        hit = source[
+            (source["level"] == t.level) & (source["lag"] == t.lag) & (source["forecast"] == t.forecast)
         ]
-        column = "coverage_gap" if t.metric == "coverage_gap" else t.metric
-        if hit.empty or column not in hit:
+        if hit.empty or t.metric not in hit:
             continue
-        value = float(hit[column].iloc[0])
+        value = float(hit[t.metric].mean())
         rows.append(
             {
                 "name": t.metric.replace("_", " "),
