@@ -147,7 +147,8 @@ def _backfill(spec, workdir: Workdir, cycles: int = 6) -> None:
 
     plans = PlanStore.open(workdir, configured=spec.plan.store_uri)
     name = plan_name(spec)
-    if len(plans.versions(name)):
+    versions = plans.versions(name)
+    if (versions["status"] == "published").any():  # a track record exists already
         return
     history = load_history(spec.data, workdir).frame
     backfill(plans, name, history, list(spec.data.hierarchy), cycles=cycles, months=max(spec.monitor.lags))

@@ -133,6 +133,9 @@ def run_monitor(
         scored, by=("cycle", "unique_id", "level"), lags=lags, scale=scale, interval=interval
     )
     by_segment = segment_accuracy(scored, lags=lags, scale=scale, interval=interval)
+    # segment exceptions get their trend over the cycles too
+    segment_history = segment_accuracy(scored, by=("cycle",), lags=lags, scale=scale, interval=interval)
+    history_metrics = pd.concat([history_metrics, segment_history], ignore_index=True)
     seconds["accuracy"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -242,7 +245,7 @@ def _with_drift(exceptions, drift: DriftResult, settings: DriftSettings, stake: 
             "value": hit["score"].to_numpy(),
             "target": f"<= {settings.threshold:g}",
             "breach": (hit["score"] - settings.threshold).to_numpy(),
-            "trend": [f"mean {c:+.0%} vs the reference months" for c in hit["change_pct"].fillna(0.0) / 100],
+            "trend": [_drift_trend(r) for r in hit.itertuples(index=False)],
             "direction": "worsening",
             "action": [
                 f"The {w} of {k} shifted in the latest months: check for a structural change "
@@ -256,6 +259,14 @@ def _with_drift(exceptions, drift: DriftResult, settings: DriftSettings, stake: 
     both = both.sort_values(["at_stake", "breach"], ascending=False, na_position="last", kind="stable")
     both["rank"] = np.arange(1, len(both) + 1)
     return both.reindex(columns=EXCEPTION_COLUMNS).reset_index(drop=True)
+
+
+def _drift_trend(row) -> str:
+    """How a drifted column moved, in words: demand by its relative change, forecast errors
+    (a share of demand, near zero before) by their mean before and now."""
+    if row.column == "y" and row.change_pct == row.change_pct:
+        return f"demand {row.change_pct / 100:+.0%} vs the reference months"
+    return f"errors {row.mean_current:+.2f} of demand, were {row.mean_reference:+.2f}"
 
 
 def _kpis(levels: pd.DataFrame, series: pd.DataFrame, targets: list[Target]) -> pd.DataFrame:
