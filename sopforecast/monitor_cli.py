@@ -69,6 +69,7 @@ def monitor_run(
     )
     log_to_mlflow(client, run.info.run_id, result)
     client.set_terminated(run.info.run_id)
+    plans.link_monitor(result.run_id, run.info.run_id)
     _print_kpis(result)
     _print_exceptions(result.exceptions, 10)
     console.print(

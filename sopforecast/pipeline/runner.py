@@ -488,6 +488,7 @@ def _monitor(client, run_id: str, spec: PipelineSpec, workdir: Workdir, plans: P
         logger.info("Monitor: nothing to judge yet (%s)", exc)
         return None
     monitor_output.log_to_mlflow(client, run_id, result)
+    plans.link_monitor(result.run_id, run_id)
     if spec.monitor.recipients:
         monitor_output.send(spec.monitor.mail, spec.monitor.recipients, result)
     return result

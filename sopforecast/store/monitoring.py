@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 
 from .tables import monitor_exceptions, monitor_metrics, monitor_runs
 
-__all__ = ["record", "runs", "kpis", "exceptions", "metrics"]
+__all__ = ["record", "link", "runs", "kpis", "exceptions", "metrics"]
 
 _METRICS = ("n", "actual", "wape", "accuracy", "bias", "mase", "tracking_signal", "coverage")
 
@@ -94,6 +94,14 @@ def _segment_keys(segments: pd.DataFrame) -> pd.Series:
             set_ = segments[col].notna()
             key[set_] = col + "=" + segments.loc[set_, col].astype(str)
     return key
+
+
+def link(engine: Engine, run_id: int, mlflow_run_id: str) -> None:
+    """Record the MLflow run of a monitoring run."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(monitor_runs).where(monitor_runs.c.id == run_id).values(mlflow_run_id=mlflow_run_id)
+        )
 
 
 def runs(engine: Engine, plan: str | None = None) -> pd.DataFrame:

@@ -361,6 +361,10 @@ class PlanStore:
             exceptions=result.exceptions,
         )
 
+    def link_monitor(self, monitor_run_id: int, mlflow_run_id: str) -> None:
+        """Name the MLflow run a monitoring run was logged to."""
+        monitoring.link(self.engine, monitor_run_id, mlflow_run_id)
+
     def monitor_runs(self, plan: str | None = None) -> pd.DataFrame:
         """Monitoring runs, newest first."""
         return monitoring.runs(self.engine, plan)
