@@ -243,7 +243,7 @@ def _run(
             plans = PlanStore.open(workdir, configured=spec.plan.store_uri)
             plan_output.keep_history(plans, spec, run_id, data.frame)
             if spec.monitor.enabled:
-                monitored = _monitor(client, run_id, spec, workdir, plans, store)
+                monitored = _monitor(client, run_id, experiment_id, spec, workdir, plans, store)
         show.step(5)
     return PipelineRun(
         spec,
@@ -473,15 +473,21 @@ def _deliver(
     return outputs, version
 
 
-def _monitor(client, run_id: str, spec: PipelineSpec, workdir: Workdir, plans: PlanStore, store: Store):
+def _monitor(
+    client,
+    run_id: str,
+    experiment_id: str,
+    spec: PipelineSpec,
+    workdir: Workdir,
+    plans: PlanStore,
+    store: Store,
+):
     """The monitor step: judge the published plans, log it, send the report if asked."""
     from ..monitoring.monitor import NothingToMonitor, run_monitor
 
-    url = (
-        f"{store.tracking_uri}#/experiments/-/runs/{run_id}"
-        if store.tracking_uri.startswith("http")
-        else None
-    )
+    # a tracking server's own address; for the local store, where mlflow/serve.sh serves it
+    base = store.tracking_uri if store.tracking_uri.startswith("http") else "http://127.0.0.1:5000"
+    url = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
     try:
         result = run_monitor(plans, steps.plan_name(spec), spec.monitor, workdir.reports, mlflow_url=url)
     except NothingToMonitor as exc:
