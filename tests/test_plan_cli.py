@@ -21,7 +21,15 @@ from sopforecast.planning.lines import is_coherent
 from sopforecast.store import schema
 from sopforecast.store.plans import PlanStore
 
-FAST = ["--set", "forecast.models=[ets,theta]", "--set", "forecast.windows=1"]
+# the planning commands on a plan of their own: no monitoring, so no back-filled past cycles
+FAST = [
+    "--set",
+    "forecast.models=[ets,theta]",
+    "--set",
+    "forecast.windows=1",
+    "--set",
+    "monitor.enabled=false",
+]
 PLAN = "monthly_demand_plan"
 BOTTOM = "category/family/sku/region/channel"
 
