@@ -758,13 +758,23 @@ def _print_summary(report, levels, classes) -> None:
     console.print(table)
 
 
+# the commands of the planning cycle read their data settings from the store, not from flags
+_STORE_GROUPS = ("plan", "override", "actuals", "db", "monitor", "report")
+
+
+def _flags_of(argv: list[str] | None) -> dict[str, str]:
+    """The flags the command being run has: a store command names only its own."""
+    words = [w for w in (sys.argv[1:] if argv is None else argv) if not w.startswith("-")]
+    return PLAN_FLAGS if words and words[0] in _STORE_GROUPS else CLI_FLAGS
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     try:
         app(args=argv, standalone_mode=False)
     except SopforecastError as exc:
         message = str(exc)
-        flag = CLI_FLAGS.get(exc.setting or "")
+        flag = _flags_of(argv).get(exc.setting or "")
         if flag and flag not in message:
             message += f" (option {flag})"
         if sys.stderr.isatty():

@@ -38,7 +38,7 @@ VersionArg = Annotated[
 ]
 
 # the settings library messages name, as the flags of these commands
-PLAN_FLAGS = {"plan": "--plan", "store": "--store"}
+PLAN_FLAGS = {"plan": "--plan", "store": "--store", "workdir": "--workdir"}
 
 plan_app = typer.Typer(
     help="Versioned demand plans: list, show, publish, diff, export.", no_args_is_help=True
