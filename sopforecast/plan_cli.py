@@ -58,6 +58,14 @@ def open_store(workdir: Path | None, store: str | None, *, reading: bool = True)
     return PlanStore.open(wd, store)
 
 
+def _chosen(plans: PlanStore, version: str | None, plan: str | None):
+    """The version a command acts on: ``version`` (of ``--plan`` when given), else the
+    latest version of the plan (the only one in the store unless ``--plan`` names it)."""
+    from .planning.workflow import plan_name
+
+    return plans.version(version, plan_name(plans, plan) if plan or version is None else None)
+
+
 def number(value, digits: int = 0) -> str:
     return "-" if value is None or value != value else f"{value:,.{digits}f}"
 
@@ -99,10 +107,9 @@ def plan_show(
 ) -> None:
     """A version's totals per level and one level month by month."""
     from .planning.lines import is_coherent
-    from .planning.workflow import plan_name
 
     plans = open_store(workdir, store)
-    v = plans.version(version, plan_name(plans, plan) if plan or version is None else None)
+    v = _chosen(plans, version, plan)
     lines = plans.lines(v)
     S, _ = plans.structure(v)
     console.print(
@@ -224,10 +231,10 @@ def plan_export(
     workdir: WorkdirOption = None,
 ) -> None:
     """Write a plan version (default: the latest) for an ERP or a planner."""
-    from .planning.workflow import export_version, plan_name
+    from .planning.workflow import export_version
 
     plans = open_store(workdir, store)
-    v = plans.version(version, plan_name(plans, plan) if plan or version is None else None)
+    v = _chosen(plans, version, plan)
     path = export_version(plans, output, version=v, layout=layout)
     console.print(f"Wrote {escape(v.label)} ({layout} layout) to {path}", highlight=False)
 
@@ -285,11 +292,10 @@ def plan_finance(
 ) -> None:
     """Revenue and margin of a plan version per level and month, and its gap to the budget."""
     from .planning.finance import budget_gap, read_budget, revenue
-    from .planning.workflow import plan_name
     from .workdir import resolve_workdir
 
     plans = open_store(workdir, store)
-    v = plans.version(version, plan_name(plans, plan) if plan or version is None else None)
+    v = _chosen(plans, version, plan)
     S, _ = plans.structure(v)
     view = revenue(plans.lines(v), S)
     folder = output or resolve_workdir(workdir).reports

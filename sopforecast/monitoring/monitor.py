@@ -79,6 +79,13 @@ class MonitorResult:
 
 def scored_lines(plans: PlanStore, plan: str) -> tuple[pd.DataFrame, PlanVersion]:
     """Every published line of ``plan`` that has its actual, with ``lag`` and ``y``."""
+    scored, latest, _, _ = _read(plans, plan)
+    return scored, latest
+
+
+def _read(plans: PlanStore, plan: str):
+    """The published lines (with lags), the actuals of every level, and the two joined;
+    read once for everything the monitor computes."""
     stacked = published_lines(plans, plan)
     if stacked.empty:
         raise NothingToMonitor(
@@ -90,13 +97,14 @@ def scored_lines(plans: PlanStore, plan: str) -> tuple[pd.DataFrame, PlanVersion
         raise NothingToMonitor(
             f"plan {plan!r} has no actuals yet; load them (sopforecast actuals load FILE)."
         )
-    scored = with_lags(stacked).merge(actual, on=["unique_id", "ds"], how="inner")
+    stacked = with_lags(stacked)
+    scored = stacked.merge(actual, on=["unique_id", "ds"], how="inner")
     if scored.empty:
         raise NothingToMonitor(
             f"no published month of plan {plan!r} has its actuals yet (actuals run to "
             f"{actual['ds'].max():%Y-%m}); load them with sopforecast actuals load FILE."
         )
-    return scored, latest
+    return scored, latest, stacked, actual
 
 
 def run_monitor(
@@ -113,13 +121,12 @@ def run_monitor(
     settings = settings or MonitorSettings()
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
-    scored, latest = scored_lines(plans, plan)
+    scored, latest, stacked, actual_all = _read(plans, plan)
     S, levels_of = plans.structure(latest)
     order = list(dict.fromkeys(levels_of))
     lines = plans.lines(latest)
     bottom_level = order[-1]
     history = plans.history(latest)  # bottom, monthly
-    actual_all = actuals_by_level(plans, latest)
     money = revenue(lines, S)
     per_series_revenue = money[money["unique_id"].isin(S.columns)].groupby("unique_id")["revenue"].sum()
     segments = segment_table(history, per_series_revenue)
@@ -155,7 +162,7 @@ def run_monitor(
     seconds["exceptions_and_drift"] = time.perf_counter() - clock
 
     kpis = _kpis(levels, series, targets)
-    fva = fva_table(with_lags(published_lines(plans, plan)), actual_all, lags)
+    fva = fva_table(stacked, actual_all, lags)
     result = MonitorResult(
         plan, cycle, levels, trend, series, by_segment, exceptions, kpis, fva, drift, seconds=seconds
     )

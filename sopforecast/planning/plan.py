@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..errors import ConfigError, DataError, format_examples
 from .buckets import to_buckets
-from .lines import summing
+from .lines import rollup, summing
 
 __all__ = ["draft_lines", "history_lines", "cycle_of", "MAX_MONTHS"]
 
@@ -32,12 +32,8 @@ def history_lines(history: pd.DataFrame, S: pd.DataFrame, freq: str, bucket: str
     ``history`` holds the bottom series (``unique_id, ds, y``) in the data's frequency.
     """
     monthly = to_buckets(history[["unique_id", "ds", "y"]], ["y"], freq, bucket)
-    wide = monthly.pivot_table(index="unique_id", columns="ds", values="y", aggfunc="sum")
-    wide = wide.reindex(S.columns).fillna(0.0)
-    total = pd.DataFrame(S.to_numpy() @ wide.to_numpy(), index=S.index, columns=wide.columns)
-    out = total.stack().rename("y").reset_index()
-    out.columns = ["unique_id", "ds", "y"]
-    return out
+    monthly = monthly.groupby(["unique_id", "ds"], as_index=False)["y"].sum()
+    return rollup(monthly, S, "y").reset_index()
 
 
 def draft_lines(
