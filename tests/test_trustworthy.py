@@ -136,6 +136,23 @@ def test_intervals_cover_new_errors_at_their_nominal_rate():
         assert abs(covered - lv / 100) < 0.06, (lv, covered)
 
 
+def test_a_level_of_few_series_takes_the_interpolated_conformal_quantile_not_its_largest_score():
+    # 4 series x 2 windows = 8 series-windows, one step each: the cross-fitted scores are each
+    # window's error over the other window's, r and 1/r per series
+    ratios = np.array([1.2, 1.5, 2.0, 3.0])
+    rows = [
+        {"unique_id": f"t{i}", "cutoff": cutoff, "ds": cutoff + pd.DateOffset(months=1), "forecast": 1000.0, "y": y}
+        for i, r in enumerate(ratios)
+        for cutoff, y in ((pd.Timestamp("2020-01-01"), 1000 + 10 * r), (pd.Timestamp("2021-01-01"), 990.0))
+    ]
+    profile = error_profile(pd.DataFrame(rows), "forecast", None, [80])
+    scores = np.sort(np.concatenate([ratios, 1 / ratios]))
+    # the position (m + 1) * 0.8 / m = 0.9 for m = 8: expected coverage 80%; rounding it up to
+    # a whole score would take the largest one (3.0) and cover 8 / 9 of new errors on average
+    assert profile.quantile[80].iloc[0] == pytest.approx(np.quantile(scores, 0.9))
+    assert profile.quantile[80].iloc[0] < scores.max() - 0.5
+
+
 def test_series_without_backtest_errors_get_their_levels_ratio_to_demand():
     sigmas = {"a": 10.0, "b": 20.0}
     levels = pd.Series({"a": "x", "b": "x", "new": "x"})
