@@ -246,6 +246,27 @@ def test_seasonal_naive_scale_falls_back_to_naive_and_never_zero():
     assert scale["flat"] == 1.0
 
 
+def test_origins_summary_averages_each_level_and_counts_origins_within_five_points():
+    from sopforecast.bench import intervals
+
+    ratios = pd.DataFrame(
+        {
+            "interval": [80, 80, 80, 80, 95, 95],
+            "level": ["Total", "Total", "sku", "sku", "Total", "Total"],
+            "coverage": [0.78, 0.70, 0.85, 0.90, 0.95, 1.00],
+            "score_ratio": [0.9, 1.1, 0.8, 0.6, 1.0, 0.5],
+            "origin": [24, 36, 24, 36, 24, 36],
+        }
+    )
+    summary = intervals.origins_summary(ratios).set_index(["interval", "level"])
+    assert summary.loc[(80, "Total"), "coverage_mean"] == pytest.approx(0.74)
+    assert summary.loc[(80, "Total"), "score_ratio_mean"] == pytest.approx(1.0)
+    assert summary.loc[(80, "Total"), "origins_within_5_points"] == 1  # 0.70 is out
+    assert summary.loc[(80, "sku"), "origins_within_5_points"] == 1  # 0.85 is in, 0.90 out
+    assert summary.loc[(95, "Total"), "origins_within_5_points"] == 2
+    assert summary.loc[(80, "sku"), "coverage_24"] == pytest.approx(0.85)
+
+
 @pytest.mark.slow
 def test_pbs_delivered_forecast_is_non_negative_coherent_and_calibrated_at_the_bottom(pbs_path, monkeypatch):
     from sopforecast.bench import intervals

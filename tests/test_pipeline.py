@@ -567,3 +567,29 @@ def test_pipeline_against_a_tracking_server(tiny, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_forecast_plots_leave_the_process_matplotlib_backend_alone(tmp_path):
+    import matplotlib
+
+    from sopforecast.pipeline.plots import plot_series
+
+    ds = pd.date_range("2024-01-01", periods=6, freq="MS")
+    history = pd.DataFrame({"unique_id": "a", "ds": ds, "y": [5.0, 6, 7, 6, 5, 6]})
+    forecast = pd.DataFrame(
+        {
+            "unique_id": "a",
+            "ds": pd.date_range("2024-07-01", periods=3, freq="MS"),
+            "forecast": 6.0,
+            "forecast-lo-80": 5.0,
+            "forecast-hi-80": 7.0,
+        }
+    )
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # what a notebook or an application chose
+    try:
+        path = plot_series(history, forecast, ["a"], "t", tmp_path / "a.png")
+        assert matplotlib.get_backend() == "svg"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        matplotlib.use(before)

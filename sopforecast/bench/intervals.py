@@ -16,7 +16,14 @@ the scaled interval score: ``(hi - lo) + 2/alpha * (lo - y)+ + 2/alpha * (y - hi
 the series' in-sample seasonal-naive MAE, averaged over series and months (lower is
 better). Point accuracy (WAPE, MASE), negative rows and the coherence gap come with it.
 
-Run ``python -m sopforecast.bench.intervals [--case pbs|demo|all] --output DIR``.
+One held-out period is a small sample of errors that move together (24 months of 4 Type
+series), so ``--origins`` repeats the PBS case with the holdout ending earlier: ``24,36,48``
+holds out the 24 months after each of the origins 24, 36 and 48 months before the data's
+end, fitting on the history known at that origin only, and prints coverage and score ratio
+per level and origin with their mean.
+
+Run ``python -m sopforecast.bench.intervals [--case pbs|demo|all] [--origins 24,36,...]
+--output DIR``.
 """
 
 from __future__ import annotations
@@ -130,7 +137,9 @@ def ours(train: pd.DataFrame, config: ForecastConfig, future: pd.DataFrame | Non
     return Forecaster(config).fit(train).predict(future=future).forecast
 
 
-def _pbs_case() -> dict:
+def _pbs_case(origin: int | None = None) -> dict:
+    """PBS with the ``HOLDOUT`` months after ``origin`` months before the end held out
+    (default: the last ``HOLDOUT`` months)."""
     from .pbs import HIERARCHY, HOLDOUT
 
     raw = load_pbs().drop(columns="Cost")
@@ -138,7 +147,8 @@ def _pbs_case() -> dict:
         target_col="Scripts", hierarchy=HIERARCHY, freq="MS", missing="zero", short_series="report"
     )
     history = validate(raw, data, source="PBS").frame
-    origin = history["ds"].max() - pd.DateOffset(months=HOLDOUT)
+    origin = history["ds"].max() - pd.DateOffset(months=HOLDOUT if origin is None else origin)
+    history = history[history["ds"] <= origin + pd.DateOffset(months=HOLDOUT)]
     return {
         "hierarchy": HIERARCHY,
         "train": history[history["ds"] <= origin],
@@ -172,9 +182,10 @@ def _demo_case(n_series: int = 500) -> dict:
 CASES = {"pbs": _pbs_case, "demo": _demo_case}
 
 
-def run_case(name: str, n_jobs: int = -1, **overrides) -> dict:
-    """Ours and the peer on one case: a table per level and the timings."""
-    case = CASES[name]()
+def run_case(name: str, n_jobs: int = -1, origin: int | None = None, **overrides) -> dict:
+    """Ours and the peer on one case: a table per level and the timings. ``origin`` (PBS
+    only): months before the data's end where the holdout starts."""
+    case = CASES[name]() if origin is None else CASES[name](origin)
     hierarchy, train, full = case["hierarchy"], case["train"], case["full"]
     keys = [k for chain in hierarchy for k in chain.split("/")]
     actual, _, _ = aggregate_hierarchy(full[["unique_id", "ds", "y", *keys]], hierarchy)
@@ -244,13 +255,35 @@ def ratio_table(table: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def origins_summary(ratios: pd.DataFrame) -> pd.DataFrame:
+    """Per interval and level: coverage and score ratio at each origin, their mean, and at
+    how many origins the coverage was within 5 points of nominal."""
+    wide = ratios.pivot_table(
+        index=["interval", "level"], columns="origin", values=["coverage", "score_ratio"], sort=False
+    )
+    out = wide.copy()
+    out.columns = [f"{what}_{origin}" for what, origin in wide.columns]
+    out["coverage_mean"] = wide["coverage"].mean(axis=1)
+    out["score_ratio_mean"] = wide["score_ratio"].mean(axis=1)
+    nominal = wide.index.get_level_values("interval").to_numpy()[:, None] / 100
+    out["origins_within_5_points"] = (abs(wide["coverage"].to_numpy() - nominal) <= 0.05 + 1e-9).sum(axis=1)
+    return out.reset_index()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sopforecast.bench.intervals", description=__doc__)
     parser.add_argument("--case", choices=[*CASES, "all"], default="all")
     parser.add_argument("--n-jobs", type=int, default=-1)
     parser.add_argument("--output", default="sopforecast-work/benchmarks/intervals")
+    parser.add_argument(
+        "--origins", default=None, help="PBS only: holdout origins, months before the end (e.g. 24,36,48,60,72)"
+    )
     args = parser.parse_args(argv)
     out = output_folder(args.output)
+    if args.origins:
+        if args.case != "pbs":
+            parser.error("--origins needs --case pbs")
+        return _origins(args, out)
     for name in CASES if args.case == "all" else [args.case]:
         result = run_case(name, n_jobs=args.n_jobs)
         result["table"].to_csv(out / f"{name}_levels.csv", index=False)
@@ -262,6 +295,19 @@ def main(argv: list[str] | None = None) -> int:
             print(result["table"].to_string(index=False))
             print(ratios.to_string(index=False))
             print(result["seconds"])
+    return 0
+
+
+def _origins(args, out) -> int:
+    parts = []
+    for origin in [int(o) for o in args.origins.split(",")]:
+        result = run_case("pbs", n_jobs=args.n_jobs, origin=origin)
+        result["table"].assign(origin=origin).to_csv(out / f"pbs_levels_origin{origin}.csv", index=False)
+        parts.append(ratio_table(result["table"]).assign(origin=origin))
+    summary = origins_summary(pd.concat(parts, ignore_index=True))
+    summary.to_csv(out / "pbs_origins.csv", index=False)
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.precision", 3):
+        print(summary.to_string(index=False))
     return 0
 
 

@@ -14,16 +14,18 @@ _HISTORY_PERIODS = 48
 def plot_series(
     history: pd.DataFrame, forecast: pd.DataFrame, ids: list[str], title: str, path: Path
 ) -> Path:
-    """One panel per series: recent history, the forecast and its widest and narrowest bands."""
-    import matplotlib
+    """One panel per series: recent history, the forecast and its widest and narrowest bands.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn on a bare :class:`matplotlib.figure.Figure` (no pyplot), so the process's backend
+    and a notebook's inline plots are left as they are.
+    """
+    from matplotlib.figure import Figure
 
     n = len(ids)
     cols = 1 if n == 1 else 2
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 2.8 * rows), squeeze=False)
+    fig = Figure(figsize=(6.5 * cols, 2.8 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     levels = sorted({int(c.rsplit("-", 1)[1]) for c in forecast.columns if c.startswith("forecast-lo-")})
     for ax, uid in zip(axes.ravel(), ids, strict=False):
         hist = history[history["unique_id"] == uid].tail(_HISTORY_PERIODS)
@@ -50,7 +52,6 @@ def plot_series(
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path
 
 
