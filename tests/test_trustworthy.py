@@ -141,7 +141,13 @@ def test_a_level_of_few_series_takes_the_interpolated_conformal_quantile_not_its
     # window's error over the other window's, r and 1/r per series
     ratios = np.array([1.2, 1.5, 2.0, 3.0])
     rows = [
-        {"unique_id": f"t{i}", "cutoff": cutoff, "ds": cutoff + pd.DateOffset(months=1), "forecast": 1000.0, "y": y}
+        {
+            "unique_id": f"t{i}",
+            "cutoff": cutoff,
+            "ds": cutoff + pd.DateOffset(months=1),
+            "forecast": 1000.0,
+            "y": y,
+        }
         for i, r in enumerate(ratios)
         for cutoff, y in ((pd.Timestamp("2020-01-01"), 1000 + 10 * r), (pd.Timestamp("2021-01-01"), 990.0))
     ]

@@ -276,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-jobs", type=int, default=-1)
     parser.add_argument("--output", default="sopforecast-work/benchmarks/intervals")
     parser.add_argument(
-        "--origins", default=None, help="PBS only: holdout origins, months before the end (e.g. 24,36,48,60,72)"
+        "--origins",
+        default=None,
+        help="PBS only: holdout origins, months before the end (e.g. 24,36,48,60,72)",
     )
     args = parser.parse_args(argv)
     out = output_folder(args.output)
