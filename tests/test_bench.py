@@ -246,7 +246,7 @@ def test_seasonal_naive_scale_falls_back_to_naive_and_never_zero():
     assert scale["flat"] == 1.0
 
 
-def test_origins_summary_averages_each_level_and_counts_origins_within_five_points():
+def test_repeats_summary_averages_each_level_and_counts_repeats_within_five_points():
     from sopforecast.bench import intervals
 
     ratios = pd.DataFrame(
@@ -258,12 +258,12 @@ def test_origins_summary_averages_each_level_and_counts_origins_within_five_poin
             "origin": [24, 36, 24, 36, 24, 36],
         }
     )
-    summary = intervals.origins_summary(ratios).set_index(["interval", "level"])
+    summary = intervals.repeats_summary(ratios, "origin").set_index(["interval", "level"])
     assert summary.loc[(80, "Total"), "coverage_mean"] == pytest.approx(0.74)
     assert summary.loc[(80, "Total"), "score_ratio_mean"] == pytest.approx(1.0)
-    assert summary.loc[(80, "Total"), "origins_within_5_points"] == 1  # 0.70 is out
-    assert summary.loc[(80, "sku"), "origins_within_5_points"] == 1  # 0.85 is in, 0.90 out
-    assert summary.loc[(95, "Total"), "origins_within_5_points"] == 2
+    assert summary.loc[(80, "Total"), "within_5_points"] == 1  # 0.70 is out
+    assert summary.loc[(80, "sku"), "within_5_points"] == 1  # 0.85 is in, 0.90 out
+    assert summary.loc[(95, "Total"), "within_5_points"] == 2
     assert summary.loc[(80, "sku"), "coverage_24"] == pytest.approx(0.85)
 
 

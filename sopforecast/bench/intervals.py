@@ -15,15 +15,18 @@ Per level and interval level: coverage (share of held-out months inside the inte
 the scaled interval score: ``(hi - lo) + 2/alpha * (lo - y)+ + 2/alpha * (y - hi)+`` over
 the series' in-sample seasonal-naive MAE, averaged over series and months (lower is
 better). Point accuracy (WAPE, MASE), negative rows and the coherence gap come with it.
+Every level is scored on the demand of the items known at the origin: items launched
+later are in no one's forecast (a plan takes them from the launch plan); the share of the
+held-out demand they took is printed beside.
 
 One held-out period is a small sample of errors that move together (24 months of 4 Type
-series), so ``--origins`` repeats the PBS case with the holdout ending earlier: ``24,36,48``
-holds out the 24 months after each of the origins 24, 36 and 48 months before the data's
-end, fitting on the history known at that origin only, and prints coverage and score ratio
-per level and origin with their mean.
+series), so the cases can be repeated: ``--origins 24,36,48`` (PBS) holds out the 24
+months after each of the origins 24, 36 and 48 months before the data's end, fitting on
+the history known at that origin only; ``--seeds 0,1,2,3`` (demo) draws independent demo
+data sets. Coverage and score ratio are printed per level and repeat, with their mean.
 
 Run ``python -m sopforecast.bench.intervals [--case pbs|demo|all] [--origins 24,36,...]
---output DIR``.
+[--seeds 0,1,...] --output DIR``.
 """
 
 from __future__ import annotations
@@ -161,9 +164,9 @@ def _pbs_case(origin: int | None = None) -> dict:
     }
 
 
-def _demo_case(n_series: int = 500) -> dict:
+def _demo_case(seed: int = 0, n_series: int = 500) -> dict:
     hierarchy = ["category/family/sku", "region/channel"]
-    plan = generate_plan(n_series=n_series, periods=60, horizon=18)
+    plan = generate_plan(n_series=n_series, periods=60, horizon=18, seed=seed)
     data = DataConfig(hierarchy=hierarchy, drivers=["price", "promo"], min_length=24)
     train = validate(plan.history, data).frame
     later = plan.actuals.merge(plan.future, on=["category", "family", "sku", "region", "channel", "ds"])
@@ -182,13 +185,12 @@ def _demo_case(n_series: int = 500) -> dict:
 CASES = {"pbs": _pbs_case, "demo": _demo_case}
 
 
-def run_case(name: str, n_jobs: int = -1, origin: int | None = None, **overrides) -> dict:
-    """Ours and the peer on one case: a table per level and the timings. ``origin`` (PBS
-    only): months before the data's end where the holdout starts."""
-    case = CASES[name]() if origin is None else CASES[name](origin)
+def run_case(name: str, n_jobs: int = -1, repeat: int | None = None, **overrides) -> dict:
+    """Ours and the peer on one case: a table per level and the timings. ``repeat``: PBS's
+    holdout origin (months before the data's end), or the demo data's seed."""
+    case = CASES[name]() if repeat is None else CASES[name](repeat)
     hierarchy, train, full = case["hierarchy"], case["train"], case["full"]
     keys = [k for chain in hierarchy for k in chain.split("/")]
-    actual, _, _ = aggregate_hierarchy(full[["unique_id", "ds", "y", *keys]], hierarchy)
     settings = {
         "horizon": case["horizon"],
         "freq": "MS",
@@ -201,11 +203,17 @@ def run_case(name: str, n_jobs: int = -1, origin: int | None = None, **overrides
         **overrides,
     }
     config = ForecastConfig(**settings)
-    # the series known at the origin (items launched later are not forecast by anyone)
+    # the series known at the origin: items launched later are forecast by no one (a plan
+    # takes them from the launch plan), so every level is scored on the demand of the known
+    # items; the share the later launches took is reported beside
     panel = build_panel(train, config)
     S, tags = panel.S, panel.tags
     insample = panel.Y[["unique_id", "ds", "y"]]
-    held = actual[(actual["ds"] > train["ds"].max()) & actual["unique_id"].isin(S["unique_id"])]
+    later = full[full["ds"] > train["ds"].max()]
+    known = later["unique_id"].isin(S.columns)
+    actual, _, _ = aggregate_hierarchy(later.loc[known, ["unique_id", "ds", "y", *keys]], hierarchy)
+    held = actual[actual["unique_id"].isin(S["unique_id"])]
+    launched_later = float(later.loc[~known, "y"].sum() / max(later["y"].sum(), 1e-9))
     levels, scale = level_of(tags), seasonal_naive_mae(insample)
     results, seconds = {}, {}
     start = time.perf_counter()
@@ -235,7 +243,12 @@ def run_case(name: str, n_jobs: int = -1, origin: int | None = None, **overrides
     table = table.sort_values(
         ["interval", "level", "forecaster"], key=lambda s: s.map(order) if s.name == "level" else s
     )
-    return {"case": name, "table": table.reset_index(drop=True), "seconds": seconds}
+    return {
+        "case": name,
+        "table": table.reset_index(drop=True),
+        "seconds": seconds,
+        "launched_later_share": launched_later,
+    }
 
 
 def ratio_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -255,18 +268,19 @@ def ratio_table(table: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def origins_summary(ratios: pd.DataFrame) -> pd.DataFrame:
-    """Per interval and level: coverage and score ratio at each origin, their mean, and at
-    how many origins the coverage was within 5 points of nominal."""
+def repeats_summary(ratios: pd.DataFrame, by: str = "origin") -> pd.DataFrame:
+    """Per interval and level: coverage and score ratio at each repeat (column ``by``:
+    origin or seed), their mean, and at how many repeats the coverage was within 5 points
+    of nominal."""
     wide = ratios.pivot_table(
-        index=["interval", "level"], columns="origin", values=["coverage", "score_ratio"], sort=False
+        index=["interval", "level"], columns=by, values=["coverage", "score_ratio"], sort=False
     )
     out = wide.copy()
-    out.columns = [f"{what}_{origin}" for what, origin in wide.columns]
+    out.columns = [f"{what}_{repeat}" for what, repeat in wide.columns]
     out["coverage_mean"] = wide["coverage"].mean(axis=1)
     out["score_ratio_mean"] = wide["score_ratio"].mean(axis=1)
     nominal = wide.index.get_level_values("interval").to_numpy()[:, None] / 100
-    out["origins_within_5_points"] = (abs(wide["coverage"].to_numpy() - nominal) <= 0.05 + 1e-9).sum(axis=1)
+    out["within_5_points"] = (abs(wide["coverage"].to_numpy() - nominal) <= 0.05 + 1e-9).sum(axis=1)
     return out.reset_index()
 
 
@@ -276,16 +290,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-jobs", type=int, default=-1)
     parser.add_argument("--output", default="sopforecast-work/benchmarks/intervals")
     parser.add_argument(
-        "--origins",
-        default=None,
-        help="PBS only: holdout origins, months before the end (e.g. 24,36,48,60,72)",
+        "--origins", default=None, help="PBS: holdout origins, months before the end: 24,36,48"
     )
+    parser.add_argument("--seeds", default=None, help="demo: data seeds, e.g. 0,1,2,3")
     args = parser.parse_args(argv)
     out = output_folder(args.output)
-    if args.origins:
-        if args.case != "pbs":
-            parser.error("--origins needs --case pbs")
-        return _origins(args, out)
+    if args.origins or args.seeds:
+        name, by = ("pbs", "origin") if args.origins else ("demo", "seed")
+        if args.case != name or (args.origins and args.seeds):
+            parser.error("--origins goes with --case pbs, --seeds with --case demo")
+        return _repeats(args, out, name, by, [int(v) for v in (args.origins or args.seeds).split(",")])
     for name in CASES if args.case == "all" else [args.case]:
         result = run_case(name, n_jobs=args.n_jobs)
         result["table"].to_csv(out / f"{name}_levels.csv", index=False)
@@ -297,17 +311,27 @@ def main(argv: list[str] | None = None) -> int:
             print(result["table"].to_string(index=False))
             print(ratios.to_string(index=False))
             print(result["seconds"])
+            print(
+                f"share of the held-out demand from items launched after the origin: "
+                f"{result['launched_later_share']:.1%}"
+            )
     return 0
 
 
-def _origins(args, out) -> int:
+def _repeats(args, out, name: str, by: str, values: list[int]) -> int:
     parts = []
-    for origin in [int(o) for o in args.origins.split(",")]:
-        result = run_case("pbs", n_jobs=args.n_jobs, origin=origin)
-        result["table"].assign(origin=origin).to_csv(out / f"pbs_levels_origin{origin}.csv", index=False)
-        parts.append(ratio_table(result["table"]).assign(origin=origin))
-    summary = origins_summary(pd.concat(parts, ignore_index=True))
-    summary.to_csv(out / "pbs_origins.csv", index=False)
+    for value in values:
+        result = run_case(name, n_jobs=args.n_jobs, repeat=value)
+        result["table"].assign(**{by: value}).to_csv(out / f"{name}_levels_{by}{value}.csv", index=False)
+        parts.append(ratio_table(result["table"]).assign(**{by: value}))
+        logger.info(
+            "%s %s: %.1f%% of the held-out demand from items launched later",
+            by,
+            value,
+            100 * result["launched_later_share"],
+        )
+    summary = repeats_summary(pd.concat(parts, ignore_index=True), by)
+    summary.to_csv(out / f"{name}_{by}s.csv", index=False)
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.precision", 3):
         print(summary.to_string(index=False))
     return 0
