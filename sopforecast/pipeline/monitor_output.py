@@ -16,11 +16,17 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ..monitoring.monitor import MonitorResult
+from .tracking import log_batch
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-__all__ = ["log_to_mlflow", "send", "tiles_html", "cycle_step"]
+    from ..store.plans import PlanStore
+    from ..workdir import Workdir
+    from .spec import PipelineSpec
+    from .tracking import Store
+
+__all__ = ["run_step", "log_to_mlflow", "send", "tiles_html", "cycle_step"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +52,7 @@ def log_to_mlflow(client: MlflowClient, run_id: str, result: MonitorResult) -> N
             key = f"monitor_{name}_lag{row.lag}/{row.level}"
             metrics.append(Metric(key, float(value), now, cycle_step(row.cycle)))
     metrics.append(Metric("monitor_exceptions", float(len(result.exceptions)), now, cycle_step(result.cycle)))
-    for start in range(0, len(metrics), 900):  # MLflow takes at most 1,000 per batch
-        client.log_batch(run_id, metrics=metrics[start : start + 900])
+    log_batch(client, run_id, metrics=metrics)
     if len(result.exceptions):
         table = result.exceptions.astype(object).where(result.exceptions.notna(), None)
         client.log_table(run_id, data=table, artifact_file="monitor/exceptions.json")
@@ -100,3 +105,32 @@ def send(settings, recipients: list[str], result: MonitorResult) -> None:
         summary_html=tiles_html(result.plan, result.cycle, result.kpis, result.exceptions),
     )
     logger.info("Report sent to %s", ", ".join(recipients))
+
+
+def run_step(
+    client: MlflowClient,
+    run_id: str,
+    experiment_id: str,
+    spec: PipelineSpec,
+    workdir: Workdir,
+    plans: PlanStore,
+    store: Store,
+) -> MonitorResult | None:
+    """A pipeline's monitor step: judge the published plans, log the result to the run,
+    send the report if asked; ``None`` when there is nothing to judge yet."""
+    from ..monitoring.monitor import NothingToMonitor, run_monitor
+    from .steps import plan_name
+
+    # a tracking server's own address; for the local store, where mlflow/serve.sh serves it
+    base = store.tracking_uri if store.tracking_uri.startswith("http") else "http://127.0.0.1:5000"
+    url = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    try:
+        result = run_monitor(plans, plan_name(spec), spec.monitor, workdir.reports, mlflow_url=url)
+    except NothingToMonitor as exc:
+        logger.info("Monitor: nothing to judge yet (%s)", exc)
+        return None
+    log_to_mlflow(client, run_id, result)
+    plans.link_monitor(result.run_id, run_id)
+    if spec.monitor.recipients:
+        send(spec.monitor.mail, spec.monitor.recipients, result)
+    return result

@@ -1,17 +1,22 @@
 """The plan step's side of a pipeline run: store the draft, keep the history as actuals,
-and summarise the version for the run's MLflow record (the runner logs it)."""
+and record the version in the run's MLflow run."""
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ..store.plans import PlanStore, PlanVersion
 from .spec import PipelineSpec
 from .steps import plan_name
+from .tracking import log_batch, metric_list
 
-__all__ = ["store", "keep_history", "summary", "ACTUALS_SETTINGS"]
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+__all__ = ["store", "keep_history", "summary", "log_to_mlflow", "ACTUALS_SETTINGS"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,3 +90,16 @@ def summary(plans: PlanStore, version: PlanVersion) -> tuple[dict[str, float], l
         "sopforecast.plan_status": version.status,
     }
     return metrics, [float(v) for v in top["final"].to_numpy()], tags
+
+
+def log_to_mlflow(client: MlflowClient, run_id: str, plans: PlanStore, version: PlanVersion) -> None:
+    """The version's totals as metrics (the top level's month totals by step) and its tags."""
+    metrics, months, tags = summary(plans, version)
+    monthly = [m for step, v in enumerate(months) for m in metric_list({"plan_month_total": v}, step)]
+    log_batch(client, run_id, metrics=metric_list(metrics) + monthly, tags=tags)
+    logger.info(
+        "Plan %s: %d months, %s units in all",
+        version.label,
+        len(months),
+        f"{metrics['plan_total_final']:,.0f}",
+    )

@@ -43,7 +43,7 @@ from .model import model_signature, save_artifacts
 from .sources import History, fingerprint
 from .spec import PipelineSpec
 from .steps import Evaluation, evaluate
-from .tracking import Store, check_reachable, get_experiment_id, resolve_store
+from .tracking import Store, check_reachable, get_experiment_id, log_batch, metric_list, resolve_store
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -185,7 +185,7 @@ def _run(
         for note in data.report.notes():
             logger.info("Validation: %s", note)
         fp = fingerprint(data.frame)
-        _log(
+        log_batch(
             client,
             run_id,
             params=steps.run_params(spec),
@@ -206,7 +206,7 @@ def _run(
             missed = [k for k, ok in checks.items() if not ok]
             if missed:
                 logger.warning("Backtest misses the target(s) for %s", ", ".join(missed))
-        _log(client, run_id, metrics=_metrics(steps.run_metrics(ev, data)), tags=run_tags)
+        log_batch(client, run_id, metrics=metric_list(steps.run_metrics(ev, data)), tags=run_tags)
         for candidate in steps.candidate_runs(ev, spec.forecast):
             _log_candidate(client, experiment_id, run_id, candidate, ev.headline_level)
         with tempfile.TemporaryDirectory() as tmp:
@@ -232,7 +232,7 @@ def _run(
                 rescore=_rescorer(spec, client, store, data),
             )
         seconds["tracking"] = time.perf_counter() - clock
-        _log(client, run_id, metrics=_metrics({f"time_{k}_seconds": v for k, v in seconds.items()}))
+        log_batch(client, run_id, metrics=metric_list({f"time_{k}_seconds": v for k, v in seconds.items()}))
         logger.info("Stage times: %s", ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
         show.step(4)
 
@@ -243,7 +243,9 @@ def _run(
             plans = PlanStore.open(workdir, configured=spec.plan.store_uri)
             plan_output.keep_history(plans, spec, run_id, data.frame)
             if spec.monitor.enabled:
-                monitored = _monitor(client, run_id, experiment_id, spec, workdir, plans, store)
+                monitored = monitor_output.run_step(
+                    client, run_id, experiment_id, spec, workdir, plans, store
+                )
         show.step(5)
     return PipelineRun(
         spec,
@@ -294,37 +296,6 @@ def _record_failure(client: MlflowClient, run_id: str, exc: BaseException) -> No
         logger.warning("Could not mark MLflow run %s %s: %s", run_id, status, record_exc)
 
 
-def _metrics(values: dict[str, float], step: int = 0) -> list:
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    return [Metric(key, float(value), now, step) for key, value in values.items()]
-
-
-def _log(
-    client: MlflowClient,
-    run_id: str,
-    *,
-    metrics: list | None = None,
-    params: dict[str, str] | None = None,
-    tags: dict[str, str] | None = None,
-) -> None:
-    """``log_batch`` within MLflow's limits per request (1,000 metrics, 100 params or tags)."""
-    from mlflow.entities import Param, RunTag
-
-    metrics = metrics or []
-    params_ = [Param(k, str(v)) for k, v in (params or {}).items()]
-    tags_ = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
-    batches = max(-(-len(metrics) // 1000), -(-len(params_) // 100), -(-len(tags_) // 100))
-    for i in range(batches):
-        client.log_batch(
-            run_id,
-            metrics=metrics[i * 1000 : (i + 1) * 1000],
-            params=params_[i * 100 : (i + 1) * 100],
-            tags=tags_[i * 100 : (i + 1) * 100],
-        )
-
-
 def _log_candidate(
     client: MlflowClient, experiment_id: str, parent_id: str, candidate: steps.Candidate, level: str
 ) -> None:
@@ -336,9 +307,9 @@ def _log_candidate(
         "sopforecast.headline_level": level,
     }
     with _mlflow_run(client, experiment_id, candidate.name, tags) as child:
-        windows = [m for step, values in enumerate(candidate.windows) for m in _metrics(values, step)]
-        metrics = [*_metrics(candidate.metrics), *windows]
-        _log(client, child.info.run_id, metrics=metrics, params=candidate.params)
+        windows = [m for step, values in enumerate(candidate.windows) for m in metric_list(values, step)]
+        metrics = [*metric_list(candidate.metrics), *windows]
+        log_batch(client, child.info.run_id, metrics=metrics, params=candidate.params)
 
 
 def _dataset_input(data: History, pipeline: str):
@@ -439,7 +410,7 @@ def _deliver(
                 "sopforecast.alias": "champion" if delivered else "challenger",
                 "sopforecast.outputs": "delivered" if delivered else str(folder),
             }
-            _log(client, run_id, tags=tags)
+            log_batch(client, run_id, tags=tags)
         outputs = {label: tmp.replace(final) for label, (tmp, final) in staged.items()}
     except BaseException:
         if version is not None:
@@ -469,47 +440,8 @@ def _deliver(
     if version is not None:
         if spec.plan.publish:
             version = plans.publish(version.id)
-        _log_plan(client, run_id, plans, version)
+        plan_output.log_to_mlflow(client, run_id, plans, version)
     return outputs, version
-
-
-def _monitor(
-    client,
-    run_id: str,
-    experiment_id: str,
-    spec: PipelineSpec,
-    workdir: Workdir,
-    plans: PlanStore,
-    store: Store,
-):
-    """The monitor step: judge the published plans, log it, send the report if asked."""
-    from ..monitoring.monitor import NothingToMonitor, run_monitor
-
-    # a tracking server's own address; for the local store, where mlflow/serve.sh serves it
-    base = store.tracking_uri if store.tracking_uri.startswith("http") else "http://127.0.0.1:5000"
-    url = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-    try:
-        result = run_monitor(plans, steps.plan_name(spec), spec.monitor, workdir.reports, mlflow_url=url)
-    except NothingToMonitor as exc:
-        logger.info("Monitor: nothing to judge yet (%s)", exc)
-        return None
-    monitor_output.log_to_mlflow(client, run_id, result)
-    plans.link_monitor(result.run_id, run_id)
-    if spec.monitor.recipients:
-        monitor_output.send(spec.monitor.mail, spec.monitor.recipients, result)
-    return result
-
-
-def _log_plan(client: MlflowClient, run_id: str, plans: PlanStore, version: PlanVersion) -> None:
-    metrics, months, tags = plan_output.summary(plans, version)
-    monthly = [m for step, v in enumerate(months) for m in _metrics({"plan_month_total": v}, step)]
-    _log(client, run_id, metrics=_metrics(metrics) + monthly, tags=tags)
-    logger.info(
-        "Plan %s: %d months, %s units in all",
-        version.label,
-        len(months),
-        f"{metrics['plan_total_final']:,.0f}",
-    )
 
 
 def _code_version() -> str:

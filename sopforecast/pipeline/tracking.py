@@ -11,6 +11,7 @@ Everything here talks to MLflow through the :class:`~mlflow.MlflowClient` of a
 from __future__ import annotations
 
 import logging
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from ..workdir import NoStoreError, Workdir
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-__all__ = ["Store", "resolve_store", "check_reachable", "get_experiment_id"]
+__all__ = ["Store", "resolve_store", "check_reachable", "get_experiment_id", "log_batch", "metric_list"]
 
 logger = logging.getLogger(__name__)
 
@@ -172,3 +173,35 @@ def get_experiment_id(client: MlflowClient, name: str, artifact_root: Path | Non
         location = artifact_root.as_uri()
     logger.info("Creating MLflow experiment %s", name)
     return client.create_experiment(name, artifact_location=location)
+
+
+def metric_list(values: dict[str, float], step: int = 0) -> list:
+    """MLflow metrics of ``values``, all at ``step``, stamped now."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(key, float(value), now, step) for key, value in values.items()]
+
+
+def log_batch(
+    client: MlflowClient,
+    run_id: str,
+    *,
+    metrics: list | None = None,
+    params: dict[str, str] | None = None,
+    tags: dict[str, str] | None = None,
+) -> None:
+    """``log_batch`` within MLflow's limits per request (1,000 metrics, 100 params or tags)."""
+    from mlflow.entities import Param, RunTag
+
+    metrics = metrics or []
+    params_ = [Param(k, str(v)) for k, v in (params or {}).items()]
+    tags_ = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    batches = max(-(-len(metrics) // 1000), -(-len(params_) // 100), -(-len(tags_) // 100))
+    for i in range(batches):
+        client.log_batch(
+            run_id,
+            metrics=metrics[i * 1000 : (i + 1) * 1000],
+            params=params_[i * 100 : (i + 1) * 100],
+            tags=tags_[i * 100 : (i + 1) * 100],
+        )
