@@ -293,6 +293,28 @@ def test_statistical_backtests_carry_parameters_forward(monkeypatch):
         assert seen and all(r is expected for r in seen), (models, seen)
 
 
+def test_ces_is_re_estimated_at_every_backtest_origin_because_its_filter_can_diverge():
+    """statsforecast's CES ``forward`` re-runs its filter with the first origin's parameters
+    over the longer history; on the demo's Beverages total that filter diverges (2.6e12 at
+    the second origin). CES is backtested with a re-fit at every origin; ETS still carries
+    its parameters forward."""
+    from sopforecast.data.datasets import generate_plan
+    from sopforecast.forecasting.stats import StatsRun, stats_backtest
+
+    history = generate_plan(n_series=500, periods=60, horizon=18, seed=0).history
+    beverages = history[history["category"] == "Beverages"].groupby("ds", as_index=False)["y"].sum()
+    beverages["unique_id"] = "Beverages"
+    run = StatsRun(models=("ets", "ces"), freq="MS", season_length=12, n_jobs=1, refit=False)
+    cv = stats_backtest(beverages[["unique_id", "ds", "y"]], 18, run, n_windows=2)
+    refitted = stats_backtest(
+        beverages[["unique_id", "ds", "y"]], 18, StatsRun(**{**run.__dict__, "refit": True}), n_windows=2
+    )
+    assert cv["CES"].abs().max() < 2 * beverages["y"].max()
+    assert np.allclose(cv["CES"], refitted["CES"])
+    last = cv["cutoff"] == cv["cutoff"].max()
+    assert not np.allclose(cv.loc[last, "AutoETS"], refitted.loc[last, "AutoETS"])  # carried forward
+
+
 def test_combination_intervals_are_conformal_and_cover(monkeypatch):
     """Combinations have no native intervals: conformal ones from backtest residuals, ordered,
     and on held-out data they cover near their nominal level."""
