@@ -187,7 +187,8 @@ class ForecastConfig(BaseModel):
     refit: bool = Field(
         False,
         description="Re-estimate statistical models at every backtest origin; by default they are "
-        "estimated at the first origin and carried forward (parameters kept, states updated).",
+        "estimated at the first origin and carried forward (parameters kept, states updated); "
+        "CES is re-estimated at every origin either way.",
     )
 
     @field_validator("freq")
