@@ -20,9 +20,9 @@ logger = logging.getLogger(__name__)
 
 # Models whose parameters cannot be carried to a later backtest origin: statsforecast's
 # ``forward`` re-runs CES's filter over the longer history with the parameters estimated on
-# the shorter one, and that filter can diverge (the demo's Beverages series: forecasts of
-# 2e12 at the second origin where a re-fit gives 4,000-9,000). CES fits in milliseconds
-# without intervals, so it is re-estimated at every origin.
+# the shorter one, and that filter can diverge (the demo's Beverages total: 2.6e12 at the
+# second origin, at most 9,871 with a re-fit). CES fits in milliseconds without intervals,
+# so it is re-estimated at every origin.
 FORWARD_UNSTABLE = ("ces",)
 
 
