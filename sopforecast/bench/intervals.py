@@ -46,6 +46,7 @@ from ..data.schema import validate
 from ..forecasting.forecaster import Forecaster
 from ..forecasting.hierarchical import build_panel
 from ..forecasting.reconcile import aggregate_hierarchy, coherence_gap, level_of
+from ..monitoring.accuracy import mase_scale
 from . import output_folder
 
 __all__ = ["interval_scores", "peer_forecast", "ours", "run_case", "main"]
@@ -57,14 +58,11 @@ SEASON = 12
 
 
 def seasonal_naive_mae(insample: pd.DataFrame, season: int = SEASON) -> pd.Series:
-    """In-sample MAE of the seasonal naive forecast per series (the interval score's scale);
-    series shorter than a season use the naive forecast, a zero scale becomes 1."""
-    ordered = insample.sort_values(["unique_id", "ds"])
-    grouped = ordered.groupby("unique_id")["y"]
-    seasonal = (ordered["y"] - grouped.shift(season)).abs().groupby(ordered["unique_id"]).mean()
-    naive = (ordered["y"] - grouped.shift(1)).abs().groupby(ordered["unique_id"]).mean()
-    scale = seasonal.fillna(naive)
-    return scale.where(scale > 0, 1.0)
+    """In-sample MAE of the seasonal naive forecast per series (the interval score's scale):
+    the monitor's MASE scale (:func:`~sopforecast.monitoring.accuracy.mase_scale`: series
+    shorter than a season use the naive forecast, a zero scale becomes 1), and 1 where it
+    has none (a single observation)."""
+    return mase_scale(insample, season).fillna(1.0)
 
 
 def interval_scores(frame: pd.DataFrame, prefix: str, levels: pd.Series, scale: pd.Series) -> pd.DataFrame:
