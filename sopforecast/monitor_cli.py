@@ -92,27 +92,14 @@ def monitor_exceptions(
     workdir: WorkdirOption = None,
 ) -> None:
     """The latest monitoring run's exceptions, most money at stake first."""
-    from .planning.workflow import plan_name
-
-    plans = open_store(workdir, store)
-    name = plan_name(plans, plan)
-    runs = plans.monitor_runs(name)
-    if runs.empty:
-        raise _no_run(name)
-    _print_exceptions(plans.monitor_exceptions(int(runs["id"].iloc[0])), top)
+    plans, _, row = _latest_run(workdir, store, plan)
+    _print_exceptions(plans.monitor_exceptions(int(row["id"])), top)
 
 
 @monitor_app.command("report")
 def monitor_report(plan: PlanOption = None, store: StoreOption = None, workdir: WorkdirOption = None) -> None:
     """Where the latest manager report (and its PDF) is."""
-    from .planning.workflow import plan_name
-
-    plans = open_store(workdir, store)
-    name = plan_name(plans, plan)
-    runs = plans.monitor_runs(name)
-    if runs.empty:
-        raise _no_run(name)
-    row = runs.iloc[0]
+    _, name, row = _latest_run(workdir, store, plan)
     html = Path(row["report"])
     pdf = html.with_suffix(".pdf")
     console.print(f"Manager report of {name}, cycle {row['cycle']}: {html}", highlight=False)
@@ -138,14 +125,8 @@ def report_send(
     $SOPFORECAST_SMTP_PASSWORD, never from options."""
     from .monitoring.mail import MailSettings, send_report
     from .pipeline.monitor_output import tiles_html
-    from .planning.workflow import plan_name
 
-    plans = open_store(workdir, store)
-    name = plan_name(plans, plan)
-    runs = plans.monitor_runs(name)
-    if runs.empty:
-        raise _no_run(name)
-    row = runs.iloc[0]
+    plans, name, row = _latest_run(workdir, store, plan)
     base = _settings(pipeline).mail.model_dump()
     given = {"host": host, "port": port, "starttls": starttls, "sender": sender}
     settings = MailSettings(**{**base, **{k: v for k, v in given.items() if v is not None}})
@@ -164,10 +145,20 @@ def report_send(
     console.print(f"Sent the {row['cycle']} report of {name} to {', '.join(to)}", highlight=False)
 
 
-def _no_run(name: str):
+def _latest_run(workdir, store, plan):
+    """The store, the plan's name and its latest monitoring run (a row of
+    ``monitor_runs``); a plan never monitored is a user error."""
     from .monitoring.monitor import NothingToMonitor
+    from .planning.workflow import plan_name
 
-    return NothingToMonitor(f"plan {name!r} has not been monitored yet; run 'sopforecast monitor run' first.")
+    plans = open_store(workdir, store)
+    name = plan_name(plans, plan)
+    runs = plans.monitor_runs(name)
+    if runs.empty:
+        raise NothingToMonitor(
+            f"plan {name!r} has not been monitored yet; run 'sopforecast monitor run' first."
+        )
+    return plans, name, runs.iloc[0]
 
 
 def _print_kpis(result) -> None:
