@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..data.hierarchy import TOTAL
 from ..errors import ConfigError, DataError
@@ -69,18 +69,12 @@ class Target(BaseModel):
     max: float | None = Field(None, description="The value must be at most this.")
     within: float | None = Field(None, ge=0, description="The value's magnitude must be at most this.")
 
-    @field_validator("metric")
+    @field_validator("metric", "forecast")
     @classmethod
-    def _metric_known(cls, value: str) -> str:
-        if value not in TARGET_METRICS:
-            raise ValueError(f"unknown metric {value!r}; choose one of: {', '.join(TARGET_METRICS)}")
-        return value
-
-    @field_validator("forecast")
-    @classmethod
-    def _forecast_known(cls, value: str) -> str:
-        if value not in FORECASTS:
-            raise ValueError(f"unknown forecast {value!r}; choose one of: {', '.join(FORECASTS)}")
+    def _known(cls, value: str, info: ValidationInfo) -> str:
+        choices = {"metric": TARGET_METRICS, "forecast": FORECASTS}[info.field_name]
+        if value not in choices:
+            raise ValueError(f"unknown {info.field_name} {value!r}; choose one of: {', '.join(choices)}")
         return value
 
     @field_validator("segment")
