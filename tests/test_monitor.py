@@ -28,10 +28,9 @@ import yaml
 from sopforecast.cli import main
 from sopforecast.data.datasets import generate_plan
 from sopforecast.demo import demo_pipeline_path
-from sopforecast.errors import SopforecastError
 from sopforecast.monitoring.exceptions import TARGET_METRICS
 from sopforecast.monitoring.monitor import scored_lines
-from sopforecast.monitoring.report import find_chromium
+from sopforecast.monitoring.report import has_chromium
 from sopforecast.store.plans import PlanStore
 
 try:
@@ -59,15 +58,7 @@ BACKFILLED = ["2025-07", "2025-08", "2025-09", "2025-10", "2025-11", "2025-12"]
 ACCURACY_SIDE = {"bias", "accuracy", "tracking_signal"}
 
 
-def _has_chromium() -> bool:
-    try:
-        find_chromium()
-    except SopforecastError:
-        return False
-    return True
-
-
-CHROMIUM = _has_chromium()
+CHROMIUM = has_chromium()
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from ..store.plans import PlanStore, PlanVersion
 from .accuracy import accuracy_table, mase_scale
 from .drift import DriftResult, DriftSettings, drift_monitor
 from .exceptions import EXCEPTION_COLUMNS, Target, check_targets, default_targets
-from .report import ReportData, find_chromium, status_of, write_report
+from .report import ReportData, has_chromium, status_of, write_report
 from .segments import segment_accuracy, segment_table, with_segments
 
 __all__ = ["MonitorSettings", "MonitorResult", "NothingToMonitor", "scored_lines", "run_monitor"]
@@ -167,7 +167,7 @@ def run_monitor(
         plan, cycle, levels, trend, series, by_segment, exceptions, kpis, fva, drift, seconds=seconds
     )
     clock = time.perf_counter()
-    pdf = settings.pdf and _has_chromium()
+    pdf = settings.pdf and has_chromium()
     if settings.pdf and not pdf:
         logger.warning(
             "Chromium not found: the manager report is written as HTML only (apt-get install chromium)"
@@ -184,14 +184,6 @@ def run_monitor(
         result.report,
     )
     return result
-
-
-def _has_chromium() -> bool:
-    try:
-        find_chromium()
-    except SopforecastError:
-        return False
-    return True
 
 
 def _at_stake(scored, lines, S, segments, bottom_level) -> pd.Series:

@@ -49,6 +49,7 @@ __all__ = [
     "FVA_COLUMNS",
     "DRIFT_COLUMNS",
     "CHROMIUM_NAMES",
+    "has_chromium",
     "ReportData",
     "status_of",
     "fva_summary",
@@ -605,6 +606,15 @@ def find_chromium(chromium: str | os.PathLike | None = None) -> str:
         "Install it (Debian/Ubuntu: apt-get install -y chromium), pass chromium='/path/to/chromium', "
         "or write the HTML only with pdf=False."
     )
+
+
+def has_chromium() -> bool:
+    """Whether :func:`find_chromium` finds a binary to print the PDF with."""
+    try:
+        find_chromium()
+    except SopforecastError:
+        return False
+    return True
 
 
 def print_pdf(
