@@ -384,17 +384,12 @@ def trend_chart_svg(trend: pd.DataFrame) -> str:
     str
         Inline SVG (see :func:`chart_svg`); an empty string for an empty ``trend``.
     """
-    if trend is None or trend.empty:
+    prepared = _chart_frame(trend, TREND_COLUMNS, "trend", "accuracy")
+    if prepared is None:
         return ""
-    _require(trend, TREND_COLUMNS, "trend")
+    frame, cycles, levels = prepared
     from matplotlib.ticker import PercentFormatter
 
-    frame = trend.dropna(subset=["accuracy"]).copy()
-    if frame.empty:
-        return ""
-    frame["cycle_text"] = frame["cycle"].map(_cycle_text)
-    cycles = _cycle_order(frame["cycle"])
-    levels = list(dict.fromkeys(frame["level"]))
     lags = sorted(frame["lag"].unique())
     ncols = min(len(levels), 3)
     nrows = math.ceil(len(levels) / ncols)
@@ -431,6 +426,19 @@ def trend_chart_svg(trend: pd.DataFrame) -> str:
     return chart_svg(fig, label="Forecast accuracy by planning cycle, per product level and months ahead")
 
 
+def _chart_frame(table: pd.DataFrame | None, columns, name: str, value: str):
+    """The rows of a chart's table that have a ``value``, with the cycle as text, and the
+    cycles and levels in the order they are drawn; ``None`` when nothing is left to draw."""
+    if table is None or table.empty:
+        return None
+    _require(table, columns, name)
+    frame = table.dropna(subset=[value]).copy()
+    if frame.empty:
+        return None
+    frame["cycle_text"] = frame["cycle"].map(_cycle_text)
+    return frame, _cycle_order(frame["cycle"]), list(dict.fromkeys(frame["level"]))
+
+
 def bias_chart_svg(bias: pd.DataFrame, band: float | None = None) -> str:
     """Bias by planning cycle: bars per level around zero (above = too much planned).
 
@@ -446,17 +454,12 @@ def bias_chart_svg(bias: pd.DataFrame, band: float | None = None) -> str:
     str
         Inline SVG (see :func:`chart_svg`); an empty string for an empty ``bias``.
     """
-    if bias is None or bias.empty:
+    prepared = _chart_frame(bias, BIAS_COLUMNS, "bias", "bias")
+    if prepared is None:
         return ""
-    _require(bias, BIAS_COLUMNS, "bias")
+    frame, cycles, levels = prepared
     from matplotlib.ticker import PercentFormatter
 
-    frame = bias.dropna(subset=["bias"]).copy()
-    if frame.empty:
-        return ""
-    frame["cycle_text"] = frame["cycle"].map(_cycle_text)
-    cycles = _cycle_order(frame["cycle"])
-    levels = list(dict.fromkeys(frame["level"]))
     fig = _figure((10, 3.1))
     ax = fig.add_subplot()
     x = np.arange(len(cycles))
