@@ -267,6 +267,52 @@ def test_repeats_summary_averages_each_level_and_counts_repeats_within_five_poin
     assert summary.loc[(80, "sku"), "coverage_24"] == pytest.approx(0.85)
 
 
+def test_width_ratios_measure_misses_in_half_widths_of_the_interval():
+    from sopforecast.bench import intervals
+
+    frame = pd.DataFrame(
+        {
+            "unique_id": ["a", "a", "b"],
+            "y": [12.0, 7.0, 0.0],
+            "forecast": [10.0, 10.0, 0.0],
+            **{f"forecast-lo-{lv}": [6.0, 6.0, 0.0] for lv in intervals.LEVELS},
+            "forecast-hi-80": [14.0, 14.0, 0.0],
+            "forecast-hi-95": [16.0, 16.0, 0.0],
+        }
+    )
+    ratios = intervals.width_ratios(frame, "forecast", pd.Series({"a": "sku", "b": "sku"}))
+    assert ratios.loc[ratios["interval"] == 80, "ratio"].tolist() == pytest.approx([0.5, 0.75, 0.0])
+    assert ratios.loc[ratios["interval"] == 95, "ratio"].tolist() == pytest.approx([1 / 3, 0.5, 0.0])
+
+
+def test_hindsight_factor_calibrates_the_mean_coverage_and_shows_each_repeat():
+    from sopforecast.bench import intervals
+
+    # origin 24: misses at 0.1..1.0 half-widths (10 rows); origin 36: 0.5, 3.0 (2 rows)
+    ratios = pd.DataFrame(
+        {
+            "interval": 80,
+            "level": "Total",
+            "ratio": [*(np.arange(1, 11) / 10), 0.5, 3.0],
+            "origin": [24] * 10 + [36, 36],
+        }
+    )
+    row = intervals.hindsight_coverage(ratios, "origin").iloc[0]
+    # the smallest factor whose mean coverage over the two origins reaches 80%: at 3.0 both
+    # cover everything (mean 1.0); below it origin 36 covers at most 1/2, so origin 24
+    # would need 110%: only 3.0 reaches the mean
+    assert row["factor"] == pytest.approx(3.0)
+    assert row["coverage_24"] == pytest.approx(1.0)
+    assert row["coverage_36"] == pytest.approx(1.0)
+    assert row["within_5_points"] == 0
+    ratios.loc[ratios["origin"] == 36, "ratio"] = [0.5, 0.6]
+    row = intervals.hindsight_coverage(ratios, "origin").iloc[0]
+    # at 0.6: origin 24 covers 6/10, origin 36 2/2 -> mean 0.8
+    assert row["factor"] == pytest.approx(0.6)
+    assert row["coverage_24"] == pytest.approx(0.6)
+    assert row["within_5_points"] == 0
+
+
 @pytest.mark.slow
 def test_pbs_delivered_forecast_is_non_negative_coherent_and_calibrated_at_the_bottom(pbs_path, monkeypatch):
     from sopforecast.bench import intervals

@@ -23,7 +23,11 @@ One held-out period is a small sample of errors that move together (24 months of
 series), so the cases can be repeated: ``--origins 24,36,48`` (PBS) holds out the 24
 months after each of the origins 24, 36 and 48 months before the data's end, fitting on
 the history known at that origin only; ``--seeds 0,1,2,3`` (demo) draws independent demo
-data sets. Coverage and score ratio are printed per level and repeat, with their mean.
+data sets. Coverage and score ratio are printed per level and repeat, with their mean,
+and the hindsight check: per level, the one width factor on our intervals that would have
+been calibrated on average over the repeats, and the coverage each repeat would have had
+with it. Where even that factor leaves a repeat outside the 5-point band, no calibration
+from the past could have met the band at that repeat and the others together.
 
 Run ``python -m sopforecast.bench.intervals [--case pbs|demo|all] [--origins 24,36,...]
 [--seeds 0,1,...] --output DIR``.
@@ -49,7 +53,15 @@ from ..forecasting.reconcile import aggregate_hierarchy, coherence_gap, level_of
 from ..monitoring.accuracy import mase_scale
 from . import output_folder
 
-__all__ = ["interval_scores", "peer_forecast", "ours", "run_case", "main"]
+__all__ = [
+    "interval_scores",
+    "width_ratios",
+    "hindsight_coverage",
+    "peer_forecast",
+    "ours",
+    "run_case",
+    "main",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -236,6 +248,8 @@ def run_case(name: str, n_jobs: int = -1, repeat: int | None = None, **overrides
             )
         )
         tables.append(table)
+        if who == "sopforecast":
+            widths = width_ratios(frame, "forecast", levels)
     table = pd.concat(tables, ignore_index=True)
     order = {lvl: i for i, lvl in enumerate(tags)}
     table = table.sort_values(
@@ -246,6 +260,7 @@ def run_case(name: str, n_jobs: int = -1, repeat: int | None = None, **overrides
         "table": table.reset_index(drop=True),
         "seconds": seconds,
         "launched_later_share": launched_later,
+        "width_ratios": widths,
     }
 
 
@@ -280,6 +295,57 @@ def repeats_summary(ratios: pd.DataFrame, by: str = "origin") -> pd.DataFrame:
     nominal = wide.index.get_level_values("interval").to_numpy()[:, None] / 100
     out["within_5_points"] = (abs(wide["coverage"].to_numpy() - nominal) <= 0.05 + 1e-9).sum(axis=1)
     return out.reset_index()
+
+
+def width_ratios(frame: pd.DataFrame, prefix: str, levels: pd.Series) -> pd.DataFrame:
+    """Per held-out row and interval level: how far the actual fell from the point, in
+    interval half-widths (``|y - point| / (hi - point)``; 1 is the interval's edge).
+    Assumes symmetric intervals (ours; a lower bound stopped at zero keeps the upper width)."""
+    y = frame["y"].to_numpy(dtype=float)
+    point = frame[prefix].to_numpy(dtype=float)
+    parts = []
+    for lv in LEVELS:
+        half = frame[f"{prefix}-hi-{lv}"].to_numpy(dtype=float) - point
+        miss = np.abs(y - point)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(half > 0, miss / half, np.where(miss > 0, np.inf, 0.0))
+        parts.append(
+            pd.DataFrame({"level": frame["unique_id"].map(levels).to_numpy(), "interval": lv, "ratio": ratio})
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def _coverage_at(per: dict, factor: float) -> dict:
+    """Share of each repeat's sorted width ratios at or below ``factor``."""
+    return {k: np.searchsorted(r, factor, side="right") / len(r) for k, r in per.items()}
+
+
+def hindsight_coverage(ratios: pd.DataFrame, by: str = "origin") -> pd.DataFrame:
+    """Could one width per level have been calibrated at every repeat? Per interval and
+    level, the one factor on the interval's width that gives the nominal coverage on
+    average over the repeats (knowable only in hindsight), and the coverage each repeat
+    would have had with it.
+
+    Parameters
+    ----------
+    ratios : pandas.DataFrame
+        :func:`width_ratios` of every repeat, with the repeat in column ``by``.
+    """
+    rows = []
+    for (interval, level), part in ratios.groupby(["interval", "level"], sort=False):
+        nominal = interval / 100
+        per = {k: np.sort(g["ratio"].to_numpy()) for k, g in part.groupby(by)}
+        candidates = np.unique(part["ratio"].to_numpy())
+        candidates = candidates[np.isfinite(candidates)]
+        mean = np.array([np.mean(list(_coverage_at(per, c).values())) for c in candidates])
+        reached = np.flatnonzero(mean >= nominal - 1e-12)
+        factor = float(candidates[reached[0]]) if len(reached) else np.inf
+        cover = _coverage_at(per, factor)
+        row = {"interval": interval, "level": level, "factor": factor}
+        row.update({f"coverage_{k}": v for k, v in cover.items()})
+        row["within_5_points"] = int(sum(abs(c - nominal) <= 0.05 + 1e-9 for c in cover.values()))
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,11 +383,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _repeats(args, out, name: str, by: str, values: list[int]) -> int:
-    parts = []
+    parts, widths = [], []
     for value in values:
         result = run_case(name, n_jobs=args.n_jobs, repeat=value)
         result["table"].assign(**{by: value}).to_csv(out / f"{name}_levels_{by}{value}.csv", index=False)
         parts.append(ratio_table(result["table"]).assign(**{by: value}))
+        widths.append(result["width_ratios"].assign(**{by: value}))
         logger.info(
             "%s %s: %.1f%% of the held-out demand from items launched later",
             by,
@@ -330,8 +397,12 @@ def _repeats(args, out, name: str, by: str, values: list[int]) -> int:
         )
     summary = repeats_summary(pd.concat(parts, ignore_index=True), by)
     summary.to_csv(out / f"{name}_{by}s.csv", index=False)
+    hindsight = hindsight_coverage(pd.concat(widths, ignore_index=True), by)
+    hindsight.to_csv(out / f"{name}_{by}s_hindsight.csv", index=False)
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.precision", 3):
         print(summary.to_string(index=False))
+        print("one width factor per level, chosen in hindsight to be calibrated on average over the repeats:")
+        print(hindsight.to_string(index=False))
     return 0
 
 
