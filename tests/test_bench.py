@@ -267,6 +267,31 @@ def test_repeats_summary_averages_each_level_and_counts_repeats_within_five_poin
     assert summary.loc[(80, "sku"), "coverage_24"] == pytest.approx(0.85)
 
 
+def test_peer_reconciles_its_intervals_by_the_method_asked():
+    from sopforecast.bench import intervals
+    from sopforecast.forecasting.reconcile import aggregate_hierarchy
+
+    rng = np.random.default_rng(0)
+    ds = pd.date_range("2018-01-01", periods=48, freq="MS")
+    season = 10 * np.sin(np.arange(48) * 2 * np.pi / 12)
+    bottom = pd.concat(
+        [
+            pd.DataFrame({"g": g, "item": f"{g}{i}", "ds": ds, "y": 100 + season + rng.normal(0, 5, 48)})
+            for g in "ab"
+            for i in range(2)
+        ]
+    )
+    bottom["unique_id"] = bottom["g"] + "/" + bottom["item"]
+    Y, S, tags = aggregate_hierarchy(bottom[["unique_id", "ds", "y", "g", "item"]], ["g/item"])
+    peers = {m: intervals.peer_forecast(Y, S, tags, 6, 1, m) for m in ("normality", "permbu")}
+    for peer in peers.values():
+        assert len(peer) == 7 * 6
+        assert (peer["forecast-lo-80"] <= peer["forecast"] + 1e-9).all()
+        assert (peer["forecast-hi-95"] >= peer["forecast-hi-80"] - 1e-9).all()
+    widths = {m: (p["forecast-hi-80"] - p["forecast-lo-80"]).to_numpy() for m, p in peers.items()}
+    assert not np.allclose(widths["normality"], widths["permbu"])
+
+
 def test_width_ratios_measure_misses_in_half_widths_of_the_interval():
     from sopforecast.bench import intervals
 

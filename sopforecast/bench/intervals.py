@@ -9,7 +9,8 @@ Two cases:
 
 The peer is what a data scientist would write by hand: statsforecast ``AutoETS`` with its
 native 80% / 95% intervals for every series of the hierarchy, reconciled by
-hierarchicalforecast's ``MinTrace(mint_shrink)`` with ``intervals_method="normality"``.
+hierarchicalforecast's ``MinTrace(mint_shrink)`` with ``intervals_method="normality"``
+(``--peer-intervals bootstrap|permbu``: its other probabilistic reconciliations).
 
 Per level and interval level: coverage (share of held-out months inside the interval) and
 the scaled interval score: ``(hi - lo) + 2/alpha * (lo - y)+ + 2/alpha * (y - hi)+`` over
@@ -30,7 +31,7 @@ with it. Where even that factor leaves a repeat outside the 5-point band, no cal
 from the past could have met the band at that repeat and the others together.
 
 Run ``python -m sopforecast.bench.intervals [--case pbs|demo|all] [--origins 24,36,...]
-[--seeds 0,1,...] --output DIR``.
+[--seeds 0,1,...] [--peer-intervals normality|bootstrap|permbu] --output DIR``.
 """
 
 from __future__ import annotations
@@ -122,9 +123,21 @@ def point_scores(frame: pd.DataFrame, column: str, levels: pd.Series, scale: pd.
     return agg[["wape", "mase", "negative"]].reset_index()
 
 
-def peer_forecast(train: pd.DataFrame, S: pd.DataFrame, tags: dict, h: int, n_jobs: int = -1) -> pd.DataFrame:
+PEER_INTERVALS = ("normality", "bootstrap", "permbu")
+
+
+def peer_forecast(
+    train: pd.DataFrame,
+    S: pd.DataFrame,
+    tags: dict,
+    h: int,
+    n_jobs: int = -1,
+    intervals_method: str = "normality",
+) -> pd.DataFrame:
     """AutoETS with native intervals for every series, reconciled by MinTrace(mint_shrink)
-    with normality intervals; columns ``forecast``, ``forecast-lo-L``, ``forecast-hi-L``."""
+    with hierarchicalforecast's probabilistic reconciliation ``intervals_method``
+    (normality by default; bootstrap and permbu draw 500 samples); columns ``forecast``,
+    ``forecast-lo-L``, ``forecast-hi-L``."""
     from hierarchicalforecast.core import HierarchicalReconciliation
     from hierarchicalforecast.methods import MinTrace
     from statsforecast import StatsForecast
@@ -134,7 +147,13 @@ def peer_forecast(train: pd.DataFrame, S: pd.DataFrame, tags: dict, h: int, n_jo
     base = sf.forecast(df=train[["unique_id", "ds", "y"]], h=h, level=list(LEVELS), fitted=True)
     fitted = sf.forecast_fitted_values()
     rec = HierarchicalReconciliation([MinTrace(method="mint_shrink")]).reconcile(
-        Y_hat_df=base, Y_df=fitted, S_df=S, tags=tags, level=list(LEVELS), intervals_method="normality"
+        Y_hat_df=base,
+        Y_df=fitted,
+        S_df=S,
+        tags=tags,
+        level=list(LEVELS),
+        intervals_method=intervals_method,
+        **({} if intervals_method == "normality" else {"num_samples": 500, "seed": 0}),
     )
     name = "AutoETS/MinTrace_method-mint_shrink"
     out = rec[["unique_id", "ds"]].copy()
@@ -195,9 +214,12 @@ def _demo_case(seed: int = 0, n_series: int = 500) -> dict:
 CASES = {"pbs": _pbs_case, "demo": _demo_case}
 
 
-def run_case(name: str, n_jobs: int = -1, repeat: int | None = None, **overrides) -> dict:
+def run_case(
+    name: str, n_jobs: int = -1, repeat: int | None = None, peer_intervals: str = "normality", **overrides
+) -> dict:
     """Ours and the peer on one case: a table per level and the timings. ``repeat``: PBS's
-    holdout origin (months before the data's end), or the demo data's seed."""
+    holdout origin (months before the data's end), or the demo data's seed;
+    ``peer_intervals``: the peer's ``intervals_method``."""
     case = CASES[name]() if repeat is None else CASES[name](repeat)
     hierarchy, train, full = case["hierarchy"], case["train"], case["full"]
     keys = [k for chain in hierarchy for k in chain.split("/")]
@@ -230,7 +252,7 @@ def run_case(name: str, n_jobs: int = -1, repeat: int | None = None, **overrides
     results["sopforecast"] = ours(train, config, case["future"])
     seconds["sopforecast"] = time.perf_counter() - start
     start = time.perf_counter()
-    results["peer"] = peer_forecast(insample, S, tags, case["horizon"], n_jobs)
+    results["peer"] = peer_forecast(insample, S, tags, case["horizon"], n_jobs, peer_intervals)
     seconds["peer"] = time.perf_counter() - start
     tables = []
     for who, fcst in results.items():
@@ -357,6 +379,12 @@ def main(argv: list[str] | None = None) -> int:
         "--origins", default=None, help="PBS: holdout origins, months before the end: 24,36,48"
     )
     parser.add_argument("--seeds", default=None, help="demo: data seeds, e.g. 0,1,2,3")
+    parser.add_argument(
+        "--peer-intervals",
+        choices=PEER_INTERVALS,
+        default="normality",
+        help="the peer's probabilistic reconciliation (hierarchicalforecast intervals_method)",
+    )
     args = parser.parse_args(argv)
     out = output_folder(args.output)
     if args.origins or args.seeds:
@@ -365,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--origins goes with --case pbs, --seeds with --case demo")
         return _repeats(args, out, name, by, [int(v) for v in (args.origins or args.seeds).split(",")])
     for name in CASES if args.case == "all" else [args.case]:
-        result = run_case(name, n_jobs=args.n_jobs)
+        result = run_case(name, n_jobs=args.n_jobs, peer_intervals=args.peer_intervals)
         result["table"].to_csv(out / f"{name}_levels.csv", index=False)
         ratios = ratio_table(result["table"])
         ratios.to_csv(out / f"{name}_ratios.csv", index=False)
@@ -385,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
 def _repeats(args, out, name: str, by: str, values: list[int]) -> int:
     parts, widths = [], []
     for value in values:
-        result = run_case(name, n_jobs=args.n_jobs, repeat=value)
+        result = run_case(name, n_jobs=args.n_jobs, repeat=value, peer_intervals=args.peer_intervals)
         result["table"].assign(**{by: value}).to_csv(out / f"{name}_levels_{by}{value}.csv", index=False)
         parts.append(ratio_table(result["table"]).assign(**{by: value}))
         widths.append(result["width_ratios"].assign(**{by: value}))
