@@ -159,6 +159,51 @@ def test_a_level_of_few_series_takes_the_interpolated_conformal_quantile_not_its
     assert profile.quantile[80].iloc[0] < scores.max() - 0.5
 
 
+def _one_series_windows(errors: list[np.ndarray]) -> pd.DataFrame:
+    """A backtest of one series (a Total): one window per array of errors, a step per error."""
+    rows = []
+    for w, errs in enumerate(errors):
+        cutoff = pd.Timestamp("2020-01-01") + pd.DateOffset(months=24 * w)
+        for step, e in enumerate(errs, start=1):
+            rows.append(
+                {
+                    "unique_id": "Total",
+                    "cutoff": cutoff,
+                    "ds": cutoff + pd.DateOffset(months=step),
+                    "forecast": 1000.0,
+                    "y": 1000.0 + e,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_a_level_of_three_series_windows_takes_a_held_out_quantile_not_its_worst_error():
+    # one series, 3 windows of 24 months whose errors scatter alike: for 3 series-windows the
+    # conformal position (4 * 0.8 / 3) is beyond the largest score; the held-out rule finds
+    # that each window's errors are covered by the other two windows' 80% quantile
+    rng = np.random.default_rng(1)
+    backtest = _one_series_windows([rng.normal(0, 10, 24) for _ in range(3)])
+    profile = error_profile(backtest, "forecast", None, [80, 95])
+    a = (backtest["y"] - backtest["forecast"]).abs()
+    worst = a.max() / a.mean()  # about the largest score (scales differ a little per window)
+    assert profile.quantile[80].iloc[0] < 0.7 * worst
+    assert 1.1 < profile.quantile[80].iloc[0] < 1.9  # |normal| / its mean: 80% quantile 1.61
+    assert profile.quantile[95].iloc[0] > profile.quantile[80].iloc[0]
+
+
+def test_held_out_quantile_rises_to_the_largest_score_when_one_window_is_unlike_the_others():
+    from sopforecast.forecasting.intervals import _held_out_quantile
+
+    calm = np.linspace(0.1, 1.0, 20)
+    scores = pd.Series(np.concatenate([calm, calm, calm + 5.0]))  # the third window far worse
+    blocks = np.repeat([0, 1, 2], 20)
+    # left out, the bad window is never covered by the calm ones' quantile: no position
+    # below the top averages 80%, so the level keeps its largest score
+    assert _held_out_quantile(scores, blocks, 0.8) == pytest.approx(scores.max())
+    alike = pd.Series(np.concatenate([calm, calm, calm]))
+    assert _held_out_quantile(alike, blocks, 0.8) == pytest.approx(np.quantile(alike, 0.8))
+
+
 def test_series_without_backtest_errors_get_their_levels_ratio_to_demand():
     sigmas = {"a": 10.0, "b": 20.0}
     levels = pd.Series({"a": "x", "b": "x", "new": "x"})

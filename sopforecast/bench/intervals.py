@@ -188,8 +188,9 @@ def _pbs_case(origin: int | None = None) -> dict:
         "future": None,
         "horizon": HOLDOUT,
         "drivers": [],
-        # scripts are dispensed on business days: February 2008 had 21 of them, 2007's 20
-        "settings": {"working_days": True},
+        # as pipelines/pbs_monthly.yaml: scripts are dispensed on business days (February
+        # 2008 had 21 of them, 2007's 20), and 3 backtest windows calibrate the Total
+        "settings": {"working_days": True, "windows": 3},
     }
 
 

@@ -15,6 +15,12 @@ A series' interval half-width at horizon step ``h`` is ``q[level] * s[series] * 
   counts series-windows, not single errors: a level of 4 series and 2 windows takes the
   90% quantile of its scores for an 80% interval (``9 * 0.8 / 8``), interpolated, so that
   its expected coverage is the nominal one rather than at least the nominal one.
+  A level with too few series-windows for that (``(m + 1) * level / m >= 1``: 4 or fewer
+  for 80%, 19 or fewer for 95%; the Total has one series) would get its largest score,
+  the single worst error of its backtest rather than a quantile. Its position is found by
+  leaving series-windows out instead: the lowest position at or above the nominal level
+  whose quantile of the other series-windows covers the left-out ones' errors at the
+  nominal rate on average (:func:`_held_out_quantile`).
 
 A level resting on few series-windows (the Total has one series) borrows strength from
 all levels pooled: its ``g`` and ``q`` are weighted averages of its own and the pool's,
@@ -36,6 +42,7 @@ __all__ = ["ErrorProfile", "error_profile", "interval_bounds"]
 
 ALL = "all"
 PRIOR_PAIRS = 10  # series-windows of errors a level needs to weigh as much as the pool
+HELD_OUT_FOLDS = 10  # folds of series-windows for a small level's held-out quantile
 
 
 @dataclass
@@ -106,6 +113,44 @@ def _conformal_quantile(u: pd.Series, level: float, blocks: int | None = None) -
     return float(np.quantile(values, min((m + 1) * level / m, 1.0)))
 
 
+def _held_out_quantile(u: pd.Series, blocks: np.ndarray, level: float, folds: int = HELD_OUT_FOLDS) -> float:
+    """Quantile of ``u`` at the lowest position ``p >= level`` whose out-of-fold coverage
+    averages ``level``.
+
+    The series-windows (``blocks``: one label per score) are split into ``min(m, folds)``
+    folds; each fold's scores are compared with the other folds' quantile at ``p``. Where
+    the errors of one series-window move together, the left-out windows fall outside
+    more often and ``p`` rises (up to the largest score); where they scatter like the rest,
+    ``p`` stays at ``level``. One series-window: the plain quantile at ``level``.
+    """
+    ok = u.notna().to_numpy()
+    values, labels = u.to_numpy()[ok], np.asarray(blocks)[ok]
+    if len(values) == 0:
+        return np.nan
+    _, block = np.unique(labels, return_inverse=True)
+    m = int(block.max()) + 1
+    if m < 2:
+        return float(np.quantile(values, level))
+    k = min(m, folds)
+    fold = (np.random.default_rng(0).permutation(m) % k)[block]
+    positions = np.linspace(level, 1.0, 101)
+    covered = np.zeros(len(positions))
+    for j in range(k):
+        q = np.quantile(values[fold != j], positions)
+        left_out = np.sort(values[fold == j])
+        covered += np.searchsorted(left_out, q, side="right") / len(left_out)
+    reached = np.flatnonzero(covered / k >= level - 1e-12)
+    return float(np.quantile(values, positions[reached[0]] if len(reached) else 1.0))
+
+
+def _level_quantile(u: pd.Series, blocks: np.ndarray, level: float, m: int) -> float:
+    """A level's quantile of its scores: conformal over its ``m`` series-windows, or held
+    out by folds of them where the conformal position would be its largest score."""
+    if (m + 1) * level >= m:
+        return _held_out_quantile(u, blocks, level)
+    return _conformal_quantile(u, level, m)
+
+
 def error_profile(
     backtest: pd.DataFrame,
     column: str,
@@ -154,15 +199,24 @@ def error_profile(
         u = frame["z"] / frame["g"]
     u = u.replace([np.inf, -np.inf], np.nan)
     scores = u.groupby(frame["level"])
+    block = frame.groupby(["unique_id", "cutoff"], sort=False).ngroup()
     quantile = pd.DataFrame(
         {
             lv: pd.Series(
-                {level: _conformal_quantile(part, lv / 100, pairs.get(level)) for level, part in scores}
+                {
+                    level: _level_quantile(part, block.loc[part.index].to_numpy(), lv / 100, pairs[level])
+                    for level, part in scores
+                }
             )
             for lv in interval_levels
         }
     )
-    pooled = pd.Series({lv: _conformal_quantile(u, lv / 100, int(pairs.sum())) for lv in interval_levels})
+    pooled = pd.Series(
+        {
+            lv: _level_quantile(u, block.loc[u.index].to_numpy(), lv / 100, int(pairs.sum()))
+            for lv in interval_levels
+        }
+    )
     quantile = _shrink(quantile, pooled, pairs)
     mean_demand = backtest["y"].abs().groupby(backtest["unique_id"]).mean()
     ratio = (scale / mean_demand.reindex(scale.index)).replace([np.inf, -np.inf], np.nan)
