@@ -427,6 +427,8 @@ def _repeats(args, out, name: str, by: str, values: list[int]) -> int:
     summary = repeats_summary(pd.concat(parts, ignore_index=True), by)
     summary.to_csv(out / f"{name}_{by}s.csv", index=False)
     hindsight = hindsight_coverage(pd.concat(widths, ignore_index=True), by)
+    order = pd.MultiIndex.from_frame(summary[["interval", "level"]])
+    hindsight = hindsight.set_index(["interval", "level"]).reindex(order).reset_index()
     hindsight.to_csv(out / f"{name}_{by}s_hindsight.csv", index=False)
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.precision", 3):
         print(summary.to_string(index=False))
