@@ -119,9 +119,10 @@ def _held_out_quantile(u: pd.Series, blocks: np.ndarray, level: float, folds: in
 
     The series-windows (``blocks``: one label per score) are split into ``min(m, folds)``
     folds; each fold's scores are compared with the other folds' quantile at ``p``. Where
-    the errors of one series-window move together, the left-out windows fall outside
-    more often and ``p`` rises (up to the largest score); where they scatter like the rest,
-    ``p`` stays at ``level``. One series-window: the plain quantile at ``level``.
+    a series-window's errors move together, away from the others' (one bad window), the
+    left-out window falls outside more often and ``p`` rises, up to the largest score;
+    where the windows scatter alike, ``p`` stays near ``level``. One series-window: the
+    plain quantile at ``level``.
     """
     ok = u.notna().to_numpy()
     values, labels = u.to_numpy()[ok], np.asarray(blocks)[ok]
