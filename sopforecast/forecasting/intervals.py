@@ -92,25 +92,23 @@ def _growth(frame: pd.DataFrame, steps: int, pairs: pd.Series) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
-def _conformal_quantile(u: pd.Series, level: float, blocks: int | None = None) -> float:
+def _conformal_quantile(u: pd.Series, level: float, m: int) -> float:
     """Split-conformal quantile of the scores ``u`` at ``level``.
 
     The scores of one series in one backtest window move together (a forecast that starts
-    high stays high), so the exchangeable units are the ``blocks`` series-windows, not the
+    high stays high), so the exchangeable units are the ``m`` series-windows, not the
     single scores: the quantile is taken at ``(m + 1) * level / m`` for ``m`` blocks,
     interpolated between the sorted scores. That is the position whose expected coverage of
     a new block is about ``level`` (the k-th smallest of m scores covers a new one with
     probability k / (m + 1)). Rounding the position up to a whole score, as the
     split-conformal guarantee does, would promise *at least* ``level``: with 8 blocks an
-    80% interval would take the largest score and cover 8/9 = 89% on average. Without
-    ``blocks`` every score counts as one unit.
+    80% interval would take the largest score and cover 8/9 = 89% on average. Positions at
+    or past 1 are not asked here (:func:`_level_quantile` holds those levels out instead).
     """
-    values = np.sort(u.dropna().to_numpy())
-    n = len(values)
-    if n == 0:
+    values = u.dropna().to_numpy()
+    if len(values) == 0:
         return np.nan
-    m = n if blocks is None else max(int(blocks), 1)
-    return float(np.quantile(values, min((m + 1) * level / m, 1.0)))
+    return float(np.quantile(values, (m + 1) * level / m))
 
 
 def _held_out_quantile(u: pd.Series, blocks: np.ndarray, level: float, folds: int = HELD_OUT_FOLDS) -> float:
@@ -182,7 +180,8 @@ def error_profile(
     scale = scale[scale > 0]
     frame = frame[frame["unique_id"].isin(scale.index)]
     frame = frame.assign(z=frame["a"] / frame["unique_id"].map(scale))
-    pairs = frame.groupby("level")[["unique_id", "cutoff"]].apply(lambda f: len(f.drop_duplicates()))
+    block = frame.groupby(["unique_id", "cutoff"], sort=False).ngroup()  # series-window of each error
+    pairs = block.groupby(frame["level"]).nunique()
     growth = _growth(frame, steps, pairs)
     g = growth.stack().rename("g")
     frame = frame.join(g, on=["level", "step"])
@@ -200,7 +199,6 @@ def error_profile(
         u = frame["z"] / frame["g"]
     u = u.replace([np.inf, -np.inf], np.nan)
     scores = u.groupby(frame["level"])
-    block = frame.groupby(["unique_id", "cutoff"], sort=False).ngroup()
     quantile = pd.DataFrame(
         {
             lv: pd.Series(

@@ -8,7 +8,7 @@ and statsforecast's own fallback catches what still fails. Both are recorded.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -101,8 +101,6 @@ def _run(df: pd.DataFrame, run: StatsRun, h: int, seasonal: bool, action: str, *
 def _cv(df: pd.DataFrame, run: StatsRun, h: int, seasonal: bool, **kw) -> pd.DataFrame:
     """A backtest call; without ``refit`` the models in :data:`FORWARD_UNSTABLE` are
     backtested in a call of their own that re-estimates them at every origin."""
-    from dataclasses import replace
-
     unstable = tuple(m for m in run.models if m in FORWARD_UNSTABLE)
     stable = tuple(m for m in run.models if m not in FORWARD_UNSTABLE)
     if run.refit or not unstable or not stable:
@@ -114,8 +112,6 @@ def _cv(df: pd.DataFrame, run: StatsRun, h: int, seasonal: bool, **kw) -> pd.Dat
 
 def _forecast_parts(df: pd.DataFrame, run: StatsRun, h: int, seasonal: bool) -> pd.DataFrame:
     """One call for the models whose native intervals are wanted, one for the rest."""
-    from dataclasses import replace
-
     with_level = tuple(m for m in run.models if m in run.interval_models and CATALOGUE[m].native_intervals)
     without = tuple(m for m in run.models if m not in with_level)
     frames = []
