@@ -338,11 +338,6 @@ def width_ratios(frame: pd.DataFrame, prefix: str, levels: pd.Series) -> pd.Data
     return pd.concat(parts, ignore_index=True)
 
 
-def _coverage_at(per: dict, factor: float) -> dict:
-    """Share of each repeat's sorted width ratios at or below ``factor``."""
-    return {k: np.searchsorted(r, factor, side="right") / len(r) for k, r in per.items()}
-
-
 def hindsight_coverage(ratios: pd.DataFrame, by: str = "origin") -> pd.DataFrame:
     """Could one width per level have been calibrated at every repeat? Per interval and
     level, the one factor on the interval's width that gives the nominal coverage on
@@ -359,14 +354,13 @@ def hindsight_coverage(ratios: pd.DataFrame, by: str = "origin") -> pd.DataFrame
         nominal = interval / 100
         per = {k: np.sort(g["ratio"].to_numpy()) for k, g in part.groupby(by)}
         candidates = np.unique(part["ratio"].to_numpy())
-        candidates = candidates[np.isfinite(candidates)]
-        mean = np.array([np.mean(list(_coverage_at(per, c).values())) for c in candidates])
-        reached = np.flatnonzero(mean >= nominal - 1e-12)
-        factor = float(candidates[reached[0]]) if len(reached) else np.inf
-        cover = _coverage_at(per, factor)
-        row = {"interval": interval, "level": level, "factor": factor}
-        row.update({f"coverage_{k}": v for k, v in cover.items()})
-        row["within_5_points"] = int(sum(abs(c - nominal) <= 0.05 + 1e-9 for c in cover.values()))
+        candidates = np.append(candidates[np.isfinite(candidates)], np.inf)
+        # coverage of each repeat (rows) at each candidate factor (columns)
+        covered = np.array([np.searchsorted(r, candidates, side="right") / len(r) for r in per.values()])
+        at = int(np.flatnonzero(covered.mean(axis=0) >= nominal - 1e-12)[0])  # inf covers all
+        row = {"interval": interval, "level": level, "factor": float(candidates[at])}
+        row.update({f"coverage_{k}": float(c) for k, c in zip(per, covered[:, at], strict=True)})
+        row["within_5_points"] = int((abs(covered[:, at] - nominal) <= 0.05 + 1e-9).sum())
         rows.append(row)
     return pd.DataFrame(rows)
 
