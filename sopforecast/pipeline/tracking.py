@@ -191,17 +191,14 @@ def log_batch(
     params: dict[str, str] | None = None,
     tags: dict[str, str] | None = None,
 ) -> None:
-    """``log_batch`` within MLflow's limits per request (1,000 metrics, 100 params or tags)."""
+    """Log metrics, and params and tags given as dicts, in one ``MlflowClient.log_batch``
+    call; MLflow splits it into requests within its limits (1,000 metrics, 100 params or
+    tags per request) itself."""
     from mlflow.entities import Param, RunTag
 
-    metrics = metrics or []
-    params_ = [Param(k, str(v)) for k, v in (params or {}).items()]
-    tags_ = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
-    batches = max(-(-len(metrics) // 1000), -(-len(params_) // 100), -(-len(tags_) // 100))
-    for i in range(batches):
-        client.log_batch(
-            run_id,
-            metrics=metrics[i * 1000 : (i + 1) * 1000],
-            params=params_[i * 100 : (i + 1) * 100],
-            tags=tags_[i * 100 : (i + 1) * 100],
-        )
+    client.log_batch(
+        run_id,
+        metrics=metrics or [],
+        params=[Param(k, str(v)) for k, v in (params or {}).items()],
+        tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+    )
