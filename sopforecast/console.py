@@ -11,13 +11,35 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-__all__ = ["console", "err_console", "setup_logging", "progress", "is_quiet"]
+__all__ = ["UNBOUNDED_WIDTH", "console", "err_console", "setup_logging", "progress", "is_quiet"]
 
-console = Console()
+# a pipe or a file is not a screen: as wide as the longest line, so nothing is cut
+UNBOUNDED_WIDTH = 1_000_000
+
+
+class _Console(Console):
+    """A rich console that wraps only on a terminal.
+
+    Without a terminal rich lays text out at ``$COLUMNS`` or 80 columns, so a table piped
+    to a file or ``grep`` gets its cells ellipsized (``Person… Care/S…``) and its lines
+    wrapped; here every line keeps its full length instead.
+    """
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        return size if self.is_terminal else ConsoleDimensions(UNBOUNDED_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)
+
+
+console = _Console()
 err_console = Console(stderr=True)
 
 _PACKAGE_LOGGER = "sopforecast"

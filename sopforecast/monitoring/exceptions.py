@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from ..data.hierarchy import TOTAL
 from ..errors import ConfigError, DataError
 from .accuracy import FORECASTS
+from .rules import BIAS_BAND, TRACKING_BOUND, bias_status
 from .segments import ALL, SEGMENT_COLUMNS, SEGMENT_VALUES
 
 __all__ = [
@@ -209,6 +210,10 @@ def check_targets(
             ],
         )
     found["breach"] = _badness(found, found["value"])
+    tracking = found["metric"] == "tracking_signal"
+    if tracking.any():  # the rule it shares with bias (rules.bias_status)
+        wide = [m for m in (series_metrics, segment_metrics) if m is not None]
+        found.loc[tracking, "breach"] = _tracking_breach(found[tracking], spec, wide)
     found = found[found["breach"] > _EPS].reset_index(drop=True)
     trend, direction, persistent = _history(found, history_metrics)
     found["trend"], found["direction"] = trend, direction
@@ -220,6 +225,40 @@ def check_targets(
     found["rank"] = np.arange(1, len(found) + 1)
     found = found.reindex(columns=EXCEPTION_COLUMNS).reset_index(drop=True)
     return found.head(top) if top is not None else found
+
+
+def _tracking_breach(rows: pd.DataFrame, spec: pd.DataFrame, metrics: list[pd.DataFrame]) -> pd.Series:
+    """Breach of tracking-signal rows under :func:`~.rules.bias_status`: off target only when
+    the same key's bias is outside its band (the bias target's, else :data:`~.rules.BIAS_BAND`)
+    and persists; then by the larger of the signal past its bound and the bias past its band."""
+    parts = []
+    for m in metrics:
+        if "bias" not in m.columns:
+            continue
+        key, group = _keys(m)
+        parts.append(
+            m.assign(key=key, level=group, n=m["n"] if "n" in m.columns else np.nan)[
+                ["key", "level", "forecast", "lag", "bias", "n"]
+            ]
+        )
+    if not parts:
+        return pd.Series(-1.0, index=rows.index)
+    lookup = pd.concat(parts, ignore_index=True).drop_duplicates(["key", "level", "forecast", "lag"])
+    bias_targets = spec[spec["metric"] == "bias"]
+    bands = {}
+    for t in bias_targets.itertuples():
+        scope = t.level if isinstance(t.level, str) else t.segment
+        bands[(scope, t.forecast, t.lag)] = t.within if t.within == t.within else BIAS_BAND
+    joined = rows.reset_index().merge(lookup, on=["key", "level", "forecast", "lag"], how="left")
+    out = []
+    for r in joined.itertuples(index=False):
+        band = bands.get((r.level, r.forecast, r.lag), bands.get((r.key, r.forecast, r.lag), BIAS_BAND))
+        bound = r.within if r.within == r.within else TRACKING_BOUND
+        if bias_status(r.bias, r.value, r.n, band=band, bound=bound) == "green":
+            out.append(-1.0)
+        else:
+            out.append(max(abs(r.value) - bound, abs(r.bias) - band))
+    return pd.Series(out, index=joined["index"].to_numpy(), dtype=float)
 
 
 def _target(item: Target | dict) -> Target:

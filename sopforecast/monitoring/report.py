@@ -39,6 +39,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError, SopforecastError, format_examples
+from ..exports import inside, safe_name
+from .rules import STAKE_RULE, count_once, status_of
 
 __all__ = [
     "STATUSES",
@@ -96,6 +98,7 @@ DRIFT_COLUMNS = ["segment", "column", "score", "change_pct", "drifted"]
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 TOP_EXCEPTIONS = 10
 TREND_VALUES = 3  # recent values written out beside an exception's sparkline
+_NO_CHANGE = 1e-9  # an FVA gain smaller than this is the same plan scored twice
 
 _TEMPLATE = "manager_report.html.j2"
 _STATUS_LABELS = {"green": "On target", "amber": "Close to target", "red": "Off target"}
@@ -163,11 +166,24 @@ class ReportData:
         Report name (a segment for the drifted rows to link to) -> path of its Evidently HTML
         file, relative to the report's folder.
     mlflow_url : str, optional
-        ``http(s)`` link to the MLflow run that made the forecast.
+        ``http(s)`` link to the MLflow run that made the forecast. A link to this machine
+        (``localhost``, ``127.0.0.1``) does not resolve where the mailed page is opened: the
+        page then names the run instead of linking it.
     notes : list of str
         Free text notes shown at the end (planner comments, data caveats).
     currency : str, default ""
-        Shown before money amounts (``"€"``); none by default.
+        Shown before money amounts (``"€"``, ``"EUR"``); none by default.
+    bias_level : str, default ""
+        The level whose series the ``bias`` rows are (their ``level`` column then holds a
+        series: one bar each); empty when ``bias`` holds levels.
+    bias_band : float, optional
+        The bias target's band, shaded in the chart.
+    stake_members : dict of str to frozenset, optional
+        Bottom series under each key (:func:`sopforecast.monitoring.rules.stake_members`), so
+        the total at stake counts overlapping items once; without it a key overlaps only
+        itself.
+    drift_threshold : float, optional
+        The drift score from which a segment counts as drifted, shown beside the scores.
     """
 
     plan: str
@@ -183,86 +199,10 @@ class ReportData:
     mlflow_url: str | None = None
     notes: list[str] = field(default_factory=list)
     currency: str = ""
-
-
-def status_of(
-    value: float,
-    target_min: float | None = None,
-    target_max: float | None = None,
-    within: float | None = None,
-    tolerance: float = 0.05,
-) -> str:
-    """Traffic light of a KPI against its target.
-
-    The miss is how far ``value`` lies outside the target: below ``target_min``, above
-    ``target_max``, or beyond ``±within`` around zero (for bias); several bounds may be given
-    and the largest miss counts. Green: no miss (a value on the bound meets it). Amber: missed
-    by less than ``tolerance``. Red: missed by ``tolerance`` or more.
-
-    Parameters
-    ----------
-    value : float
-        The KPI (in the unit of the bounds, fractions for ratios: ``0.78``).
-    target_min, target_max : float, optional
-        The target is ``value >= target_min`` / ``value <= target_max``.
-    within : float, optional
-        The target is ``abs(value) <= within`` (non-negative).
-    tolerance : float, default 0.05
-        How far, in the unit of ``value``, a miss still counts as amber (5 points for
-        fractions).
-
-    Returns
-    -------
-    str
-        ``"green"``, ``"amber"`` or ``"red"``.
-
-    Raises
-    ------
-    ConfigError
-        No bound given, a bound not finite, a negative ``within`` or ``tolerance``, or
-        ``target_min > target_max``.
-    DataError
-        ``value`` is missing (NaN or None).
-
-    Examples
-    --------
-    >>> status_of(0.82, target_min=0.80), status_of(0.78, target_min=0.80), status_of(0.70, target_min=0.80)
-    ('green', 'amber', 'red')
-    >>> status_of(-0.03, within=0.05)
-    'green'
-    """
-    bounds = {"target_min": target_min, "target_max": target_max, "within": within}
-    given = {name: bound for name, bound in bounds.items() if bound is not None}
-    if not given:
-        raise ConfigError("status_of needs a target: give target_min, target_max or within")
-    for name, bound in [*given.items(), ("tolerance", tolerance)]:
-        if not _is_number(bound) or not math.isfinite(float(bound)):
-            raise ConfigError(f"{name} must be a finite number, got {bound!r}", setting=name)
-    if within is not None and within < 0:
-        raise ConfigError(f"within must be >= 0 (a band around zero), got {within}", setting="within")
-    if tolerance < 0:
-        raise ConfigError(f"tolerance must be >= 0, got {tolerance}", setting="tolerance")
-    if target_min is not None and target_max is not None and target_min > target_max:
-        raise ConfigError(f"target_min {target_min} is above target_max {target_max}", setting="target_min")
-    if value is None or not _is_number(value) or math.isnan(float(value)):
-        raise DataError(f"a KPI value is needed to compare with its target, got {value!r}")
-    value = float(value)
-    misses = [0.0]
-    if target_min is not None:
-        misses.append(target_min - value)
-    if target_max is not None:
-        misses.append(value - target_max)
-    if within is not None:
-        misses.append(abs(value) - within)
-    miss = max(misses)
-    # the bounds are decimal numbers: 0.1 + 0.2 is on a bound of 0.3, not past it
-    scale = max([1.0, abs(value), *(abs(float(b)) for b in given.values())])
-    eps = 1e-9 * scale
-    if miss <= eps:
-        return "green"
-    if miss < tolerance - eps:
-        return "amber"
-    return "red"
+    bias_level: str = ""
+    bias_band: float | None = None
+    stake_members: Mapping[str, frozenset] | None = None
+    drift_threshold: float | None = None
 
 
 def fva_summary(fva: pd.DataFrame) -> str:
@@ -286,11 +226,17 @@ def fva_summary(fva: pd.DataFrame) -> str:
     _require(fva, ["level", "lag", "fva_statistical", "fva_consensus"], "fva")
     rows = fva.dropna(subset=["fva_consensus"])
     parts = []
+    gains = rows["fva_consensus"].astype(float)
+    gains = gains.where(gains.abs() > _NO_CHANGE, 0.0)  # an unchanged plan scores the same
+    helped, hurt, n = int((gains > 0).sum()), int((gains < 0).sum()), len(rows)
     if rows.empty:
         parts.append("No adjusted plan can be compared with actual sales yet.")
+    elif helped == 0 and hurt == 0:
+        parts.append(
+            "No overrides yet: the final plan equals the statistical forecast in all "
+            f"{n} combinations of product level and horizon, so there is nothing to judge."
+        )
     else:
-        gains = rows["fva_consensus"].astype(float)
-        helped, hurt, n = int((gains > 0).sum()), int((gains < 0).sum()), len(rows)
         mean = float(gains.mean())
         if mean > 0 and helped >= hurt:
             verdict = "Yes: planners' adjustments made the forecast more accurate"
@@ -307,14 +253,13 @@ def fva_summary(fva: pd.DataFrame) -> str:
             f"{verdict} ({helped} of {n} combinations of product level and horizon better, {hurt} worse; "
             f"{average})."
         )
-        worst = rows.loc[gains.idxmin()]
-        best = rows.loc[gains.idxmax()]
-        if float(worst["fva_consensus"]) < 0:
+        worst, best = rows.loc[gains.idxmin()], rows.loc[gains.idxmax()]
+        if gains.min() < 0:
             parts.append(
                 f"The largest loss is at {_level_text(worst['level'])}, {_lag_text(worst['lag'])} "
                 f"(error up {_points(-float(worst['fva_consensus']), signed=False)})."
             )
-        elif float(best["fva_consensus"]) > 0:
+        elif gains.max() > 0:
             parts.append(
                 f"The largest gain is at {_level_text(best['level'])}, {_lag_text(best['lag'])} "
                 f"(error down {_points(float(best['fva_consensus']), signed=False)})."
@@ -569,13 +514,14 @@ def render_html(data: ReportData) -> str:
 
     context = _context(data)
     context["trend_svg"] = Markup(trend_chart_svg(data.trend))
-    context["bias_svg"] = Markup(bias_chart_svg(data.bias))
+    context["bias_svg"] = Markup(bias_chart_svg(data.bias, band=data.bias_band))
     return _environment().get_template(_TEMPLATE).render(**context)
 
 
 def report_name(cycle: object, suffix: str = ".html") -> str:
-    """The file name of a cycle's report: ``manager_report_<cycle><suffix>``, safe characters only."""
-    text = re.sub(r"[^A-Za-z0-9._-]+", "_", _cycle_text(cycle)).strip("._") or "cycle"
+    """The file name of a cycle's report: ``manager_report_<cycle><suffix>``, the cycle made a
+    safe file-name component (:func:`sopforecast.exports.safe_name`: no ``/``, no ``..``)."""
+    text = safe_name(_cycle_text(cycle)) if _cycle_text(cycle).strip("._/\\ ") else "cycle"
     return f"manager_report_{text}{suffix}"
 
 
@@ -718,8 +664,8 @@ def write_report(
     """
     folder = Path(folder)
     html = render_html(data)
+    html_path = inside(folder, report_name(data.cycle))  # a cycle named ../x stays in folder
     folder.mkdir(parents=True, exist_ok=True)
-    html_path = folder / report_name(data.cycle)
     _atomic_text(html_path, html)
     for name, link in data.drift_reports.items():
         if not (folder / link).is_file():
@@ -753,30 +699,41 @@ def _context(data: ReportData) -> dict:
     top = (
         exceptions.sort_values("rank", kind="stable").head(TOP_EXCEPTIONS) if len(exceptions) else exceptions
     )
+    once = count_once(top, data.stake_members) if len(top) else pd.DataFrame(columns=["counted", "within"])
+    top = top.assign(counted=once["counted"], within=once["within"]) if len(top) else top
     rows = [_exception(row, data.currency) for row in top.to_dict("records")]
-    stake = pd.to_numeric(top["at_stake"], errors="coerce").sum() if len(top) else 0.0
+    counted = top[top["counted"].astype(bool)] if len(top) else top
+    stake = pd.to_numeric(counted["at_stake"], errors="coerce").sum() if len(counted) else 0.0
     drifted = drift[drift["drifted"].fillna(False).astype(bool)] if len(drift) else drift
-    drift_rows = [_drift_row(row, reports) for row in drifted.to_dict("records")]
+    drift_rows = [_drift_row(row, data.drift_threshold) for row in drifted.to_dict("records")]
+    run_text = None if mlflow_url is None or not _local_url(mlflow_url) else _run_text(mlflow_url)
     segments = drift["segment"].nunique() if len(drift) else 0
     drifted_segments = drifted["segment"].nunique() if len(drifted) else 0
     return {
         "plan": _text(data.plan),
         "cycle": _cycle_text(data.cycle),
         "generated": _when(data.generated_at),
-        "mlflow_url": mlflow_url,
+        "mlflow_url": None if run_text else mlflow_url,
+        "mlflow_run": run_text,
         "tiles": tiles,
         "counts": counts,
         "headline": _headline(counts),
         "status_labels": _STATUS_LABELS,
         "exceptions": rows,
         "exceptions_total": len(exceptions),
+        "items_counted": len(counted),
         "at_stake_total": _money(stake, data.currency, compact=True),
+        "stake_rule": STAKE_RULE,
+        "currency": data.currency,
+        "bias_level": _text(data.bias_level),
         "fva_rows": [_fva_row(row) for row in fva.to_dict("records")],
         "fva_sentence": fva_summary(fva),
         "drift_rows": drift_rows,
         "drift_sentence": _drift_sentence(drift, drifted, segments, drifted_segments),
         "drift_checked": len(drift),
-        "drift_reports": [{"name": k, "href": v} for k, v in reports.items()],
+        "drift_reports": [{"name": k, "file": v} for k, v in reports.items()],
+        "drift_folder": _folder_text(reports),
+        "drift_threshold": _number(data.drift_threshold, 2) if data.drift_threshold else None,
         "notes": [_text(n) for n in data.notes if _text(n)],
     }
 
@@ -820,6 +777,8 @@ def _exception(row: dict, currency: str) -> dict:
         "action": _text(row["action"]),
         "at_stake": _money(stake, currency),
         "at_stake_sort": "" if pd.isna(stake) else f"{float(stake):.2f}",
+        "counted": bool(row.get("counted", True)),
+        "within": "" if _missing(row.get("within")) else _text(int(row["within"])),
     }
 
 
@@ -837,16 +796,39 @@ def _fva_row(row: dict) -> dict:
     }
 
 
-def _drift_row(row: dict, reports: Mapping[str, str]) -> dict:
-    segment = _text(row["segment"])
+def _drift_row(row: dict, threshold: float | None) -> dict:
     change = row["change_pct"]
     return {
-        "segment": segment,
+        "segment": _text(row["segment"]),
         "column": _COLUMN_NAMES.get(_text(row["column"]), _text(row["column"])),
-        "score": _number(row["score"], 3),
+        # one unit for every drift figure: reference standard deviations, two decimals
+        "score": _drift_value(row["score"]),
+        "threshold": _drift_value(threshold) if threshold else "—",
         "change": "—" if not _is_number(change) or pd.isna(change) else f"{float(change):+.1f}%",
-        "href": reports.get(segment),
     }
+
+
+def _drift_value(value) -> str:
+    return "—" if not _is_number(value) or math.isnan(float(value)) else f"{float(value):.2f}"
+
+
+def _local_url(url: str) -> bool:
+    """Whether ``url`` points at this machine, where a mailed copy of the page cannot follow it."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "0.0.0.0", "::1") or host.startswith("127.") or host.endswith(".localhost")
+
+
+def _run_text(url: str) -> str:
+    """The MLflow run a local link points at, named in words (its id when the link holds one)."""
+    found = re.search(r"/runs/([0-9A-Za-z]+)", url)
+    return f"MLflow run {found.group(1)}" if found else f"the MLflow run at {url}"
+
+
+def _folder_text(reports: Mapping[str, str]) -> str:
+    folders = sorted({Path(v).parent.as_posix() for v in reports.values()} - {"."})
+    return ", ".join(f"{f}/" for f in folders)
 
 
 def _drift_sentence(drift: pd.DataFrame, drifted: pd.DataFrame, segments: int, n_drifted: int) -> str:
@@ -982,12 +964,21 @@ def _kpi_value(value, unit: str) -> str:
     return f"{_number(value)} {unit}".strip()
 
 
+def _is_ratio(metric: str) -> bool:
+    """Whether a metric is a fraction shown as a percentage; drift scores never are (they are
+    distances in reference standard deviations, for demand and forecast errors alike)."""
+    low = metric.lower()
+    return not low.startswith("drift") and any(word in low for word in _RATIO_WORDS)
+
+
 def _metric_value(value, metric: str, signed: bool = False) -> str:
     if not _is_number(value):
         return _text(value) or "—"
     if math.isnan(float(value)):
         return "—"
-    if any(word in metric.lower() for word in _RATIO_WORDS):
+    if metric.lower().startswith("drift"):
+        return _drift_value(value)
+    if _is_ratio(metric):
         return _percent(value, signed=signed or "bias" in metric.lower())
     text = _number(value)
     return f"+{text}" if signed and float(value) > 0 else text
@@ -1001,9 +992,12 @@ def _target_value(value, metric: str) -> str:
     if _is_number(value) and not math.isnan(float(value)) and "bias" in metric.lower():
         return f"±{abs(float(value)):.1%}"
     if isinstance(value, str) and re.fullmatch(rf"\s*(\|x\|\s*)?[<>]=?\s*{_NUMBER}(\s*,.*)?", value):
-        ratio = any(word in metric.lower() for word in _RATIO_WORDS)
+        ratio = _is_ratio(metric)
+        drift = metric.lower().startswith("drift")
 
         def number(match: re.Match) -> str:
+            if drift:
+                return _drift_value(float(match.group()))
             return _percent(float(match.group())) if ratio else _number(float(match.group()))
 
         text = re.sub(r"\|x\|\s*<=?\s*", "within ±", value.strip())
@@ -1024,7 +1018,8 @@ def _money(value, currency: str, compact: bool = False) -> str:
         text = f"{value / 1e3:.0f}k"
     else:
         text = f"{value:,.0f}"
-    return f"{sign}{currency}{text}"
+    gap = " " if len(currency) > 1 else ""  # EUR 542k, but €542k
+    return f"{sign}{currency}{gap}{text}"
 
 
 def _trend(trend, metric: str) -> tuple[str, str]:
@@ -1037,7 +1032,7 @@ def _trend(trend, metric: str) -> tuple[str, str]:
     elif isinstance(trend, str) and re.fullmatch(rf"\s*{_NUMBER}(\s*(→|->|,)\s*{_NUMBER})+\s*", trend):
         values = [float(v) for v in re.findall(_NUMBER, trend)]
     if values is not None:
-        ratio = any(word in metric.lower() for word in _RATIO_WORDS)
+        ratio = _is_ratio(metric)
         sign = "+" if "bias" in metric.lower() else ""
         shown = " → ".join(f"{v:{sign}.0%}" if ratio else f"{v:.2f}" for v in values[-TREND_VALUES:])
         return sparkline_svg(values), shown
