@@ -15,7 +15,8 @@ from rich.table import Table
 
 from .console import console
 from .options import WorkdirOption
-from .plan_cli import PlanOption, StoreOption, number, open_store
+from .output import FormatOption, OutputOption
+from .plan_cli import PlanOption, ReopenOption, StoreOption, number, open_store
 
 __all__ = ["override_app", "actuals_app", "db_app"]
 
@@ -24,6 +25,12 @@ override_app = typer.Typer(
 )
 actuals_app = typer.Typer(help="Actual demand the plans are judged by.", no_args_is_help=True)
 db_app = typer.Typer(help="The plan store's database schema.", no_args_is_help=True)
+
+
+AuthorOption = Annotated[
+    str | None,
+    typer.Option(help="Who makes the change, as the audit shows it [default: $SOPFORECAST_USER]."),
+]
 
 
 @override_app.command("apply")
@@ -35,24 +42,52 @@ def override_apply(
             "reason) or an edited planner workbook."
         ),
     ],
-    version: Annotated[str | None, typer.Option(help="Version id or cycle [default: the latest].")] = None,
-    author: Annotated[
-        str | None, typer.Option(help="Author of a workbook's changes [default: your login].")
+    version: Annotated[
+        str | None,
+        typer.Option(
+            help="Version name ('2026-01 v2'), id or cycle [default: the workbook's, else the current]."
+        ),
     ] = None,
-    reason: Annotated[str | None, typer.Option(help="Why (for a workbook's changes).")] = None,
+    author: AuthorOption = None,
+    reason: Annotated[str | None, typer.Option(help="Why (required for a workbook's changes).")] = None,
     basis: Annotated[
         str, typer.Option(help="Spread aggregate overrides by: statistical or history.")
     ] = "statistical",
+    branch: Annotated[
+        str | None,
+        typer.Option(
+            help="Put the change on a named draft branch of the cycle (a what-if) instead of its draft."
+        ),
+    ] = None,
+    rebase: Annotated[
+        bool,
+        typer.Option("--rebase", help="Apply a stale workbook's edited cells on top of the current plan."),
+    ] = False,
+    reopen: ReopenOption = None,
+    max_factor: Annotated[
+        float,
+        typer.Option(help="Warn when a change takes a line beyond this factor of its statistical forecast."),
+    ] = 5.0,
     plan: PlanOption = None,
     store: StoreOption = None,
     workdir: WorkdirOption = None,
 ) -> None:
-    """Apply consensus overrides; all or nothing: one bad row and nothing is applied (exit 2)."""
+    """Apply consensus overrides to the cycle's draft; one bad row and nothing is applied (exit 2)."""
+    from .planning.consensus import implausible_changes, plausibility_warnings
     from .planning.workflow import apply_override_file
 
     plans = open_store(workdir, store)
     v, result = apply_override_file(
-        plans, file, plan=plan, version=version, author=author, reason=reason, basis=basis
+        plans,
+        file,
+        plan=plan,
+        version=version,
+        author=author,
+        reason=reason,
+        basis=basis,
+        branch=branch or "",
+        reopen=reopen,
+        rebase=rebase,
     )
     applied = result.applied
     console.print(
@@ -72,6 +107,9 @@ def override_apply(
         )
     if len(applied):
         console.print(table)
+    far = implausible_changes(applied, result.lines, factor=max_factor)
+    for line in plausibility_warnings(far, factor=max_factor):
+        console.print(f"[yellow]Warning[/yellow] {escape(line)}", highlight=False)
     for row in result.conflicts.itertuples(index=False):
         outcome = "held" if row.held else f"could not hold: it is now {number(row.result)}"
         console.print(
@@ -85,63 +123,67 @@ def override_apply(
 
 @override_app.command("list")
 def override_list(
-    version: Annotated[str | None, typer.Option(help="Version id or cycle [default: every version].")] = None,
+    version: Annotated[
+        str | None, typer.Option(help="Version name ('2026-01 v2'), id or cycle [default: every version].")
+    ] = None,
+    fmt: FormatOption = "table",
+    output: OutputOption = None,
     plan: PlanOption = None,
     store: StoreOption = None,
     workdir: WorkdirOption = None,
 ) -> None:
-    """Every override: who, when, why, and whether it was reverted."""
+    """Every override: who, when, why, and whether it was reverted (by whom, why)."""
+    import pandas as pd
+
+    from .output import emit
     from .planning.workflow import plan_name
 
     plans = open_store(workdir, store)
     name = plan_name(plans, plan)
     frame = plans.overrides(plans.version(version, name) if version else None, plan=name)
-    table = Table(title=f"Overrides of {name} (newest first)")
-    for col in (
-        "id",
-        "cycle",
-        "version id",
-        "key",
-        "month",
-        "value",
-        "change %",
-        "author",
-        "when (UTC)",
-        "reason",
-        "status",
-    ):
-        table.add_column(col)
-    for row in frame.itertuples(index=False):
-        status = (
-            "active"
-            if row.reverted_at is None or row.reverted_at != row.reverted_at
-            else (f"reverted by {row.reverted_by} {row.reverted_at:%Y-%m-%d %H:%M}")
-        )
-        table.add_row(
-            str(row.id),
-            row.cycle,
-            str(row.version_id),
-            escape(row.key),
-            f"{row.ds:%Y-%m}",
-            number(row.value, 1),
-            number(row.change_pct, 1),
-            escape(row.author),
-            f"{row.created_at:%Y-%m-%d %H:%M}",
-            escape(str(row.reason)),
-            status,
-        )
-    console.print(table)
+    reverted = frame["reverted_at"].notna()
+    shown = pd.DataFrame(
+        {
+            "id": frame["id"],
+            "version": [f"{c} v{n}" for c, n in zip(frame["cycle"], frame["number"], strict=True)],
+            "key": frame["key"],
+            "month": pd.to_datetime(frame["ds"]).dt.strftime("%Y-%m"),
+            "value": frame["value"].astype(float),
+            "change %": frame["change_pct"].astype(float),
+            "author": frame["author"],
+            "when (UTC)": pd.to_datetime(frame["created_at"]).dt.strftime("%Y-%m-%d %H:%M"),
+            "reason": frame["reason"],
+            "carries": frame["origin_id"].fillna(frame["copied_from"]),
+            "status": [
+                f"reverted by {b} {pd.Timestamp(t):%Y-%m-%d %H:%M}" + (f": {r}" if r else "")
+                if done
+                else "active"
+                for done, b, t, r in zip(
+                    reverted, frame["reverted_by"], frame["reverted_at"], frame["revert_reason"], strict=True
+                )
+            ],
+        }
+    )
+    emit(shown, fmt, output, title=f"Overrides of {name} (newest first)")
 
 
 @override_app.command("revert")
 def override_revert(
     override_id: Annotated[int, typer.Argument(help="Override id (see 'sopforecast override list').")],
+    author: AuthorOption = None,
+    reason: Annotated[str, typer.Option(help="Why it is undone; kept in the audit.")] = ...,
+    reopen: ReopenOption = None,
     store: StoreOption = None,
     workdir: WorkdirOption = None,
 ) -> None:
-    """Undo an override: the plan is replayed without it (a published version gets a new draft)."""
+    """Undo an override: the cycle's draft is replayed without it (a published version gets a new draft)."""
+    from .planning.service import revert
+    from .planning.workflow import who
+
     plans = open_store(workdir, store)
-    version, _ = plans.revert(override_id)
+    if not reason.strip():
+        raise typer.BadParameter("give the reason the override is undone", param_hint="--reason")
+    version, _ = revert(plans, override_id, by=who(author, action="reverts"), reason=reason, reopen=reopen)
     console.print(
         f"Reverted override {override_id}; {escape(version.label)} replayed without it", highlight=False
     )
@@ -172,10 +214,12 @@ def actuals_load(
 def db_upgrade(store: StoreOption = None, workdir: WorkdirOption = None) -> None:
     """Migrate the plan store's schema to this version of sopforecast (back it up first)."""
     from .store import schema
+    from .store.engine import check_url
     from .store.plans import resolve_store_uri
     from .workdir import resolve_workdir
 
     url = resolve_store_uri(resolve_workdir(workdir), store)
+    check_url(url, url, create=True)
     before, after = schema.upgrade(schema.make_engine(url))
     if before == after:
         console.print(f"The store is at schema revision {after} already; nothing to do.")

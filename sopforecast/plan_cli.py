@@ -15,11 +15,13 @@ from rich.table import Table
 
 from .console import console
 from .options import WorkdirOption
+from .output import FormatOption, OutputOption
 
 if TYPE_CHECKING:
     from .store.plans import PlanStore
 
-__all__ = ["plan_app", "PLAN_FLAGS", "StoreOption", "PlanOption", "open_store", "number"]
+__all__ = ["plan_app", "PLAN_FLAGS", "StoreOption", "PlanOption", "ReopenOption", "VersionArg", "open_store"]
+__all__ += ["number"]
 
 StoreOption = Annotated[
     str | None,
@@ -34,33 +36,47 @@ PlanOption = Annotated[
     str | None, typer.Option("--plan", help="Plan name [default: the only plan in the store].")
 ]
 VersionArg = Annotated[
-    str | None, typer.Argument(help="Version id, or a cycle (its latest version) [default: the latest].")
+    str | None,
+    typer.Argument(
+        help="Version: its name ('2026-01 v2'), id, or a cycle (its current version) "
+        "[default: the current version of the latest cycle]."
+    ),
+]
+ReopenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--reopen",
+        help="Why a closed cycle (one whose months already have actuals) is changed; kept with the version.",
+        metavar="REASON",
+    ),
 ]
 
 # the settings library messages name, as the flags of these commands
-PLAN_FLAGS = {"plan": "--plan", "store": "--store", "workdir": "--workdir"}
+PLAN_FLAGS = {"plan": "--plan", "store": "--store", "workdir": "--workdir", "reopen": "--reopen"}
 
 plan_app = typer.Typer(
     help="Versioned demand plans: list, show, publish, diff, export.", no_args_is_help=True
 )
 
 
-def open_store(workdir: Path | None, store: str | None, *, reading: bool = True) -> PlanStore:
-    """The plan store; a command that only reads refuses a work directory without one."""
+def open_store(workdir: Path | None, store: str | None) -> PlanStore:
+    """The plan store of a planner's command: it must exist already (a pipeline's plan step
+    makes it); a missing one is an error and nothing is created."""
     import os
 
     from .store.plans import STORE_ENV, PlanStore
     from .workdir import resolve_workdir
 
     wd = resolve_workdir(workdir)
-    if reading and not (store or os.environ.get(STORE_ENV)):
+    if not (store or os.environ.get(STORE_ENV)):
         wd.require(wd.database)
-    return PlanStore.open(wd, store)
+    return PlanStore.open(wd, store, create=False)
 
 
 def _chosen(plans: PlanStore, version: str | None, plan: str | None):
     """The version a command acts on: ``version`` (of ``--plan`` when given), else the
-    latest version of the plan (the only one in the store unless ``--plan`` names it)."""
+    current version of the plan's latest cycle (the only plan in the store unless ``--plan``
+    names it)."""
     from .planning.workflow import plan_name
 
     return plans.version(version, plan_name(plans, plan) if plan or version is None else None)
@@ -71,28 +87,33 @@ def number(value, digits: int = 0) -> str:
 
 
 @plan_app.command("list")
-def plan_list(plan: PlanOption = None, store: StoreOption = None, workdir: WorkdirOption = None) -> None:
-    """Every plan version, newest first: cycle, status, total, overrides."""
+def plan_list(
+    plan: PlanOption = None,
+    fmt: FormatOption = "table",
+    output: OutputOption = None,
+    store: StoreOption = None,
+    workdir: WorkdirOption = None,
+) -> None:
+    """Every plan version, newest first: name, status, total, overrides."""
+    import pandas as pd
+
+    from .output import emit
+
     plans = open_store(workdir, store)
     frame = plans.versions(plan)
-    table = Table(title=f"Plan versions in {plans.where}")
-    for col in ("id", "plan", "cycle", "version", "status", "created (UTC)", "by", "total plan", "overrides"):
-        table.add_column(
-            col, justify="right" if col in ("id", "version", "total plan", "overrides") else "left"
-        )
-    for row in frame.itertuples(index=False):
-        table.add_row(
-            str(row.id),
-            row.plan,
-            row.cycle,
-            f"v{row.number}",
-            row.status,
-            f"{row.created_at:%Y-%m-%d %H:%M}",
-            escape(str(row.created_by)),
-            number(row.total_final),
-            str(row.overrides),
-        )
-    console.print(table)
+    shown = pd.DataFrame(
+        {
+            "id": frame["id"],
+            "plan": frame["plan"],
+            "version": frame["name"],
+            "status": frame["status"],
+            "created (UTC)": pd.to_datetime(frame["created_at"]).dt.strftime("%Y-%m-%d %H:%M"),
+            "by": frame["created_by"],
+            "total plan": frame["total_final"].astype(float).round(1),
+            "overrides": frame["overrides"].astype(int),
+        }
+    )
+    emit(shown, fmt, output, title=f"Plan versions in {plans.where}")
 
 
 @plan_app.command("show")
@@ -101,21 +122,34 @@ def plan_show(
     level: Annotated[
         str | None, typer.Option(help="Level to show month by month [default: the top].")
     ] = None,
+    fmt: FormatOption = "table",
+    output: OutputOption = None,
     plan: PlanOption = None,
     store: StoreOption = None,
     workdir: WorkdirOption = None,
 ) -> None:
-    """A version's totals per level and one level month by month."""
+    """A version's totals per level and one level month by month (csv/json: that level's lines)."""
+    from .output import emit
     from .planning.lines import is_coherent
+    from .planning.service import structure
 
     plans = open_store(workdir, store)
     v = _chosen(plans, version, plan)
     lines = plans.lines(v)
-    S, _ = plans.structure(v)
+    chosen = level or lines["level"].iloc[0]
+    part = lines[lines["level"] == chosen]
+    if part.empty:
+        raise typer.BadParameter(
+            f"no level {chosen!r}; levels: {', '.join(lines['level'].unique())}", param_hint="--level"
+        )
+    if fmt != "table":  # for scripts: the level's lines, every series and month
+        emit(part.drop(columns=["level"]).reset_index(drop=True), fmt, output)
+        return
+    S, _ = structure(plans, v)
     console.print(
-        f"[bold]{escape(v.label)}[/bold] made {v.created_at:%Y-%m-%d %H:%M} by {escape(v.created_by)} "
-        f"from MLflow run {v.source_run_id or '-'}; history to {v.history_end or '-'}; "
-        f"coherent at every level: {'yes' if is_coherent(lines, S) else 'NO'}",
+        f"[bold]{escape(v.label)}[/bold] (id {v.id}) made {v.created_at:%Y-%m-%d %H:%M} by "
+        f"{escape(v.created_by)} from MLflow run {v.source_run_id or '-'}; history to "
+        f"{v.history_end or '-'}; coherent at every level: {'yes' if is_coherent(lines, S) else 'NO'}",
         highlight=False,
     )
     per_level = lines.groupby("level", sort=False).agg(
@@ -124,61 +158,56 @@ def plan_show(
         final=("final", "sum"),
         changed=("consensus", "count"),
     )
-    months = lines["ds"].nunique()
-    table = Table(title=f"Per level, {months} months")
-    for col in ("level", "series", "statistical", "final", "change", "lines overridden"):
-        table.add_column(col, justify="left" if col == "level" else "right")
-    for name, row in per_level.iterrows():
-        change = row["final"] / row["statistical"] - 1 if row["statistical"] else 0.0
-        table.add_row(
-            name,
-            str(int(row["series"])),
-            number(row["statistical"]),
-            number(row["final"]),
-            f"{change:+.1%}",
-            str(int(row["changed"])),
-        )
-    console.print(table)
-    chosen = level or lines["level"].iloc[0]
-    part = lines[lines["level"] == chosen]
-    if part.empty:
-        raise typer.BadParameter(
-            f"no level {chosen!r}; levels: {', '.join(per_level.index)}", param_hint="--level"
-        )
+    ratio = per_level["final"] / per_level["statistical"].where(per_level["statistical"] != 0) - 1
+    per_level["change"] = [f"{r:+.1%}" for r in ratio.fillna(0.0)]
+    per_level = per_level.rename(columns={"changed": "lines overridden"}).reset_index()
+    per_level = per_level[["level", "series", "statistical", "final", "change", "lines overridden"]]
     bounds = [c for c in lines.columns if c.startswith("statistical-")]
-    monthly = part.groupby("ds")[["statistical", *bounds, "final"]].sum()
-    table = Table(
-        title=f"{chosen} by month" + (" (sum of its series)" if part["unique_id"].nunique() > 1 else "")
-    )
-    table.add_column("month")
-    for col in monthly.columns:
-        table.add_column(col.replace("statistical-", ""), justify="right")
-    for ds, row in monthly.iterrows():
-        table.add_row(f"{ds:%Y-%m}", *(number(v) for v in row.to_numpy()))
-    console.print(table)
+    monthly = part.groupby("ds")[["statistical", *bounds, "final"]].sum().round(1)
+    monthly.columns = [c.replace("statistical-", "") for c in monthly.columns]
+    monthly.insert(0, "month", monthly.index.strftime("%Y-%m"))
+    title = f"{chosen} by month" + (" (sum of its series)" if part["unique_id"].nunique() > 1 else "")
+    tables = [
+        (per_level.round(1), f"Per level, {lines['ds'].nunique()} months"),
+        (monthly.reset_index(drop=True), title),
+    ]
+    if output is None:
+        for frame, name in tables:
+            emit(frame, fmt, title=name)
+        return
+    texts = []
+    for frame, name in tables:  # both tables, one after the other, in the one file
+        emit(frame, fmt, output, title=name)
+        texts.append(output.read_text(encoding="utf-8"))
+    output.write_text("\n".join(texts), encoding="utf-8")
 
 
 @plan_app.command("publish")
 def plan_publish(
     cycle: Annotated[
-        str, typer.Argument(help="Cycle (its latest version is published), e.g. 2026-11, or a version id.")
+        str,
+        typer.Argument(
+            help="Cycle (its draft is published), e.g. 2026-11, or a version name ('2026-11 v2') or id."
+        ),
     ],
+    reopen: ReopenOption = None,
     plan: PlanOption = None,
     store: StoreOption = None,
     workdir: WorkdirOption = None,
 ) -> None:
-    """Freeze a cycle's plan: a published version never changes (later changes make a new version)."""
+    """Freeze a cycle's plan: a published version never changes (later changes continue a new draft)."""
+    from .planning.service import publish
     from .planning.workflow import plan_name
 
     plans = open_store(workdir, store)
-    version = plans.publish(cycle, plan_name(plans, plan))
+    version = publish(plans, cycle, plan_name(plans, plan), reopen=reopen)
     console.print(f"Published {escape(version.label)}", highlight=False)
 
 
 @plan_app.command("diff")
 def plan_diff(
-    first: Annotated[str, typer.Argument(help="Version id or cycle.")],
-    second: Annotated[str, typer.Argument(help="Version id or cycle.")],
+    first: Annotated[str, typer.Argument(help="Version name ('2026-01 v2'), id or cycle.")],
+    second: Annotated[str, typer.Argument(help="Version name ('2026-01 v2'), id or cycle.")],
     top: Annotated[int, typer.Option(help="Largest line changes to list.")] = 10,
     plan: PlanOption = None,
     store: StoreOption = None,
@@ -192,9 +221,7 @@ def plan_diff(
     name = plan_name(plans, plan)
     a, b = plans.version(first, name), plans.version(second, name)
     levels, changes = diff_versions(plans.lines(a), plans.lines(b))
-    table = Table(
-        title=f"{a.cycle} v{a.number} -> {b.cycle} v{b.number}: final plan per level (common months)"
-    )
+    table = Table(title=f"{a.name} -> {b.name}: final plan per level (common months)")
     for col in ("level", "first", "second", "change", "change %"):
         table.add_column(col, justify="left" if col == "level" else "right")
     for row in levels.itertuples(index=False):
@@ -248,6 +275,7 @@ def plan_fva(
     workdir: WorkdirOption = None,
 ) -> None:
     """Forecast value added: naive vs statistical vs consensus error per level, lag and author."""
+    from .exports import safe_name, write_table
     from .planning.fva import fva_chart
     from .planning.workflow import fva_report, plan_name
     from .workdir import resolve_workdir
@@ -258,9 +286,10 @@ def plan_fva(
     table, authors = fva_report(plans, name, chosen)
     folder = output or resolve_workdir(workdir).reports
     folder.mkdir(parents=True, exist_ok=True)
-    table.to_csv(folder / f"{name}_fva.csv", index=False)
-    authors.to_csv(folder / f"{name}_fva_by_author.csv", index=False)
-    chart = fva_chart(table, folder / f"{name}_fva.png")
+    stem = safe_name(name)
+    write_table(table, folder / f"{stem}_fva.csv")
+    write_table(authors, folder / f"{stem}_fva_by_author.csv")
+    chart = fva_chart(table, folder / f"{stem}_fva.png")
     shown = Table(title=f"Forecast value added of {name} (WAPE; FVA > 0: the step helps)")
     for col in ("level", "lag", "lines", "naive", "statistical", "consensus", "FVA stat", "FVA consensus"):
         shown.add_column(col, justify="left" if col == "level" else "right")
@@ -276,7 +305,7 @@ def plan_fva(
             f"{row.fva_consensus:+.3f}",
         )
     console.print(shown)
-    console.print(f"Tables and chart: {folder / f'{name}_fva.csv'}, {chart}", highlight=False)
+    console.print(f"Tables and chart: {folder / f'{stem}_fva.csv'}, {chart}", highlight=False)
 
 
 @plan_app.command("finance")
@@ -291,16 +320,19 @@ def plan_finance(
     workdir: WorkdirOption = None,
 ) -> None:
     """Revenue and margin of a plan version per level and month, and its gap to the budget."""
+    from .exports import safe_name, write_table
     from .planning.finance import budget_gap, read_budget, revenue
+    from .planning.service import structure
     from .workdir import resolve_workdir
 
     plans = open_store(workdir, store)
     v = _chosen(plans, version, plan)
-    S, _ = plans.structure(v)
+    S, _ = structure(plans, v)
     view = revenue(plans.lines(v), S)
     folder = output or resolve_workdir(workdir).reports
     folder.mkdir(parents=True, exist_ok=True)
-    view.to_csv(folder / f"{v.plan}_{v.cycle}_revenue.csv", index=False)
+    stem = f"{safe_name(v.plan)}_{safe_name(v.cycle)}"
+    write_table(view, folder / f"{stem}_revenue.csv")
     per_level = view.groupby("level", sort=False)[["units", "revenue", "margin", "unpriced_units"]].sum(
         min_count=1
     )
@@ -313,7 +345,7 @@ def plan_finance(
     if budget is not None:
         gaps = budget_gap(view, read_budget(budget))
         for period, frame in gaps.items():
-            frame.to_csv(folder / f"{v.plan}_{v.cycle}_budget_gap_{period}.csv", index=False)
+            write_table(frame, folder / f"{stem}_budget_gap_{safe_name(period)}.csv")
         year = gaps["year"]
         table = Table(title="Gap to budget by year (plan - budget)")
         for col in ("key", "measure", "year", "plan", "budget", "gap", "gap %"):

@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from sopforecast.errors import SopforecastError
+from sopforecast.planning import service
 from sopforecast.planning.lines import is_coherent, summing
 from sopforecast.planning.overrides import validate_overrides
 from sopforecast.planning.plan import draft_lines
@@ -106,7 +107,7 @@ def example():
 
 def _create(store: PlanStore, example, plan: str = "demand", **kwargs):
     lines, bottom, _ = example
-    return store.create_version(plan, lines, bottom, HIERARCHY, **kwargs)
+    return service.create_version(store, plan, lines, bottom, HIERARCHY, **kwargs)
 
 
 def _counts(store: PlanStore) -> dict[str, int]:
@@ -165,7 +166,7 @@ def test_create_version_stores_every_line_and_series(open_store, example):
     pd.testing.assert_frame_equal(stored, lines, check_exact=True)
     assert stored["author"].isna().all() and stored["consensus"].isna().all()
     pd.testing.assert_frame_equal(store.bottom(v), bottom, check_like=True)  # key columns in any order
-    S, levels = store.structure(v)
+    S, levels = service.structure(store, v)
     expected_S, expected_levels = summing(bottom, HIERARCHY)
     pd.testing.assert_frame_equal(S, expected_S)
     pd.testing.assert_series_equal(levels, expected_levels)
@@ -187,10 +188,14 @@ def test_create_version_stores_every_line_and_series(open_store, example):
     listed = store.versions("demand")
     assert list(listed["number"]) == [3, 1, 2, 1]  # newest first
     assert list(listed["cycle"]) == ["2026-01", "2026-02", "2026-01", "2026-01"]
-    assert (listed["status"] == "draft").all()
-    assert store.version(plan="demand").number == 3
-    assert store.version("2026-02", plan="demand").number == 1
-    assert store.version(str(v.id)) == v
+    # one open draft per cycle: a new forecast for 2026-01 supersedes the draft before it
+    assert list(listed["status"]) == ["draft", "draft", "superseded", "superseded"]
+    # no version named: the current version of the latest cycle, not the newest id
+    assert store.version(plan="demand").name == "2026-02 v1"
+    assert store.version("2026-01", plan="demand").number == 3  # a cycle: its open draft
+    assert store.version("2026-01 v2", plan="demand").status == "superseded"  # by name
+    assert store.version(" 2026-01  v3 ", plan="demand").id == store.version("2026-01").id
+    assert store.version(str(v.id)).id == v.id and store.version(v.id).status == "superseded"
     assert store.version().plan == "demand"  # the latest of all
     with pytest.raises(PlanNotFound, match="versions here"):
         store.version(10_000)
@@ -206,15 +211,15 @@ def test_flat_plan_round_trips(open_store, example):
     flat, flat_bottom = draft_lines(forecast, history[["unique_id", "ds", "y"]], [], months=MONTHS)
     assert set(flat["level"]) == {"series"} and len(flat) == len(ids) * MONTHS
     store = open_store()
-    v = store.create_version("flat", flat, flat_bottom, [])
+    v = service.create_version(store, "flat", flat, flat_bottom, [])
     assert v.hierarchy == [] and _counts(store)["plan_series"] == len(ids)
     pd.testing.assert_frame_equal(store.lines(v), flat, check_exact=True)
     pd.testing.assert_frame_equal(store.bottom(v), flat_bottom)
-    S, _ = store.structure(v)
+    S, _ = service.structure(store, v)
     np.testing.assert_array_equal(S.to_numpy(), np.eye(len(ids)))
 
     uid = ids.iloc[2]
-    store.apply(_override(flat, uid, "2026-04", value=42.0), version=v)
+    service.apply(store, _override(flat, uid, "2026-04", value=42.0), version=v)
     out = store.lines(v)
     changed = out[out["consensus"].notna()]
     assert changed[["unique_id", "ds", "final"]].values.tolist() == [[uid, pd.Timestamp("2026-04-01"), 42.0]]
@@ -226,7 +231,7 @@ def test_publish_freezes_a_version(open_store, example):
     store = open_store()
     draft = _create(store, example)
     lines = store.lines(draft)
-    same, _ = store.apply(_override(lines, "C1", "2026-02", value=1000.0), version=draft)
+    same, _ = service.apply(store, _override(lines, "C1", "2026-02", value=1000.0), version=draft)
     assert same.id == draft.id  # a draft takes overrides in place
     first = int(store.overrides(draft)["id"].item())
 
@@ -241,18 +246,25 @@ def test_publish_freezes_a_version(open_store, example):
     frozen_overrides = store.overrides(published)
 
     # an override on the published version: a new draft carries the old override and the new one
-    new, result = store.apply(_override(lines, "R2", "2026-05", change_pct=10.0), version=published)
+    new, result = service.apply(store, _override(lines, "R2", "2026-05", change_pct=10.0), version=published)
     assert new.id != published.id and new.parent_id == published.id
-    assert (new.number, new.status, new.cycle, new.plan) == (2, "draft", "2026-01", "demand")
-    assert len(result.applied) == 2
+    assert (new.number, new.status, new.cycle, new.plan, new.name) == (
+        2,
+        "draft",
+        "2026-01",
+        "demand",
+        "2026-01 v2",
+    )
+    assert list(result.applied["key"]) == ["R2"]  # what this change did; the carried one is in the audit
     carried = store.overrides(new).sort_values("id")
     assert list(carried["key"]) == ["C1", "R2"]
     assert list(carried["copied_from"].fillna(0).astype(int)) == [first, 0]
+    assert list(carried["origin_id"].fillna(0).astype(int)) == [first, 0]
     out = store.lines(new)
     may, feb = pd.Timestamp("2026-05-01"), pd.Timestamp("2026-02-01")
     assert _at(out, "R2", may) == pytest.approx(1.1 * _at(lines, "R2", may, "statistical"), rel=1e-12)
     assert _at(out, "C1", feb) == pytest.approx(1000.0, rel=1e-12)
-    S, _ = store.structure(new)
+    S, _ = service.structure(store, new)
     assert is_coherent(out, S)
 
     # the published version did not change, not by one byte
@@ -261,34 +273,47 @@ def test_publish_freezes_a_version(open_store, example):
     pd.testing.assert_frame_equal(store.overrides(published), frozen_overrides)
     assert store.version(published.id) == published
 
-    # reverting the published version's override: another new draft, without it
-    reverted, _ = store.revert(first, by="ben")
-    assert reverted.parent_id == published.id and reverted.number == 3 and reverted.status == "draft"
+    # another change to the published version continues the cycle's draft: never a branch
+    again, _ = service.apply(store, _override(lines, "C2", "2026-03", value=500.0), version=published)
+    assert again.id == new.id and again.revision == new.revision + 1
+    assert _at(store.lines(again), "R2", may) == pytest.approx(_at(out, "R2", may), rel=1e-12)
+
+    # reverting the published version's override undoes its copy in the cycle's draft
+    reverted, _ = service.revert(store, first, by="ben", reason="promo cancelled")
+    assert reverted.id == new.id and reverted.status == "draft"
     back = store.lines(reverted)
-    assert (back["final"] == back["statistical"]).all() and back["consensus"].isna().all()
-    copy = store.overrides(reverted)
-    assert len(copy) == 1 and int(copy["copied_from"].item()) == first
-    assert copy["reverted_by"].item() == "ben" and pd.notna(copy["reverted_at"].item())
+    assert _at(back, "C1", feb) == pytest.approx(_at(back, "C1", feb, "statistical"), rel=1e-12)
+    copy = store.overrides(reverted).set_index("key")
+    assert int(copy.loc["C1", "copied_from"]) == first
+    assert copy.loc["C1", "reverted_by"] == "ben" and copy.loc["C1", "revert_reason"] == "promo cancelled"
+    assert copy.loc[["R2", "C2"], "reverted_at"].isna().all()
     assert _raw_lines(store, published.id) == frozen_rows
     pd.testing.assert_frame_equal(store.overrides(published), frozen_overrides)
+    with pytest.raises(SopforecastError, match="not in force"):
+        service.revert(store, first, by="ben", reason="twice")  # its copy is reverted already
 
     listed = store.versions().set_index("id")
     assert listed.loc[published.id, "overrides"] == 1
     assert listed.loc[new.id, "overrides"] == 2
-    assert listed.loc[reverted.id, "overrides"] == 0
-    assert list(listed["status"]) == ["draft", "draft", "published"]
+    assert list(listed["status"]) == ["draft", "published"]
+    # a named branch is opened only when asked for
+    branch, _ = service.apply(
+        store, _override(lines, "C1", "2026-04", value=10.0), version=published, branch="what-if"
+    )
+    assert branch.branch == "what-if" and branch.id not in (new.id, published.id)
+    assert store.version("2026-01").id == new.id  # the cycle's current version is its main draft
 
 
 def test_overrides_on_a_draft_are_disaggregated_and_reverted(open_store, example):
     store = open_store()
     draft = _create(store, example)
     lines = store.lines(draft)
-    S, _ = store.structure(draft)
+    S, _ = service.structure(store, draft)
     feb = pd.Timestamp("2026-02-01")
     target = 1234.5
     checked = _override(lines, "C1", "2026-02", author="ana", value=target)
 
-    version, result = store.apply(checked, version=draft, source="sheet.csv")
+    version, result = service.apply(store, checked, version=draft, source="sheet.csv")
     assert version.id == draft.id and version.status == "draft"
     assert result.conflicts.empty and result.applied["requested"].item() == target
     out = store.lines(draft)
@@ -329,8 +354,8 @@ def test_overrides_on_a_draft_are_disaggregated_and_reverted(open_store, example
     assert store.versions()["total_final"].item() == pytest.approx(total, rel=1e-12)
 
     # a second override in another month, then revert the first: the second stays
-    store.apply(_override(lines, "C2/F3/S3/R1", "2026-03", author="cem", value=0.0), version=draft)
-    again, _ = store.revert(int(row["id"]), by="ben")
+    service.apply(store, _override(lines, "C2/F3/S3/R1", "2026-03", author="cem", value=0.0), version=draft)
+    again, _ = service.revert(store, int(row["id"]), by="ben")
     assert again.id == draft.id
     out = store.lines(draft)
     assert is_coherent(out, S)
@@ -343,12 +368,12 @@ def test_overrides_on_a_draft_are_disaggregated_and_reverted(open_store, example
     assert listed.loc[row["id"], "reverted_by"] == "ben" and pd.notna(listed.loc[row["id"], "reverted_at"])
     assert listed["reverted_at"].isna().sum() == 1
     with pytest.raises(SopforecastError, match="reverted already"):
-        store.revert(int(row["id"]))
+        service.revert(store, int(row["id"]))
     with pytest.raises(PlanNotFound, match="no override"):
-        store.revert(10_000)
+        service.revert(store, 10_000)
 
     # reverting the last one: the plan is the statistical forecast again
-    store.revert(int(listed.index[listed["reverted_at"].isna()][0]), by="ben")
+    service.revert(store, int(listed.index[listed["reverted_at"].isna()][0]), by="ben")
     out = store.lines(draft)
     assert (out["final"] == out["statistical"]).all()
     assert out["consensus"].isna().all() and out["author"].isna().all()
@@ -361,7 +386,7 @@ def test_history_basis_is_kept_when_the_plan_is_replayed(open_store, example):
     store = open_store()
     draft = _create(store, example)
     store.load_actuals("demand", history[["unique_id", "ds", "y"]])
-    S, _ = store.structure(draft)
+    S, _ = service.structure(store, draft)
     feb = pd.Timestamp("2026-02-01")
     under = _under(S, "C1")
     last_year = history[history["ds"] >= FIRST - pd.DateOffset(months=12)]
@@ -369,15 +394,15 @@ def test_history_basis_is_kept_when_the_plan_is_replayed(open_store, example):
     expected = 900.0 * shares / shares.sum()
 
     # no history passed: the store reads it from the plan's actuals
-    store.apply(_override(lines, "C1", "2026-02", value=900.0), version=draft, basis="history")
+    service.apply(store, _override(lines, "C1", "2026-02", value=900.0), version=draft, basis="history")
     out = store.lines(draft)
     np.testing.assert_allclose([_at(out, b, feb) for b in under], expected, rtol=1e-12)
     assert store.overrides(draft)["basis"].tolist() == ["history"]
 
     # a later override and its revert replay the first with the basis it was made with
-    store.apply(_override(lines, "R2", "2026-06", value=50.0), version=draft)
+    service.apply(store, _override(lines, "R2", "2026-06", value=50.0), version=draft)
     later = int(store.overrides(draft)["id"].max())
-    store.revert(later)
+    service.revert(store, later)
     out = store.lines(draft)
     np.testing.assert_allclose([_at(out, b, feb) for b in under], expected, rtol=1e-12)
     assert is_coherent(out, S)
@@ -385,7 +410,7 @@ def test_history_basis_is_kept_when_the_plan_is_replayed(open_store, example):
 
     # and so does the draft that carries it from the published version
     published = store.publish(draft.id)
-    copy, _ = store.apply(_override(lines, "C2", "2026-03", change_pct=-20.0), version=published)
+    copy, _ = service.apply(store, _override(lines, "C2", "2026-03", change_pct=-20.0), version=published)
     carried = store.lines(copy)
     np.testing.assert_allclose([_at(carried, b, feb) for b in under], expected, rtol=1e-12)
     assert sorted(store.overrides(copy)["basis"]) == ["history", "statistical"]
@@ -399,7 +424,7 @@ def test_a_failing_write_leaves_nothing(open_store, example):
     broken = lines.copy()
     broken.loc[100, "statistical"] = np.nan  # NOT NULL: the last insert of the transaction fails
     with pytest.raises(IntegrityError):
-        store.create_version("demand", broken, bottom, HIERARCHY)
+        service.create_version(store, "demand", broken, bottom, HIERARCHY)
     assert _counts(store) == before
     assert store.versions()["id"].tolist() == [first.id]
     assert _create(store, example).number == 2  # no gap left by the failed one
@@ -410,7 +435,7 @@ def test_a_failing_write_leaves_nothing(open_store, example):
     bad = _override(lines, "C2", "2026-02", value=10.0).assign(author=None)  # author NOT NULL
     written = _raw_lines(store, draft.id)
     with pytest.raises(IntegrityError):
-        store.apply(pd.concat([good, bad], ignore_index=True), version=draft)
+        service.apply(store, pd.concat([good, bad], ignore_index=True), version=draft)
     assert store.overrides(draft).empty and _raw_lines(store, draft.id) == written
 
 
@@ -419,6 +444,7 @@ BIG_PLAN = textwrap.dedent(
     import os, sys
     import numpy as np, pandas as pd
     from sqlalchemy import event
+    from sopforecast.planning import service
     from sopforecast.planning.lines import summing
     from sopforecast.store.plans import PlanStore
 
@@ -447,7 +473,7 @@ BIG_PLAN = textwrap.dedent(
         if "INSERT INTO plan_lines" in statement and not os.path.exists(marker):
             open(marker, "w").close()
 
-    store.create_version("big", lines, bottom[["unique_id", "category", "sku"]], ["category/sku"])
+    service.create_version(store, "big", lines, bottom[["unique_id", "category", "sku"]], ["category/sku"])
     open(marker + ".done", "w").close()
     """
 )

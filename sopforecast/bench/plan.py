@@ -21,6 +21,7 @@ import pandas as pd
 
 from ..data.datasets import generate_plan
 from ..demo import DEMO_HIERARCHY
+from ..planning import service
 from ..planning.layouts import read_planner_workbook
 from ..planning.lines import is_coherent, summing
 from ..planning.plan import draft_lines
@@ -65,7 +66,9 @@ def run(store_url: str, n_overrides: int = 60, seed: int = 0) -> dict[str, float
 
     lines, bottom = timed("draft", lambda: draft_lines(forecast, history, DEMO_HIERARCHY))
     plans = timed("open store", lambda: PlanStore(store_url))
-    version = timed("store draft", lambda: plans.create_version("bench", lines, bottom, DEMO_HIERARCHY))
+    version = timed(
+        "store draft", lambda: service.create_version(plans, "bench", lines, bottom, DEMO_HIERARCHY)
+    )
     timed("keep history as actuals", lambda: plans.load_actuals("bench", history[["unique_id", "ds", "y"]]))
     timed("read lines", lambda: plans.lines(version))
     rng = np.random.default_rng(seed)

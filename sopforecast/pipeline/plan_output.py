@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from ..planning import service
 from ..store.plans import PlanStore, PlanVersion
 from .spec import PipelineSpec
 from .steps import plan_name
@@ -44,7 +45,8 @@ def store(
     actuals (a restated month becomes a revision)."""
     lines, bottom = draft
     name = plan_name(spec)
-    version = plans.create_version(
+    version = service.create_version(
+        plans,
         name,
         lines,
         bottom,

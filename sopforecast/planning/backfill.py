@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..config import ForecastConfig
 from ..store.plans import PlanStore, PlanVersion
+from . import service
 from .finance import attach_prices, prices_from_history
 from .plan import draft_lines
 
@@ -70,7 +71,8 @@ def backfill(
         lines, bottom = draft_lines(forecast.predict().forecast, known, hierarchy, months=months)
         if price_col and price_col in known:
             lines = attach_prices(lines, prices_from_history(known, price_col=price_col))
-        version = plans.create_version(
+        version = service.create_version(
+            plans,
             plan,
             lines,
             bottom,

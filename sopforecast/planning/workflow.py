@@ -2,8 +2,9 @@
 the notebooks alike: apply an override file or an edited workbook, load actuals, export a
 version, and the forecast-value-added and financial views.
 
-The pure rules live beside this module (overrides, consensus, layouts, fva, finance); the
-store (:class:`~sopforecast.store.plans.PlanStore`) does the writing, in transactions.
+The pure rules live beside this module (overrides, consensus, layouts, fva, finance); every
+change goes through the planning service (:mod:`.service`), which reads, computes and
+writes one unit of work in the store (:class:`~sopforecast.store.plans.PlanStore`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import SopforecastError, format_examples
-from ..store.plans import PlanNotFound, PlanStore, PlanVersion, user
+from ..store.plans import PlanNotFound, PlanStore, PlanVersion
+from . import service
 from .consensus import APPLIED_COLUMNS, CONFLICT_COLUMNS, Consensus
 from .fva import fva_by_author, fva_table
 from .layouts import read_planner_workbook, write_plan
@@ -61,16 +63,51 @@ def apply_overrides_frame(
     version: PlanVersion,
     basis: str = "statistical",
     source: str = "api",
+    by: str | None = None,
+    branch: str = "",
+    reopen: str | None = None,
 ) -> tuple[PlanVersion, Consensus]:
     """Check overrides (``key, month, value or change_pct, author, reason``) against
-    ``version`` and apply them; nothing is applied when any row is wrong."""
+    ``version`` and apply them to its cycle (:func:`.service.apply`); nothing is applied
+    when any row is wrong."""
     lines = plans.lines(version)
     checked = validate_overrides(raw, lines, source=source)
     if checked.empty:  # nothing to change: no new version, no write
         none = Consensus(lines, pd.DataFrame(columns=CONFLICT_COLUMNS), pd.DataFrame(columns=APPLIED_COLUMNS))
         return version, none
-    history = plans.history(version) if basis == "history" else None
-    return plans.apply(checked, version=version, basis=basis, history=history, source=source)
+    history = service.history(plans, version) if basis == "history" else None
+    return service.apply(
+        plans,
+        checked,
+        version=version,
+        basis=basis,
+        history=history,
+        source=source,
+        by=by,
+        branch=branch,
+        reopen=reopen,
+    )
+
+
+def who(author: str | None, *, action: str) -> str:
+    """The planner acting: ``author``, else the configured user (``$SOPFORECAST_USER``);
+    never a login name guessed behind their back.
+
+    Raises
+    ------
+    SopforecastError
+        When neither is given (setting ``author``).
+    """
+    import os
+
+    chosen = (author or os.environ.get("SOPFORECAST_USER") or "").strip()
+    if not chosen:
+        raise SopforecastError(
+            f"say who {action}: give author (your name as the audit should show it), "
+            "or set SOPFORECAST_USER once for your shell.",
+            setting="author",
+        )
+    return chosen
 
 
 def apply_override_file(
@@ -82,27 +119,95 @@ def apply_override_file(
     author: str | None = None,
     reason: str | None = None,
     basis: str = "statistical",
+    branch: str = "",
+    reopen: str | None = None,
+    rebase: bool = False,
 ) -> tuple[PlanVersion, Consensus]:
     """Apply an override file (CSV or Excel, one row per override) or a planner workbook
     (``plan export --layout planner``, only its changed cells) to the plan.
 
-    The target is ``version`` (id or cycle), else for a workbook the latest version of the
-    cycle it was exported from, else the plan's latest version. A published target gets a
-    new draft. Nothing is applied when any override is wrong.
+    The target is ``version`` (name, id or cycle), else for a workbook the version it was
+    exported from, else the current version of the plan's latest cycle; the change lands on
+    that cycle's draft (:func:`.service.apply`). A workbook needs ``author`` and ``reason``
+    and is refused when the version changed since its export, unless ``rebase``. Nothing is
+    applied when any override is wrong.
     """
     path = Path(path)
     if _is_workbook(path):
-        raw, meta = read_planner_workbook(
-            path, author=author or user(), reason=reason or f"edited in {path.name}"
-        )
+        if not (reason or "").strip():
+            raise SopforecastError(
+                f"{path.name}: say why these changes are made (reason); it is kept in the audit.",
+                setting="reason",
+            )
+        by = who(author, action="edited the workbook")
+        raw, meta = read_planner_workbook(path, author=by, reason=reason)
         name = meta.get("plan") or plan_name(plans, plan)
-        target = plans.version(version or meta.get("cycle"), name)
+        exported = _exported_version(plans, meta, name)
+        target = plans.version(version, name) if version else exported
+        if not rebase:
+            refuse_stale(plans, path, meta, exported)
         if raw.empty:
             logger.info("%s: no consensus cell differs from the export; nothing to apply", path.name)
     else:
         raw = read_overrides(path)
         target = plans.version(version, plan_name(plans, plan))
-    return apply_overrides_frame(plans, raw, version=target, basis=basis, source=path.name)
+        by = None
+    return apply_overrides_frame(
+        plans, raw, version=target, basis=basis, source=path.name, by=by, branch=branch, reopen=reopen
+    )
+
+
+def _exported_version(plans: PlanStore, meta: dict, name: str) -> PlanVersion:
+    """The version a workbook was exported from (by its id; older workbooks: its cycle)."""
+    if meta.get("version_id") not in (None, ""):
+        try:
+            return plans.version(int(meta["version_id"]), name)
+        except PlanNotFound:
+            pass
+    return plans.version(meta.get("cycle"), name)
+
+
+def refuse_stale(plans: PlanStore, path: Path, meta: dict, exported: PlanVersion) -> None:
+    """Refuse a workbook exported before its version (or its cycle) moved on: applying it
+    would bring back what others reverted or changed meanwhile.
+
+    Raises
+    ------
+    SopforecastError
+        Naming what changed since the export, and ``--rebase``.
+    """
+    now = plans.version(exported.id)
+    current = plans.current(now.plan, now.cycle, now.branch) or now
+    seen = meta.get("revision")
+    moved = current.id != now.id or (seen not in (None, "") and int(seen) != now.revision)
+    if not moved:
+        return
+    exported_at = pd.Timestamp(meta["exported_at"]) if meta.get("exported_at") else None
+    changes = _changes_since(plans, current, exported_at)
+    raise SopforecastError(
+        f"{path.name} is stale: it was exported from {now.plan} {now.name} (revision {seen}); "
+        f"the cycle is now at {current.name} ({current.status}, revision {current.revision})"
+        + (f"; since the export: {changes}" if changes else "")
+        + ". Export the plan again and redo the edits, or apply only your edited cells on top of "
+        "the current plan with --rebase.",
+        setting="rebase",
+    )
+
+
+def _changes_since(plans: PlanStore, current: PlanVersion, since: pd.Timestamp | None) -> str:
+    listed = plans.overrides(plan=current.plan)
+    listed = listed[listed["cycle"] == current.cycle]
+    if since is not None and len(listed):
+        made = listed[(listed["created_at"] > since) & listed["copied_from"].isna()]
+        undone = listed[pd.to_datetime(listed["reverted_at"]) > since]
+    else:
+        made, undone = listed.iloc[0:0], listed.iloc[0:0]
+    parts = [f"override {r.id} {r.key} {r.ds:%Y-%m} by {r.author}" for r in made.itertuples()]
+    parts += [
+        f"override {int(r.origin_id) if pd.notna(r.origin_id) else r.id} reverted by {r.reverted_by}"
+        for r in undone.itertuples()
+    ]
+    return format_examples(list(dict.fromkeys(parts)))
 
 
 def _is_workbook(path: Path) -> bool:
@@ -155,10 +260,29 @@ def load_actuals_file(
             version.label,
             format_examples(new_items),
         )
+    _refuse_beyond_horizon(plans, version, frame, path)
     counts = plans.load_actuals(
         name, frame[["unique_id", "ds", "y", *config.drivers]], source=Path(path).name
     )
     return {**counts, "series": int(frame["unique_id"].nunique()), "new_items": len(new_items)}
+
+
+def _refuse_beyond_horizon(plans: PlanStore, version: PlanVersion, frame: pd.DataFrame, path) -> None:
+    """Actuals dated after the end of the latest plan's horizon are a typo (a year 2098) or
+    the wrong file: refused, naming the rows."""
+    _, last = plans.months(version)
+    # the end of the last planned bucket: a month, or a 4-4-5 period of at most five weeks
+    end = last + (pd.DateOffset(months=1) if version.bucket == "month" else pd.Timedelta(weeks=5))
+    late = frame[pd.to_datetime(frame["ds"]) >= end]
+    if late.empty:
+        return
+    shown = format_examples([f"{u} {d:%Y-%m-%d}" for u, d in zip(late["unique_id"], late["ds"], strict=True)])
+    raise SopforecastError(
+        f"{path}: {len(late)} row(s) are dated after the end of the plan horizon "
+        f"({version.name} plans up to {last:%Y-%m}): {shown}. Check the dates (a typo in the year?) "
+        "or the file; actuals cannot be later than the plan.",
+        setting="path",
+    )
 
 
 def export_version(
@@ -175,17 +299,20 @@ def export_version(
         "cycle": version.cycle,
         "version_id": version.id,
         "number": version.number,
+        "name": version.name,
         "status": version.status,
+        "revision": version.revision,
+        "exported_at": pd.Timestamp.now(tz="UTC").tz_localize(None).isoformat(timespec="seconds"),
     }
     return write_plan(lines, output, layout=layout, keys=keys, history=history, meta=meta)
 
 
 def actuals_by_level(plans: PlanStore, version: PlanVersion) -> pd.DataFrame | None:
     """The stored actuals of every series at every level of ``version``, in its buckets."""
-    bottom = plans.history(version)
+    bottom = service.history(plans, version)
     if bottom.empty:
         return None
-    S, _ = plans.structure(version)
+    S, _ = service.structure(plans, version)
     total = rollup(bottom, S, "y")
     # a month of an aggregate counts only when every series under it has its actual
     present = rollup(bottom.assign(y=1.0), S, "y")

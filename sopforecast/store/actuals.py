@@ -14,16 +14,18 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 from sqlalchemy import and_, func, insert, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from .tables import actuals
 
 __all__ = ["load", "latest", "revisions"]
 
 
-def latest(engine: Engine, plan: str, *, revisions_only: bool = False, drivers: bool = False) -> pd.DataFrame:
+def latest(
+    conn: Connection, plan: str, *, revisions_only: bool = False, drivers: bool = False
+) -> pd.DataFrame:
     """The latest revision of every stored month: ``unique_id, ds, y, revision`` (and with
-    ``drivers`` the driver columns kept with them, e.g. ``price, promo``)."""
+    ``drivers`` the driver columns kept with them, e.g. ``price, promo``), read on ``conn``."""
     last = (
         select(actuals.c.unique_id, actuals.c.ds, func.max(actuals.c.revision).label("revision"))
         .where(actuals.c.plan == plan)
@@ -43,10 +45,7 @@ def latest(engine: Engine, plan: str, *, revisions_only: bool = False, drivers: 
     query = query.where(actuals.c.plan == plan)
     if revisions_only:
         query = query.where(actuals.c.revision > 1)
-    with engine.connect() as conn:
-        frame = pd.DataFrame(
-            conn.execute(query).all(), columns=["unique_id", "ds", "y", "revision", "drivers"]
-        )
+    frame = pd.DataFrame(conn.execute(query).all(), columns=["unique_id", "ds", "y", "revision", "drivers"])
     frame = frame.astype({"unique_id": object, "y": float, "revision": int})
     if drivers:
         extra = pd.DataFrame([json.loads(v) if v else {} for v in frame["drivers"]], index=frame.index)
@@ -77,14 +76,15 @@ def revisions(engine: Engine, plan: str) -> pd.DataFrame:
     return frame
 
 
-def load(engine: Engine, plan: str, frame: pd.DataFrame, source: str | None = None) -> dict[str, int]:
+def load(conn: Connection, plan: str, frame: pd.DataFrame, source: str | None = None) -> dict[str, int]:
     """Store ``frame`` (``unique_id, ds, y`` and any driver columns) as actuals of ``plan``,
-    in one transaction.
+    on the write transaction ``conn`` (the stored revisions are read under its lock, so two
+    loads at once never number the same revision twice).
 
     Returns the count of ``new`` months, ``revised`` months (a new revision) and
     ``unchanged`` ones (already stored with the same value; not written again).
     """
-    stored = latest(engine, plan)
+    stored = latest(conn, plan)
     extra = [c for c in frame.columns if c not in ("unique_id", "ds", "y")]
     incoming = frame[["unique_id", "ds", "y", *extra]].copy()
     incoming["ds"] = pd.to_datetime(incoming["ds"])
@@ -112,6 +112,5 @@ def load(engine: Engine, plan: str, frame: pd.DataFrame, source: str | None = No
         )
     ]
     if rows:
-        with engine.begin() as conn:
-            conn.execute(insert(actuals), rows)
+        conn.execute(insert(actuals), rows)
     return {"new": int((~known).sum()), "revised": int((known & ~same).sum()), "unchanged": int(same.sum())}

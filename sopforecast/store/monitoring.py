@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from .tables import monitor_exceptions, monitor_metrics, monitor_runs
 
@@ -42,7 +42,7 @@ def _metric_rows(frame: pd.DataFrame, scope: str, key: str, run_id: int) -> list
 
 
 def record(
-    engine: Engine,
+    conn: Connection,
     *,
     plan: str,
     cycle: str,
@@ -57,32 +57,31 @@ def record(
     segments: pd.DataFrame,
     exceptions: pd.DataFrame,
 ) -> int:
-    """Store a monitoring run with its metrics and exceptions, in one transaction."""
-    with engine.begin() as conn:
-        run_id = conn.execute(
-            insert(monitor_runs).values(
-                plan=plan,
-                cycle=cycle,
-                created_at=datetime.now(UTC).replace(tzinfo=None),
-                created_by=created_by,
-                versions=versions,
-                actuals_to=pd.Timestamp(actuals_to).date() if actuals_to is not None else None,
-                report=report,
-                kpis=kpis.to_json(orient="records"),
-            )
-        ).inserted_primary_key[0]
-        seg = segments.assign(key=_segment_keys(segments)) if len(segments) else segments
-        rows = [
-            *_metric_rows(levels, "level", "level", run_id),
-            *_metric_rows(trend, "level", "level", run_id),
-            *_metric_rows(series, "series", "unique_id", run_id),
-            *(_metric_rows(seg, "segment", "key", run_id) if "key" in seg else []),
-        ]
-        if rows:
-            conn.execute(insert(monitor_metrics), rows)
-        if len(exceptions):
-            cols = [c.name for c in monitor_exceptions.c if c.name != "run_id"]
-            conn.execute(insert(monitor_exceptions), _rows(exceptions, run_id, cols))
+    """Store a monitoring run with its metrics and exceptions, on the write transaction ``conn``."""
+    run_id = conn.execute(
+        insert(monitor_runs).values(
+            plan=plan,
+            cycle=cycle,
+            created_at=datetime.now(UTC).replace(tzinfo=None),
+            created_by=created_by,
+            versions=versions,
+            actuals_to=pd.Timestamp(actuals_to).date() if actuals_to is not None else None,
+            report=report,
+            kpis=kpis.to_json(orient="records"),
+        )
+    ).inserted_primary_key[0]
+    seg = segments.assign(key=_segment_keys(segments)) if len(segments) else segments
+    rows = [
+        *_metric_rows(levels, "level", "level", run_id),
+        *_metric_rows(trend, "level", "level", run_id),
+        *_metric_rows(series, "series", "unique_id", run_id),
+        *(_metric_rows(seg, "segment", "key", run_id) if "key" in seg else []),
+    ]
+    if rows:
+        conn.execute(insert(monitor_metrics), rows)
+    if len(exceptions):
+        cols = [c.name for c in monitor_exceptions.c if c.name != "run_id"]
+        conn.execute(insert(monitor_exceptions), _rows(exceptions, run_id, cols))
     return int(run_id)
 
 
@@ -96,12 +95,9 @@ def _segment_keys(segments: pd.DataFrame) -> pd.Series:
     return key
 
 
-def link(engine: Engine, run_id: int, mlflow_run_id: str) -> None:
-    """Record the MLflow run of a monitoring run."""
-    with engine.begin() as conn:
-        conn.execute(
-            update(monitor_runs).where(monitor_runs.c.id == run_id).values(mlflow_run_id=mlflow_run_id)
-        )
+def link(conn: Connection, run_id: int, mlflow_run_id: str) -> None:
+    """Record the MLflow run of a monitoring run (on the write transaction ``conn``)."""
+    conn.execute(update(monitor_runs).where(monitor_runs.c.id == run_id).values(mlflow_run_id=mlflow_run_id))
 
 
 def runs(engine: Engine, plan: str | None = None) -> pd.DataFrame:

@@ -1,12 +1,22 @@
-"""The plan store: versioned demand plans, their overrides and the actuals they are judged by.
+"""The plan store: a repository of versioned demand plans, their overrides and the
+actuals they are judged by.
 
-One entry point (:class:`PlanStore`) that the CLI, the pipeline's plan step, the API and
-the notebooks all use. Every write is one transaction: a plan version, an override batch
-or an actuals load appears whole or not at all, also when the process is killed midway.
+One entry point (:class:`PlanStore`) that the planning service, the CLI, the pipeline's
+plan step, the API and the notebooks all use. It moves rows in and out and computes
+nothing: summing, bucketing and replaying overrides are the planning layer's
+(:mod:`sopforecast.planning.service`), which reads a :class:`Snapshot`, computes with pure
+functions and hands the result back to one write transaction here.
+
+Every write is one transaction guarded by the version's row counter (``revision``): a
+write computed from a stale read changes nothing and raises :class:`StaleVersion`, so the
+service reads again and retries. Reads never take the write lock (SQLite in WAL mode, a
+reader engine of its own).
 
 Versions: each plan (by name, e.g. the pipeline's) has cycles (``2026-11``) and each cycle
-numbered versions. A draft takes overrides in place; a published version never changes:
-an override or a revert on it makes a new draft (``parent_id``) that carries its overrides.
+numbered versions, named the way a planner reads them (``2026-11 v2``). A cycle has at
+most one open draft per branch (the main line's branch is ``""``); a published version
+never changes: a change to it continues the cycle's draft, or opens one that carries its
+overrides.
 """
 
 from __future__ import annotations
@@ -14,27 +24,42 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-import numpy as np
 import pandas as pd
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import SopforecastError, format_examples
-from ..planning.lines import series_keys, summing
 from ..workdir import Workdir
-from . import actuals, monitoring, rows, schema
+from . import actuals, engine, monitoring, rows, schema
+from .tables import actuals as actuals_table
 from .tables import overrides, plan_lines, plan_series, plan_versions
 
-__all__ = ["PlanStore", "PlanVersion", "PlanNotFound", "STORE_ENV", "resolve_store_uri", "user"]
+__all__ = [
+    "PlanStore",
+    "PlanVersion",
+    "Snapshot",
+    "PlanNotFound",
+    "StaleVersion",
+    "STORE_ENV",
+    "resolve_store_uri",
+    "user",
+    "parse_version_name",
+]
 
 STORE_ENV = "SOPFORECAST_STORE_URI"
+_NAME = re.compile(r"^\s*(?P<cycle>\S.*?)\s*v(?P<number>\d+)\s*$")
 
 
 class PlanNotFound(SopforecastError):
     """No plan version matches what was asked for."""
+
+
+class StaleVersion(SopforecastError):
+    """A write was computed from a version that changed since it was read."""
 
 
 def user() -> str:
@@ -53,6 +78,26 @@ def resolve_store_uri(workdir: Workdir, uri: str | None = None, configured: str 
         return chosen
     workdir.ensure()
     return f"sqlite:///{workdir.database}"
+
+
+def parse_version_name(text: str) -> tuple[str, int] | None:
+    """``("2026-01", 2)`` from a version's name ``2026-01 v2``; ``None`` for anything else."""
+    match = _NAME.match(str(text))
+    return (match["cycle"], int(match["number"])) if match else None
+
+
+def _lost_race(exc: IntegrityError) -> bool:
+    """Whether an integrity error is another writer's number or draft taken first (retry),
+    not bad rows (a bug or bad data: raised as it is)."""
+    text_ = str(exc.orig)
+    return any(
+        name in text_
+        for name in (
+            "uq_plan_versions_number",
+            "uq_plan_versions_open_draft",
+            "plan_versions.plan, plan_versions.cycle",  # SQLite names the columns, not the index
+        )
+    )
 
 
 def _now() -> datetime:
@@ -78,10 +123,20 @@ class PlanVersion:
     history_end: date | None
     hierarchy: list[str]
     data_config: dict | None
+    revision: int = 0
+    branch: str = ""
+    reopened_at: datetime | None = None
+    reopened_by: str | None = None
+    reopen_reason: str | None = None
+
+    @property
+    def name(self) -> str:
+        """How a planner names it: ``2026-01 v2`` (a named branch adds ``[what-if]``)."""
+        return f"{self.cycle} v{self.number}" + (f" [{self.branch}]" if self.branch else "")
 
     @property
     def label(self) -> str:
-        return f"{self.plan} {self.cycle} v{self.number} (id {self.id}, {self.status})"
+        return f"{self.plan} {self.name} ({self.status})"
 
     @classmethod
     def _from(cls, row) -> PlanVersion:
@@ -89,103 +144,194 @@ class PlanVersion:
         data["hierarchy"] = json.loads(data["hierarchy"])
         data["data_config"] = json.loads(data["data_config"]) if data.get("data_config") else None
         data.pop("note", None)
+        data["revision"] = int(data.get("revision") or 0)
+        data["branch"] = data.get("branch") or ""
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a unit of work reads of a version, in one read transaction: the version (with
+    its row counter), its lines, its bottom series with their keys, its active overrides."""
+
+    version: PlanVersion
+    lines: pd.DataFrame
+    bottom: pd.DataFrame
+    active: pd.DataFrame
 
 
 class PlanStore:
     """Plans, overrides and actuals in a SQL database (SQLite file or PostgreSQL URL).
 
+    Parameters
+    ----------
+    url : str
+        SQLAlchemy URL of the store.
+    create : bool, default True
+        Create the schema in a new database. Planner commands open with ``create=False``:
+        a store that is not there is a :class:`~.engine.StoreError` and nothing is created.
+    timeout : float, optional
+        Seconds a write waits for a busy store (default ``$SOPFORECAST_STORE_TIMEOUT``, else 30).
+
     Opening a new database creates the schema; an outdated one is refused until
     ``sopforecast db upgrade`` (:mod:`.schema`).
     """
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, create: bool = True, timeout: float | None = None):
         from ..data.io import redact_url
 
         self.url = url
         self.where = redact_url(url)
-        self.engine = schema.make_engine(url)
-        schema.ensure(self.engine, where=self.where)
+        engine.check_url(url, self.where, create=create)
+        self.engine, self.reader = engine.make_engines(url, timeout=timeout)
+        schema.ensure(self.engine, where=self.where, create=create, reader=self.reader)
 
     @classmethod
-    def open(cls, workdir: Workdir, uri: str | None = None, configured: str | None = None) -> PlanStore:
-        return cls(resolve_store_uri(workdir, uri, configured))
+    def open(
+        cls,
+        workdir: Workdir,
+        uri: str | None = None,
+        configured: str | None = None,
+        *,
+        create: bool = True,
+        timeout: float | None = None,
+    ) -> PlanStore:
+        return cls(resolve_store_uri(workdir, uri, configured), create=create, timeout=timeout)
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+        if self.reader is not self.engine:
+            self.reader.dispose()
+
+    def _writing(self):
+        return engine.writing(self.engine, self.where)
 
     # ----------------------------------------------------------------- versions
-    def create_version(
+    def insert_version(
         self,
-        plan: str,
+        row: dict,
         lines: pd.DataFrame,
-        bottom: pd.DataFrame,
-        hierarchy: list[str],
+        levels: pd.Series,
+        keys: pd.DataFrame,
         *,
-        cycle: str | None = None,
-        source_run_id: str | None = None,
-        created_by: str | None = None,
-        bucket: str = "month",
-        history_end: pd.Timestamp | None = None,
-        data_config: dict | None = None,
-    ) -> PlanVersion:
-        """Store a new draft version of ``plan`` (its next number in ``cycle``), atomically."""
-        cycle = cycle or pd.Timestamp(lines["ds"].min()).strftime("%Y-%m")
-        keys = series_keys(bottom, hierarchy)
-        _, levels = summing(bottom, hierarchy)
-        row = {
-            "plan": plan,
-            "cycle": cycle,
-            "status": "draft",
-            "source_run_id": source_run_id,
-            "created_at": _now(),
-            "created_by": created_by or user(),
-            "bucket": bucket,
-            "history_end": pd.Timestamp(history_end).date() if history_end is not None else None,
-            "hierarchy": json.dumps(hierarchy),
-            "data_config": json.dumps(data_config) if data_config else None,
-        }
-        for attempt in range(5):  # another writer may take the same number first: take the next
-            try:
-                version_id = self._insert_version(row, lines, levels, keys)
-                break
-            except IntegrityError as exc:
-                if "uq_plan_versions_number" not in str(exc) or attempt == 4:
-                    raise
-        return self.version(int(version_id))
+        carried: pd.DataFrame | None = None,
+        supersede: PlanVersion | None = None,
+    ) -> tuple[PlanVersion, dict[int, int]]:
+        """Store a new draft (its next number in its cycle) with its series and lines, in one
+        transaction; ``carried`` overrides are copied onto it (their ids mapped to the new
+        ones in the returned dict) and ``supersede`` (the cycle's open draft it replaces,
+        at the revision read) is kept as ``superseded``.
 
-    def _insert_version(self, row: dict, lines: pd.DataFrame, levels: pd.Series, keys: pd.DataFrame) -> int:
-        with self.engine.begin() as conn:
-            number = conn.execute(
-                select(func.coalesce(func.max(plan_versions.c.number), 0)).where(
-                    and_(plan_versions.c.plan == row["plan"], plan_versions.c.cycle == row["cycle"])
-                )
-            ).scalar_one()
-            version_id = conn.execute(
-                insert(plan_versions).values(**row, number=int(number) + 1)
-            ).inserted_primary_key[0]
-            conn.execute(insert(plan_series), rows.series_rows(version_id, levels, keys))
-            conn.execute(insert(plan_lines), rows.line_rows(version_id, lines))
-        return int(version_id)
+        Raises
+        ------
+        StaleVersion
+            Another writer took the number, opened a draft of the cycle, or changed
+            ``supersede`` since it was read: read again and retry.
+        """
+        try:
+            with self._writing() as conn:
+                if supersede is not None:
+                    done = conn.execute(
+                        update(plan_versions)
+                        .where(
+                            and_(
+                                plan_versions.c.id == supersede.id,
+                                plan_versions.c.revision == supersede.revision,
+                                plan_versions.c.status == "draft",
+                            )
+                        )
+                        .values(status="superseded", revision=plan_versions.c.revision + 1)
+                    ).rowcount
+                    if not done:
+                        raise StaleVersion(f"{supersede.label} changed meanwhile")
+                number = conn.execute(
+                    select(func.coalesce(func.max(plan_versions.c.number), 0)).where(
+                        and_(plan_versions.c.plan == row["plan"], plan_versions.c.cycle == row["cycle"])
+                    )
+                ).scalar_one()
+                version_id = conn.execute(
+                    insert(plan_versions).values(**row, number=int(number) + 1, revision=1)
+                ).inserted_primary_key[0]
+                conn.execute(insert(plan_series), rows.series_rows(version_id, levels, keys))
+                ids = self._copy_overrides(conn, version_id, carried)
+                conn.execute(insert(plan_lines), rows.line_rows(version_id, lines))
+        except IntegrityError as exc:
+            if not _lost_race(exc):
+                raise
+            raise StaleVersion(f"another writer changed cycle {row['cycle']} meanwhile") from exc
+        return self.version(int(version_id)), ids
+
+    def _copy_overrides(self, conn, version_id: int, carried: pd.DataFrame | None) -> dict[int, int]:
+        if carried is None or carried.empty:
+            return {}
+        new_ids = rows.insert_overrides(conn, version_id, carried, copied=True)
+        return dict(zip(carried["id"].astype(int).tolist(), new_ids.tolist(), strict=True))
 
     def version(self, ref: int | str | None = None, plan: str | None = None) -> PlanVersion:
-        """A version by id, by cycle (its latest version) or, with ``ref=None``, the latest."""
-        query = select(plan_versions).order_by(plan_versions.c.id.desc()).limit(1)
+        """A version by id, by name (``2026-01 v2``), by cycle (its current version) or, with
+        ``ref=None``, the current version of the latest cycle.
+
+        A cycle's current version is its open draft (main line), else its latest published
+        version.
+        """
+        base = select(plan_versions)
         if plan:
-            query = query.where(plan_versions.c.plan == plan)
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-            query = query.where(plan_versions.c.id == int(ref))
-        elif ref:
-            query = query.where(plan_versions.c.cycle == str(ref))
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+            base = base.where(plan_versions.c.plan == plan)
+        named = parse_version_name(ref) if isinstance(ref, str) and not ref.strip().isdigit() else None
+        with self.reader.connect() as conn:
+            if isinstance(ref, int) or (isinstance(ref, str) and ref.strip().isdigit()):
+                row = conn.execute(base.where(plan_versions.c.id == int(ref))).first()
+            elif named is not None:
+                query = base.where(
+                    and_(plan_versions.c.cycle == named[0], plan_versions.c.number == named[1])
+                )
+                row = conn.execute(query).first()
+            else:
+                cycle = str(ref) if ref else None
+                if cycle is None:
+                    cycle = conn.execute(
+                        select(func.max(plan_versions.c.cycle)).where(
+                            plan_versions.c.plan == plan if plan else True
+                        )
+                    ).scalar_one()
+                row = self._current_row(conn, base, cycle) if cycle is not None else None
         if row is None:
             known = self.versions(plan)
+            names = [f"{r.cycle} v{r.number} (id {r.id})" for r in known.itertuples()]
             hint = (
-                f"versions here: {format_examples([f'{r.cycle} (id {r.id})' for r in known.itertuples()])}"
+                f"versions here: {format_examples(names)}"
                 if len(known)
                 else "no plan has been made yet; run a pipeline with plan: {enabled: true} (the demo does)"
             )
             what = f"plan version {ref!r}" if ref else "any plan version"
             raise PlanNotFound(f"no {what}{f' of plan {plan!r}' if plan else ''} in {self.where}; {hint}.")
         return PlanVersion._from(row)
+
+    @staticmethod
+    def _current_row(conn, base, cycle: str, branch: str = ""):
+        in_cycle = base.where(plan_versions.c.cycle == cycle)
+        for query in (
+            in_cycle.where(and_(plan_versions.c.status == "draft", plan_versions.c.branch == branch)),
+            in_cycle.where(plan_versions.c.status == "published").order_by(plan_versions.c.number.desc()),
+            in_cycle.order_by(plan_versions.c.number.desc()),
+        ):
+            row = conn.execute(query.limit(1)).first()
+            if row is not None:
+                return row
+        return None
+
+    def current(self, plan: str, cycle: str, branch: str = "") -> PlanVersion | None:
+        """The current version of ``plan``'s ``cycle`` (its open draft on ``branch``, else its
+        latest published version); ``None`` for a cycle without versions."""
+        base = select(plan_versions).where(plan_versions.c.plan == plan)
+        with self.reader.connect() as conn:
+            row = self._current_row(conn, base, cycle, branch)
+        if row is not None and branch and not (row.branch == branch and row.status == "draft"):
+            # no open draft on the branch: the branch starts from the main line's current version
+            with self.reader.connect() as conn:
+                row = self._current_row(conn, base, cycle, "")
+        return PlanVersion._from(row) if row is not None else None
 
     def versions(self, plan: str | None = None) -> pd.DataFrame:
         """Every version, newest first, with its total plan and number of active overrides."""
@@ -216,6 +362,7 @@ class PlanStore:
                 plan_versions.c.plan,
                 plan_versions.c.cycle,
                 plan_versions.c.number,
+                plan_versions.c.branch,
                 plan_versions.c.status,
                 plan_versions.c.created_at,
                 plan_versions.c.created_by,
@@ -230,14 +377,22 @@ class PlanStore:
         )
         if plan:
             query = query.where(plan_versions.c.plan == plan)
-        with self.engine.connect() as conn:
-            return pd.DataFrame(
-                conn.execute(query).mappings().all(), columns=list(query.selected_columns.keys())
-            )
+        with self.reader.connect() as conn:
+            found = conn.execute(query).mappings().all()
+        frame = pd.DataFrame(found, columns=list(query.selected_columns.keys()))
+        frame["name"] = [
+            f"{c} v{n}" + (f" [{b}]" if b else "")
+            for c, n, b in zip(frame["cycle"], frame["number"], frame["branch"], strict=True)
+        ]
+        return frame
 
     def lines(self, version: PlanVersion | int) -> pd.DataFrame:
         """The plan lines of a version (:mod:`sopforecast.planning.lines`), series in order."""
         vid = version.id if isinstance(version, PlanVersion) else int(version)
+        with self.reader.connect() as conn:
+            return self._lines(conn, vid)
+
+    def _lines(self, conn, vid: int) -> pd.DataFrame:
         query = (
             select(plan_lines, plan_series.c.level, plan_series.c.position)
             .join(
@@ -250,8 +405,7 @@ class PlanStore:
             .where(plan_lines.c.version_id == vid)
             .order_by(plan_series.c.position, plan_lines.c.ds)
         )
-        with self.engine.connect() as conn:
-            frame = pd.DataFrame(conn.execute(query).mappings().all())
+        frame = pd.DataFrame(conn.execute(query).mappings().all())
         if frame.empty:
             raise PlanNotFound(f"plan version id {vid} has no lines in {self.where}.")
         bounds = pd.DataFrame([json.loads(v) if v else {} for v in frame["intervals"]], index=frame.index)
@@ -266,236 +420,288 @@ class PlanStore:
 
     def bottom(self, version: PlanVersion | int) -> pd.DataFrame:
         """The bottom series of a version with their key columns (``unique_id`` + keys)."""
-        keys = self.keys(version)
+        version = version if isinstance(version, PlanVersion) else self.version(int(version))
+        with self.reader.connect() as conn:
+            return self._bottom(conn, version)
+
+    @staticmethod
+    def _full(keys: pd.DataFrame) -> pd.DataFrame:
         full = keys.notna().all(axis=1) if len(keys.columns) else pd.Series(True, index=keys.index)
         return keys[full].reset_index()
 
+    def _bottom(self, conn, version: PlanVersion) -> pd.DataFrame:
+        return self._full(self._keys(conn, version))
+
     def keys(self, version: PlanVersion | int) -> pd.DataFrame:
         """Key columns of every series of a version (index ``unique_id``; empty below its level)."""
-        vid = version.id if isinstance(version, PlanVersion) else int(version)
-        query = select(plan_series.c.unique_id, plan_series.c["keys"]).where(plan_series.c.version_id == vid)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(plan_series.c.position)).all()
-        frame = pd.DataFrame([json.loads(r.keys) for r in rows], index=[r.unique_id for r in rows])
+        version = version if isinstance(version, PlanVersion) else self.version(int(version))
+        with self.reader.connect() as conn:
+            return self._keys(conn, version)
+
+    @staticmethod
+    def _keys(conn, version: PlanVersion) -> pd.DataFrame:
+        query = select(plan_series.c.unique_id, plan_series.c["keys"]).where(
+            plan_series.c.version_id == version.id
+        )
+        found = conn.execute(query.order_by(plan_series.c.position)).all()
+        frame = pd.DataFrame([json.loads(r.keys) for r in found], index=[r.unique_id for r in found])
         frame.index.name = "unique_id"
-        version = version if isinstance(version, PlanVersion) else self.version(vid)
         order = [c for chain in version.hierarchy for c in chain.split("/") if c]
         return frame.reindex(columns=order)
 
-    def structure(self, version: PlanVersion) -> tuple[pd.DataFrame, pd.Series]:
-        """The summing matrix and levels of a version (:func:`~sopforecast.planning.lines.summing`)."""
-        return summing(self.bottom(version), version.hierarchy)
+    def snapshot(self, version: PlanVersion | int) -> Snapshot:
+        """Read a version, its lines, bottom series and active overrides in one transaction
+        (the row counter first, so a later write can tell whether anything moved)."""
+        vid = version.id if isinstance(version, PlanVersion) else int(version)
+        with self.reader.connect() as conn:
+            row = conn.execute(select(plan_versions).where(plan_versions.c.id == vid)).first()
+            if row is None:
+                raise PlanNotFound(f"no plan version with id {vid} in {self.where}.")
+            current = PlanVersion._from(row)
+            lines = self._lines(conn, vid)
+            bottom = self._bottom(conn, current)
+            active = self._overrides(conn, current, None)
+        active = active[active["reverted_at"].isna()] if len(active) else active
+        return Snapshot(current, lines, bottom, active.sort_values("id").reset_index(drop=True))
+
+    def months(self, version: PlanVersion) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """The first and the last month (bucket start) a version plans."""
+        with self.reader.connect() as conn:
+            first, last = conn.execute(
+                select(func.min(plan_lines.c.ds), func.max(plan_lines.c.ds)).where(
+                    plan_lines.c.version_id == version.id
+                )
+            ).one()
+        return pd.Timestamp(first), pd.Timestamp(last)
+
+    def actuals_from(self, plan: str, first: pd.Timestamp) -> pd.Timestamp | None:
+        """The latest stored actual of ``plan`` dated on or after ``first`` (``None``: none)."""
+        with self.reader.connect() as conn:
+            last = conn.execute(
+                select(func.max(actuals_table.c.ds)).where(
+                    and_(actuals_table.c.plan == plan, actuals_table.c.ds >= pd.Timestamp(first).date())
+                )
+            ).scalar_one()
+        return pd.Timestamp(last) if last is not None else None
 
     def publish(
-        self, ref: int | str | None = None, plan: str | None = None, by: str | None = None
+        self, ref: PlanVersion | int | str | None = None, plan: str | None = None, by: str | None = None
     ) -> PlanVersion:
-        """Freeze the latest version of a cycle (or the version ``ref``): it never changes again."""
-        version = self.version(ref, plan)
-        if version.status == "published":
+        """Freeze a draft (``ref``: a version, its id or name, or a cycle: its current draft):
+        it never changes again."""
+        version = ref if isinstance(ref, PlanVersion) else self.version(ref, plan)
+        if version.status != "draft":
             raise SopforecastError(
-                f"{version.label} is published already; published versions never change. "
-                "Apply overrides to make a new draft, then publish that."
+                f"{version.label} is {version.status} already; published versions never change. "
+                "Apply overrides to continue the cycle's draft, then publish that."
             )
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             done = conn.execute(
                 update(plan_versions)
                 .where(and_(plan_versions.c.id == version.id, plan_versions.c.status == "draft"))
-                .values(status="published", published_at=_now(), published_by=by or user())
+                .values(
+                    status="published",
+                    published_at=_now(),
+                    published_by=by or user(),
+                    revision=plan_versions.c.revision + 1,
+                )
             ).rowcount
         if not done:
-            raise SopforecastError(f"{version.label} was published by someone else meanwhile.")
+            raise SopforecastError(f"{version.label} was published or replaced by someone else meanwhile.")
         return self.version(version.id)
 
     def delete_draft(self, version: PlanVersion) -> None:
-        """Remove a draft (a run that failed after drafting); published versions stay."""
+        """Remove a draft (a run that failed after drafting); published versions stay. The
+        draft it superseded, if any, is the cycle's open draft again."""
         if version.status != "draft":
             raise SopforecastError(f"{version.label} is published; published versions are kept.")
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             for table in (overrides, plan_lines, plan_series):
                 conn.execute(delete(table).where(table.c.version_id == version.id))
             conn.execute(delete(plan_versions).where(plan_versions.c.id == version.id))
+            if version.parent_id is not None:
+                conn.execute(
+                    update(plan_versions)
+                    .where(plan_versions.c.id == version.parent_id)
+                    .where(plan_versions.c.status == "superseded")
+                    .values(status="draft", revision=plan_versions.c.revision + 1)
+                )
 
     # ------------------------------------------------------------------ actuals
     def load_actuals(self, plan: str, frame: pd.DataFrame, *, source: str | None = None) -> dict[str, int]:
         """Keep ``frame`` (bottom ``unique_id, ds, y``, and any driver columns) as actuals of
         ``plan``; a restated month becomes a new revision (:func:`.actuals.load`)."""
-        return actuals.load(self.engine, plan, frame, source)
+        with self._writing() as conn:
+            if conn.dialect.name == "postgresql":  # one load of a plan's actuals at a time
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:plan))"), {"plan": plan})
+            return actuals.load(conn, plan, frame, source)
 
     def actuals(self, plan: str, *, drivers: bool = False) -> pd.DataFrame:
         """The latest revision of every stored month of ``plan``: ``unique_id, ds, y, revision``
         (with ``drivers``, the driver columns loaded with them)."""
-        return actuals.latest(self.engine, plan, drivers=drivers)
-
-    def history(self, version: PlanVersion) -> pd.DataFrame:
-        """The stored actuals of ``version``'s plan in its planning buckets, bottom series
-        only: ``unique_id, ds, y``."""
-        from ..planning.buckets import to_buckets
-
-        actual = self.actuals(version.plan)[["unique_id", "ds", "y"]]
-        if actual.empty:
-            return actual
-        freq = (version.data_config or {}).get("freq", "MS")
-        return to_buckets(actual, ["y"], freq, version.bucket)
+        with self.reader.connect() as conn:
+            return actuals.latest(conn, plan, drivers=drivers)
 
     def actual_revisions(self, plan: str) -> pd.DataFrame:
         """Every stored actual of ``plan``, restated months with all their revisions."""
-        return actuals.revisions(self.engine, plan)
+        return actuals.revisions(self.reader, plan)
 
     # --------------------------------------------------------------- monitoring
     def record_monitor(self, result, *, versions: int) -> int:
         """Keep a monitoring run (:class:`~sopforecast.monitoring.monitor.MonitorResult`):
         its accuracy per level, cycle, series and segment, and its exceptions."""
-        return monitoring.record(
-            self.engine,
-            plan=result.plan,
-            cycle=result.cycle,
-            created_by=user(),
-            versions=versions,
-            actuals_to=pd.Timestamp(result.cycle),
-            report=str(result.report) if result.report else None,
-            kpis=result.kpis,
-            levels=result.levels,
-            trend=result.trend,
-            series=result.series,
-            segments=result.segments,
-            exceptions=result.exceptions,
-        )
+        with self._writing() as conn:
+            return monitoring.record(
+                conn,
+                plan=result.plan,
+                cycle=result.cycle,
+                created_by=user(),
+                versions=versions,
+                actuals_to=pd.Timestamp(result.cycle),
+                report=str(result.report) if result.report else None,
+                kpis=result.kpis,
+                levels=result.levels,
+                trend=result.trend,
+                series=result.series,
+                segments=result.segments,
+                exceptions=result.exceptions,
+            )
 
     def link_monitor(self, monitor_run_id: int, mlflow_run_id: str) -> None:
         """Name the MLflow run a monitoring run was logged to."""
-        monitoring.link(self.engine, monitor_run_id, mlflow_run_id)
+        with self._writing() as conn:
+            monitoring.link(conn, monitor_run_id, mlflow_run_id)
 
     def monitor_runs(self, plan: str | None = None) -> pd.DataFrame:
         """Monitoring runs, newest first."""
-        return monitoring.runs(self.engine, plan)
+        return monitoring.runs(self.reader, plan)
 
     def monitor_kpis(self, run_id: int) -> pd.DataFrame:
         """The KPI tiles of a monitoring run's report."""
-        return monitoring.kpis(self.engine, run_id)
+        return monitoring.kpis(self.reader, run_id)
 
     def monitor_exceptions(self, run_id: int) -> pd.DataFrame:
         """The exceptions a monitoring run found, most money at stake first."""
-        return monitoring.exceptions(self.engine, run_id)
+        return monitoring.exceptions(self.reader, run_id)
 
     def monitor_metrics(self, run_id: int, scope: str | None = None) -> pd.DataFrame:
         """A monitoring run's metrics (scope: level, series or segment)."""
-        return monitoring.metrics(self.engine, run_id, scope)
+        return monitoring.metrics(self.reader, run_id, scope)
 
     # ---------------------------------------------------------------- overrides
     def overrides(self, version: PlanVersion | None = None, plan: str | None = None) -> pd.DataFrame:
         """Overrides (newest first) of a version, or of every version of ``plan``."""
-        query = select(overrides, plan_versions.c.plan, plan_versions.c.cycle).join(
+        with self.reader.connect() as conn:
+            return self._overrides(conn, version, plan)
+
+    def _overrides(self, conn, version: PlanVersion | None, plan: str | None) -> pd.DataFrame:
+        query = select(overrides, plan_versions.c.plan, plan_versions.c.cycle, plan_versions.c.number).join(
             plan_versions, plan_versions.c.id == overrides.c.version_id
         )
         if version is not None:
             query = query.where(overrides.c.version_id == version.id)
         if plan:
             query = query.where(plan_versions.c.plan == plan)
-        with self.engine.connect() as conn:
-            frame = pd.DataFrame(conn.execute(query.order_by(overrides.c.id.desc())).mappings().all())
+        frame = pd.DataFrame(conn.execute(query.order_by(overrides.c.id.desc())).mappings().all())
         if frame.empty:
-            return pd.DataFrame(columns=[c.name for c in overrides.c] + ["plan", "cycle"])
+            return pd.DataFrame(columns=[c.name for c in overrides.c] + ["plan", "cycle", "number"])
         frame["ds"] = pd.to_datetime(frame["ds"])
         return frame
 
-    def apply(
-        self,
-        checked: pd.DataFrame,
-        *,
-        version: PlanVersion,
-        basis: str = "statistical",
-        history: pd.DataFrame | None = None,
-        source: str | None = None,
-    ):
-        """Apply validated overrides (:func:`~sopforecast.planning.overrides.validate_overrides`)
-        to ``version``; a published version gets a new draft that carries them.
-
-        Returns ``(version, consensus)``: the version written and the
-        :class:`~sopforecast.planning.consensus.Consensus` (conflicts, what each did).
-        """
-        new = checked.assign(basis=basis)
-        if source is not None or "source" not in new:
-            new["source"] = source
-        return self._replay(version, self._active(version), new, history)
-
-    def revert(self, override_id: int, *, by: str | None = None, history: pd.DataFrame | None = None):
-        """Undo an override: the plan is replayed from the statistical forecast without it.
-
-        Returns ``(version, consensus)`` as :meth:`apply`.
-        """
-        with self.engine.connect() as conn:
+    def override(self, override_id: int) -> dict:
+        """One override's row, with the version it belongs to (``version``)."""
+        with self.reader.connect() as conn:
             row = conn.execute(select(overrides).where(overrides.c.id == int(override_id))).first()
         if row is None:
             raise PlanNotFound(
                 f"no override with id {override_id} in {self.where}; see 'sopforecast override list'."
             )
-        if row.reverted_at is not None:
-            raise SopforecastError(
-                f"override {override_id} was reverted already ({row.reverted_at:%Y-%m-%d %H:%M})."
-            )
-        version = self.version(int(row.version_id))
-        active = self._active(version)
-        return self._replay(version, active, None, history, reverted=(int(override_id), by or user()))
+        return dict(row._mapping)
 
-    def _active(self, version: PlanVersion) -> pd.DataFrame:
-        frame = self.overrides(version)
-        frame = frame[frame["reverted_at"].isna()] if len(frame) else frame
-        return frame.sort_values("id").reset_index(drop=True)
+    def write_overrides(
+        self,
+        snap: Snapshot,
+        lines: pd.DataFrame,
+        *,
+        new: pd.DataFrame | None = None,
+        revert: tuple[int, str, str | None] | None = None,
+        by: str,
+        reopen: tuple[str, str] | None = None,
+        branch: str = "",
+        fork: bool = False,
+    ) -> tuple[PlanVersion, dict[int, int]]:
+        """Write the plan ``lines`` computed from ``snap`` with ``new`` overrides added and
+        the override ``revert = (id, by, reason)`` reverted, in one transaction.
 
-    def _replay(self, version, active, new, history, reverted=None):
-        """Write ``active`` (+ ``new``) overrides and the plan they make, in one transaction.
+        A draft is changed in place when its row counter is still the one read; a published
+        version (or any version, with ``fork``: a named ``branch`` opened from it) gets a new
+        draft (``parent_id``) that carries its active overrides. ``new``
+        rows carry provisional ids above the version's; the returned dict maps every
+        provisional or carried id to the stored one. ``reopen = (by, reason)`` records why a
+        closed cycle was changed.
 
-        The plan is replayed from the statistical forecast, so it depends only on the
-        overrides in force, in the order they were made.
+        Raises
+        ------
+        StaleVersion
+            The version moved since ``snap`` was read (another write, a publish, a draft
+            opened meanwhile): nothing was written; read again and retry.
         """
-        from ..planning.consensus import apply_overrides
+        version = snap.version
+        reopened = {}
+        if reopen is not None:
+            reopened = {"reopened_at": _now(), "reopened_by": reopen[0], "reopen_reason": reopen[1]}
+        try:
+            with self._writing() as conn:
+                if version.status == "draft" and not fork:
+                    done = conn.execute(
+                        update(plan_versions)
+                        .where(
+                            and_(
+                                plan_versions.c.id == version.id,
+                                plan_versions.c.revision == version.revision,
+                                plan_versions.c.status == "draft",
+                            )
+                        )
+                        .values(revision=plan_versions.c.revision + 1, **reopened)
+                    ).rowcount
+                    if not done:
+                        raise StaleVersion(f"{version.label} changed meanwhile")
+                    target, ids = version.id, {int(i): int(i) for i in snap.active["id"]}
+                else:
+                    seen = conn.execute(
+                        select(plan_versions.c.revision).where(plan_versions.c.id == version.id)
+                    ).scalar_one()
+                    if seen != version.revision:
+                        raise StaleVersion(f"{version.label} changed meanwhile")
+                    target = self._new_draft(conn, version, by, branch, reopened)
+                    ids = self._copy_overrides(conn, target, snap.active)
+                if revert is not None:
+                    conn.execute(
+                        update(overrides)
+                        .where(overrides.c.id == ids[int(revert[0])])
+                        .values(reverted_at=_now(), reverted_by=revert[1], revert_reason=revert[2])
+                    )
+                if new is not None and len(new):
+                    stored = rows.insert_overrides(conn, target, new, copied=False)
+                    ids.update(zip(new["id"].astype(int).tolist(), stored.tolist(), strict=True))
+                conn.execute(delete(plan_lines).where(plan_lines.c.version_id == target))
+                conn.execute(insert(plan_lines), rows.line_rows(target, lines))
+        except IntegrityError as exc:
+            if not _lost_race(exc):
+                raise
+            raise StaleVersion(f"another writer opened a draft of {version.cycle} meanwhile") from exc
+        return self.version(target), ids
 
-        lines = self.lines(version)
-        S, _ = self.structure(version)
-        keep = (active["id"] != reverted[0]).to_numpy() if reverted else np.ones(len(active), dtype=bool)
-        bases = pd.concat(
-            [active.get("basis", pd.Series(dtype=object)), new.get("basis") if new is not None else None]
-        )
-        if history is None and (bases == "history").any():  # read before the write lock is taken
-            history = self.history(version)
-        with self.engine.begin() as conn:
-            target = version
-            # read under the write lock: a draft published meanwhile must not change any more
-            status = conn.execute(
-                select(plan_versions.c.status).where(plan_versions.c.id == version.id).with_for_update()
-            ).scalar_one()
-            if status == "published":  # published never changes: a new draft carries it
-                target = self._copy(conn, version, reverted[1] if reverted else user())
-                ids = rows.insert_overrides(conn, target.id, active, copied=True)
-                gone = [int(i) for i in ids[~keep]]
-                active = active.assign(id=ids)
-            else:
-                gone = [reverted[0]] if reverted else []
-            if gone:
-                conn.execute(
-                    update(overrides)
-                    .where(overrides.c.id.in_(gone))
-                    .values(reverted_at=_now(), reverted_by=reverted[1])
-                )
-            active = active[keep]
-            if new is not None and len(new):
-                new = new.assign(id=rows.insert_overrides(conn, target.id, new, copied=False))
-                active = pd.concat([active, new], ignore_index=True) if len(active) else new
-            active = active.reset_index(drop=True)
-            result = apply_overrides(lines, active, S, history=history)
-            conn.execute(delete(plan_lines).where(plan_lines.c.version_id == target.id))
-            conn.execute(insert(plan_lines), rows.line_rows(target.id, result.lines))
-        return self.version(target.id), result
-
-    def _copy(self, conn, version: PlanVersion, by: str) -> PlanVersion:
+    def _new_draft(self, conn, version: PlanVersion, by: str, branch: str, reopened: dict) -> int:
+        """A new draft of ``version``'s cycle that starts as a copy of it (row and series)."""
         number = conn.execute(
             select(func.max(plan_versions.c.number)).where(
                 and_(plan_versions.c.plan == version.plan, plan_versions.c.cycle == version.cycle)
             )
         ).scalar_one()
         row = conn.execute(select(plan_versions).where(plan_versions.c.id == version.id)).first()._asdict()
+        row.pop("id")
         row.update(
-            id=None,
             number=int(number) + 1,
             status="draft",
             parent_id=version.id,
@@ -503,13 +709,16 @@ class PlanStore:
             created_by=by,
             published_at=None,
             published_by=None,
+            revision=1,
+            branch=branch,
+            reopened_at=None,
+            reopened_by=None,
+            reopen_reason=None,
+            **reopened,
         )
-        row.pop("id")
-        new_id = conn.execute(insert(plan_versions).values(**row)).inserted_primary_key[0]
+        new_id = int(conn.execute(insert(plan_versions).values(**row)).inserted_primary_key[0])
         series = (
             conn.execute(select(plan_series).where(plan_series.c.version_id == version.id)).mappings().all()
         )
         conn.execute(insert(plan_series), [{**dict(s), "version_id": new_id} for s in series])
-        return PlanVersion(
-            **{**version.__dict__, "id": int(new_id), "number": int(number) + 1, "status": "draft"}
-        )
+        return new_id

@@ -55,6 +55,11 @@ def line_rows(version_id: int, lines: pd.DataFrame) -> list[dict]:
     return out.where(pd.notna(out), None).to_dict("records")
 
 
+def _origin(rec: dict) -> int:
+    origin = rec.get("origin_id")
+    return int(rec["id"]) if origin is None or pd.isna(origin) else int(origin)
+
+
 def insert_overrides(conn, version_id: int, frame: pd.DataFrame, *, copied: bool) -> np.ndarray:
     """Insert override rows in order; their new ids, in the same order."""
     if frame is None or frame.empty:
@@ -73,6 +78,8 @@ def insert_overrides(conn, version_id: int, frame: pd.DataFrame, *, copied: bool
             "source": None if pd.isna(rec.get("source")) else str(rec.get("source")),
             "created_at": rec["created_at"] if copied else now,
             "copied_from": int(rec["id"]) if copied else None,
+            # a copy carries on the override it copies (and that one's origin, if a copy too)
+            "origin_id": _origin(rec) if copied else None,
         }
         for rec in frame.to_dict("records")
     ]

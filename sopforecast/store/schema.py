@@ -13,7 +13,7 @@ import fcntl
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 from ..errors import SopforecastError
@@ -37,22 +37,13 @@ class OutdatedSchemaError(SopforecastError):
     """The store was made by another version of sopforecast."""
 
 
-def make_engine(url: str) -> Engine:
-    """An engine on the store. On SQLite every transaction is a real one, DDL included
-    (pysqlite would commit a ``CREATE TABLE`` on its own), and takes the write lock at its
-    start, so two processes never interleave their writes."""
-    engine = create_engine(url)
-    if engine.url.get_backend_name() == "sqlite":
+def make_engine(url: str, *, timeout: float | None = None) -> Engine:
+    """The writer engine on the store (:func:`.engine.make_engines`): on SQLite every
+    transaction is a real one, DDL included, and takes the write lock at its start, so two
+    processes never interleave their writes."""
+    from .engine import make_engines
 
-        @event.listens_for(engine, "connect")
-        def _connect(dbapi_connection, _record) -> None:
-            dbapi_connection.isolation_level = None  # SQLAlchemy's BEGIN below, not pysqlite's
-
-        @event.listens_for(engine, "begin")
-        def _begin(connection) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
+    return make_engines(url, timeout=timeout)[0]
 
 
 def _config(connection: Connection | None = None):
@@ -91,18 +82,29 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     return before, current_revision(engine)
 
 
-def ensure(engine: Engine, *, where: str) -> None:
+def ensure(engine: Engine, *, where: str, create: bool = True, reader: Engine | None = None) -> None:
     """Make sure the database is at this sopforecast's revision.
 
-    A database without sopforecast's tables is created (migrated from nothing); one at an
+    A database without sopforecast's tables is created (migrated from nothing), or with
+    ``create=False`` refused (:class:`~.engine.StoreError`, nothing created); one at an
     older revision raises :class:`OutdatedSchemaError` naming ``sopforecast db upgrade``;
-    one from a newer sopforecast raises too.
+    one from a newer sopforecast raises too. The check reads through ``reader`` (default
+    ``engine``), so opening a store never waits for another process's write.
     """
+    from .engine import StoreError, ping
+
+    reader = reader or engine
+    ping(reader, where)
     head = head_revision()
-    current = current_revision(engine)
+    current = current_revision(reader)
     if current == head:
         return
     if current is None:
+        if not create:
+            raise StoreError(
+                f"{where} holds no sopforecast store (no plan has been made there; nothing was "
+                "created); check the URL, or run a pipeline with a plan step first."
+            )
         _create(engine, where)
         return
     from alembic.script import ScriptDirectory

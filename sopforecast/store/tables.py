@@ -13,12 +13,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 __all__ = ["metadata", "plan_versions", "plan_series", "plan_lines", "overrides", "actuals", "pipeline_runs"]
@@ -33,7 +35,7 @@ plan_versions = Table(
     Column("plan", String(200), nullable=False, index=True),
     Column("cycle", String(20), nullable=False),
     Column("number", Integer, nullable=False),
-    Column("status", String(16), nullable=False),  # draft | published
+    Column("status", String(16), nullable=False),  # draft | published | superseded
     Column("parent_id", Integer, ForeignKey("plan_versions.id")),
     Column("source_run_id", String(64)),
     Column("created_at", DateTime, nullable=False),
@@ -45,7 +47,22 @@ plan_versions = Table(
     Column("hierarchy", Text, nullable=False),  # JSON list of key chains
     Column("data_config", Text),  # JSON: how actuals files are read (columns, keys, freq)
     Column("note", Text),
+    Column("revision", Integer, nullable=False, server_default="0"),  # bumped by every write
+    Column("branch", String(100), nullable=False, server_default=""),  # "": the cycle's main line
+    Column("reopened_at", DateTime),
+    Column("reopened_by", String(200)),
+    Column("reopen_reason", Text),
     UniqueConstraint("plan", "cycle", "number", name="uq_plan_versions_number"),
+    # at most one open draft per cycle and branch
+    Index(
+        "uq_plan_versions_open_draft",
+        "plan",
+        "cycle",
+        "branch",
+        unique=True,
+        sqlite_where=text("status = 'draft'"),
+        postgresql_where=text("status = 'draft'"),
+    ),
 )
 
 plan_series = Table(
@@ -91,6 +108,8 @@ overrides = Table(
     Column("copied_from", Integer),  # the override of the parent version it carries over
     Column("reverted_at", DateTime),
     Column("reverted_by", String(200)),
+    Column("origin_id", Integer),  # the override this one carries on from an earlier version
+    Column("revert_reason", Text),
 )
 
 actuals = Table(
