@@ -18,6 +18,7 @@ from sopforecast.planning.layouts import (
     write_planner_workbook,
 )
 from sopforecast.planning.lines import series_keys, summing
+from sopforecast.planning.workbook import lines_checksum
 
 HIERARCHY = ["category/family/sku", "region"]
 KEY_COLUMNS = ["category", "family", "sku", "region"]
@@ -170,7 +171,10 @@ def test_round_trip_by_extension(tmp_path, lines, keys, suffix, layout):
     if suffix == ".xlsx":
         wb = openpyxl.load_workbook(path)
         assert wb["_meta"].sheet_state == "hidden"
-        assert dict(wb["_meta"].iter_rows(min_row=2, values_only=True)) == META
+        assert dict(wb["_meta"].iter_rows(min_row=2, values_only=True)) == {
+            **META,
+            "checksum": lines_checksum(lines),
+        }
 
 
 def test_bad_extension_layout_and_planner_needs(tmp_path, lines, keys, history):
@@ -204,7 +208,14 @@ def test_planner_workbook_sheets_and_values(workbook, lines, history):
     )
     rows = _rows(ws)
     ids = lines["unique_id"].unique()
-    assert len(rows) == 3 * len(ids) == ws.max_row - 2
+    aggregates = [
+        u
+        for u in ids
+        if u != BOTTOM_ID
+        and lines.loc[lines["unique_id"].eq(u), "level"].iloc[0] != "category/family/sku/region"
+    ]
+    assert {m for _, m in rows} == {"history", "statistical", "consensus", "bottom-up"}
+    assert len(rows) == 3 * len(ids) + len(aggregates) == ws.max_row - 2
     assert ws.cell(3, 2).value == "Total" and ws.cell(3, 1).value == "Total"
     for uid in ids:
         consensus = rows[(uid, "consensus")]
@@ -233,7 +244,7 @@ def test_edits_read_back_after_rows_moved(workbook, lines):
     rows = _rows(ws)
 
     overrides, meta = read_planner_workbook(workbook, author="bob", reason="promo")
-    assert meta == META
+    assert meta == {**META, "checksum": lines_checksum(lines)}
     assert list(overrides.columns) == ["key", "month", "value", "author", "reason", "row", "source"]
     got = overrides.sort_values("key").reset_index(drop=True)
     assert got["key"].tolist() == [BOTTOM_ID, "Total"]
@@ -246,7 +257,7 @@ def test_edits_read_back_after_rows_moved(workbook, lines):
 
 def test_no_edits_and_tiny_differences_give_no_overrides(workbook, lines):
     overrides, meta = read_planner_workbook(workbook, author="bob", reason="none")
-    assert overrides.empty and meta == META
+    assert overrides.empty and meta == {**META, "checksum": lines_checksum(lines)}
     assert list(overrides.columns) == ["key", "month", "value", "author", "reason", "row", "source"]
     old = _final(lines, "Bev", "2025-02")
     _edit(workbook, {("Bev", "2025-02"): old * (1 + 1e-9), ("Food", "2025-01"): "  "})

@@ -39,12 +39,15 @@ from .lines import is_coherent, rollup
 from .overrides import OverrideError
 
 __all__ = ["Consensus", "apply_overrides", "BASES", "CONFLICT_COLUMNS", "APPLIED_COLUMNS"]
+__all__ += ["PLAUSIBLE_FACTOR", "IMPLAUSIBLE_COLUMNS", "implausible_changes", "plausibility_warnings"]
 
 BASES = ("statistical", "history")
 CONFLICT_COLUMNS = ["ds", "key", "override_id", "descendant_key", "descendant_override_id"]
 CONFLICT_COLUMNS += ["requested", "result", "held"]
 APPLIED_COLUMNS = ["id", "key", "ds", "requested", "previous", "final"]
 HISTORY_MONTHS = 12
+PLAUSIBLE_FACTOR = 5.0
+IMPLAUSIBLE_COLUMNS = ["key", "ds", "statistical", "requested", "final", "ratio"]
 _RTOL = 1e-9
 
 
@@ -149,6 +152,69 @@ def apply_overrides(
         columns=APPLIED_COLUMNS,
     )
     return Consensus(lines=out, conflicts=replay.conflicts(full, months), applied=applied)
+
+
+def implausible_changes(
+    applied: pd.DataFrame,
+    lines: pd.DataFrame,
+    *,
+    factor: float = PLAUSIBLE_FACTOR,
+    floor: float = 1.0,
+) -> pd.DataFrame:
+    """Overrides whose result lies beyond ``factor`` times the statistical forecast, either way.
+
+    A planner who types 400 where the model says 11.6 (34x) may mean it, or may have typed a
+    yearly figure into a month: the change is applied and this says which ones to look at.
+
+    Parameters
+    ----------
+    applied : pandas.DataFrame
+        :attr:`Consensus.applied`: ``key, ds, requested, final`` per override (a key and
+        month overridden more than once is judged once, by its last override).
+    lines : pandas.DataFrame
+        Plan lines with ``unique_id, ds, statistical``.
+    factor : float, default 5.0
+        A result above ``factor`` x statistical or below statistical / ``factor`` is reported.
+    floor : float, default 1.0
+        Both values count as at least ``floor`` units, so a statistical forecast of 0 with a
+        new value of 400 is reported (400x) while 0 against 0.4 is not.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`IMPLAUSIBLE_COLUMNS`: ``ratio`` = final / statistical (after the floor), in the
+        order of ``applied``.
+    """
+    if factor <= 1:
+        raise OverrideError(f"the plausibility factor must be above 1, got {factor}", setting="factor")
+    if applied.empty:
+        return pd.DataFrame(columns=IMPLAUSIBLE_COLUMNS)
+    last = applied.assign(ds=pd.to_datetime(applied["ds"])).drop_duplicates(["key", "ds"], keep="last")
+    stat = lines.assign(ds=pd.to_datetime(lines["ds"])).drop_duplicates(["unique_id", "ds"])
+    stat = stat.set_index(["unique_id", "ds"])["statistical"]
+    out = last.assign(statistical=stat.reindex(pd.MultiIndex.from_frame(last[["key", "ds"]])).to_numpy(float))
+    ratio = np.maximum(out["final"].to_numpy(float), floor) / np.maximum(
+        out["statistical"].fillna(0.0), floor
+    )
+    out["ratio"] = ratio
+    far = (ratio > factor) | (ratio < 1 / factor)
+    return out.loc[far, IMPLAUSIBLE_COLUMNS].reset_index(drop=True)
+
+
+def plausibility_warnings(changes: pd.DataFrame, *, factor: float = PLAUSIBLE_FACTOR) -> list[str]:
+    """One line per row of :func:`implausible_changes`, for the planner to check.
+
+    Example: ``Bev/Juice 2027-03: 400 is 34.5x the statistical forecast 11.6 (beyond 5x);
+    check it is meant``.
+    """
+    out = []
+    for rec in changes.itertuples(index=False):
+        how = f"{rec.ratio:.3g}x" if rec.ratio >= 1 else f"1/{1 / rec.ratio:.3g}"
+        out.append(
+            f"{rec.key} {pd.Timestamp(rec.ds):%Y-%m}: {rec.final:,.6g} is {how} the statistical forecast "
+            f"{rec.statistical:,.6g} (beyond {factor:g}x either way); check it is meant"
+        )
+    return out
 
 
 class _Replay:

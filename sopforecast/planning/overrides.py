@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data.io import read_source
-from ..errors import SopforecastError
+from ..data.schema import MAX_ABS_VALUE
+from ..errors import DataError
+from ..exports import read_text_table
 
 __all__ = ["OverrideError", "OVERRIDE_COLUMNS", "read_overrides", "validate_overrides"]
 
@@ -40,7 +41,7 @@ _MONTH = re.compile(r"(\d{4})[-/](\d{1,2})(?:[-/](\d{1,2}))?(?:[ T]00:00(?::00(?
 _MAX_LISTED = 30
 
 
-class OverrideError(SopforecastError):
+class OverrideError(DataError):
     """Overrides that cannot be applied to the plan (bad file, unknown key, bad value, ...)."""
 
 
@@ -56,7 +57,9 @@ def read_overrides(path: str | Path) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        The file's rows with lower-case column names (``value`` or ``change_pct`` added
+        The file's rows, every cell as the text written there (ids such as ``00101`` or
+        ``NA`` stay as they are; see :func:`sopforecast.exports.read_text_table`), with
+        lower-case column names (``value`` or ``change_pct`` added
         empty when the file has only the other), ``row`` (1 = first data row of the file)
         and ``source`` (the file name). Rows left entirely blank are dropped.
 
@@ -68,7 +71,7 @@ def read_overrides(path: str | Path) -> pd.DataFrame:
         When the file is missing, empty or unreadable.
     """
     path = Path(path)
-    frame = _normalise(read_source(path), str(path))
+    frame = _normalise(read_text_table(path), str(path))
     frame.insert(0, "row", np.arange(1, len(frame) + 1))
     frame["source"] = path.name
     # spreadsheets often carry formatted but empty rows below the data: they are no overrides
@@ -114,6 +117,7 @@ def validate_overrides(raw: pd.DataFrame, lines: pd.DataFrame, *, source: str = 
 
     problems: list[tuple[str, int, str]] = []
     clean = []
+    current = None  # the plan's final by (key, month), read once when a change_pct needs it
     for rec, row, src in zip(frame[_FIELDS].to_dict("records"), rows, sources, strict=True):
         found = []
         key = _text(rec["key"])
@@ -129,6 +133,17 @@ def validate_overrides(raw: pd.DataFrame, lines: pd.DataFrame, *, source: str = 
         value, pct = _number(rec["value"], "value", found), _number(rec["change_pct"], "change_pct", found)
         if value is not None and value < 0:
             found.append(f"value={_cell(rec['value'])} is below zero; a plan cannot be negative")
+        if value is not None and value > MAX_ABS_VALUE:
+            found.append(f"value={_cell(rec['value'])} is above the limit of {MAX_ABS_VALUE:.0e} units")
+        if pct is not None and not np.isnan(pct) and key in keys and month in months:
+            if current is None:
+                current = _finals(lines)
+            target = current.get((key, month), 0.0) * (1 + pct / 100)
+            if target > MAX_ABS_VALUE:
+                found.append(
+                    f"change_pct={_cell(rec['change_pct'])} would take the plan to {target:.3g}, "
+                    f"above the limit of {MAX_ABS_VALUE:.0e} units"
+                )
         if pct is not None and pct < -100:
             found.append(
                 f"change_pct={_cell(rec['change_pct'])} would take the plan below zero; "
@@ -217,9 +232,18 @@ def _message(problems: list[tuple[str, int, str]], sources, source: str, span: s
         f"{', '.join(names)}: {len(problems)} problem(s) in the overrides; none was applied:\n"
         + "\n".join(listed)
         + f"\nCorrect these rows and load the overrides again: each row needs a key from the plan's "
-        f"series, a month (YYYY-MM) from {span}, either value (units, 0 or more) or change_pct "
-        "(percent, -100 or more) but not both, an author and a reason."
+        f"series, a month (YYYY-MM) from {span}, either value (units, 0 to {MAX_ABS_VALUE:.0e}) or "
+        "change_pct (percent, -100 or more) but not both, an author and a reason."
     )
+
+
+def _finals(lines: pd.DataFrame) -> dict:
+    """The plan's ``final`` by ``(key, month start)``; empty when the lines carry none."""
+    if "final" not in lines:
+        return {}
+    ds = pd.to_datetime(lines["ds"]).dt.to_period("M").dt.to_timestamp()
+    values = pd.Series(lines["final"].to_numpy(float), index=[lines["unique_id"].astype(str), ds])
+    return values.groupby(level=[0, 1]).max().fillna(0.0).to_dict()
 
 
 def _suggest(key: str, keys: pd.Index) -> str:
