@@ -31,6 +31,7 @@ from sopforecast.demo import demo_pipeline_path
 from sopforecast.monitoring.exceptions import TARGET_METRICS
 from sopforecast.monitoring.monitor import scored_lines
 from sopforecast.monitoring.report import has_chromium
+from sopforecast.planning import service
 from sopforecast.store.plans import PlanStore
 
 try:
@@ -201,10 +202,8 @@ def test_planted_shift_is_caught_by_both_monitors(demo_workdir):
     assert reports == ["drift_1_Household_Paper.html"]
 
     # money at stake, by hand: |sum (final - actual) x price| of the family's bottom series
-    # over the last three months at lag 1, priced as the latest version prices them
+    # over the last three months at lag 1, each month at the price of the version that planned it
     scored, latest = scored_lines(plans, PLAN)
-    lines = plans.lines(latest)
-    price = lines[lines["level"] == BOTTOM].groupby("unique_id")["price"].mean()
     recent = scored[
         (scored["level"] == BOTTOM)
         & (scored["lag"] == 1)
@@ -212,7 +211,7 @@ def test_planted_shift_is_caught_by_both_monitors(demo_workdir):
         & scored["unique_id"].str.startswith(SHIFTED + "/")
     ]
     assert sorted(recent["cycle"].unique()) == BACKFILLED[-3:]
-    gap = ((recent["final"] - recent["y"]) * recent["unique_id"].map(price)).sum()
+    gap = ((recent["final"] - recent["y"]) * recent["price"]).sum()
     assert gap < 0  # under-forecast
     stakes = paper.loc[paper["key"] == SHIFTED, "at_stake"]
     assert stakes.to_numpy() == pytest.approx(np.full(len(stakes), abs(gap)), rel=1e-9)
@@ -576,8 +575,8 @@ def test_draft_only_plan_has_nothing_to_monitor(demo_workdir, tmp_path, capsys):
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     plans = store(fresh)
-    draft = plans.create_version(
-        PLAN, source.lines(version), source.bottom(version), version.hierarchy, cycle=version.cycle
+    draft = service.create_version(
+        plans, PLAN, source.lines(version), source.bottom(version), version.hierarchy, cycle=version.cycle
     )
     assert draft.status == "draft"
     before = digest(fresh / "sopforecast.db")
@@ -594,3 +593,146 @@ def test_draft_only_plan_has_nothing_to_monitor(demo_workdir, tmp_path, capsys):
     code, out, err = run(capsys, "monitor", "exceptions", "--workdir", fresh)
     assert code == 2
     assert f"plan {PLAN!r} has not been monitored yet" in flat(err)
+
+
+# --- 8. money, counts and output a manager and a script can trust (issue 19) ----------------
+
+
+def _top_members(plans: PlanStore) -> dict[str, frozenset]:
+    """The bottom series under every hierarchy key, read from the store's summing frame."""
+    S, _ = service.structure(plans, plans.version(None, PLAN))
+    return {key: frozenset(S.columns[S.loc[key].to_numpy() != 0]) for key in S.index}
+
+
+def test_report_total_at_stake_is_recomputed_by_hand(demo_workdir):
+    plans = store(demo_workdir)
+    row = latest_run(plans)
+    exceptions = plans.monitor_exceptions(int(row["id"]))
+    top = exceptions.head(10)
+    members = _top_members(plans)
+    # by hand: one figure per item; broadest item first; an item sharing series with one
+    # already counted (its parent, or a region it is sold in) adds nothing
+    firsts = top.drop_duplicates("key")
+    assert len(firsts) < len(top)  # the same key under several measures: the old sum double counted
+    by_breadth = sorted(firsts.itertuples(), key=lambda r: (-len(members[r.key]), r.rank))
+    taken: list[frozenset] = []
+    total = 0.0
+    for r in by_breadth:
+        if all(members[r.key].isdisjoint(m) for m in taken):
+            taken.append(members[r.key])
+            total += r.at_stake
+    assert total < top["at_stake"].sum()
+
+    html = Path(row["report"]).read_text(encoding="utf-8")
+    shown = re.search(r'<strong data-total="([0-9.]+)">([^<]+)</strong>', html)
+    assert float(shown.group(1)) == pytest.approx(total, abs=0.01)
+    assert shown.group(2) == f"EUR {total / 1e3:.0f}k" if total >= 1e4 else f"EUR {total:,.0f}"
+    assert f"counting {len(taken)} item" in html and "only the broadest counts" in html
+    assert "At stake (EUR)" in html
+
+
+def test_one_exception_count_everywhere(demo_workdir, capsys, tmp_path):
+    plans = store(demo_workdir)
+    row = latest_run(plans)
+    stored = len(plans.monitor_exceptions(int(row["id"])))
+    assert stored > 50  # the report used to count only the first 50
+    html = Path(row["report"]).read_text(encoding="utf-8")
+    assert f"Showing the top 10 of {stored}." in html
+    code, out, err = run(capsys, "monitor", "exceptions", "--workdir", demo_workdir)
+    assert code == 0, err
+    assert f"Top 20 of {stored} exceptions" in flat(out)
+    counted = tracking(demo_workdir).get_metric_history(row["mlflow_run_id"], "monitor_exceptions")
+    assert [m.value for m in counted] == [float(stored)]
+
+
+def test_exceptions_as_csv_and_json_list_the_planted_shift_in_full(demo_workdir, capsys, tmp_path):
+    import csv
+    import io
+
+    plans = store(demo_workdir)
+    stored = plans.monitor_exceptions(int(latest_run(plans)["id"]))
+    code, out, err = run(capsys, "monitor", "exceptions", "--format", "csv", "--workdir", demo_workdir)
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == len(stored)  # every exception, not a top
+    assert [r["key"] for r in rows] == stored["key"].tolist()
+    assert {r["currency"] for r in rows} == {"EUR"}
+    paper = [r for r in rows if r["key"] == SHIFTED]
+    assert {"drift of demand", "bias"} <= {r["metric"] for r in paper}
+    assert [line for line in out.splitlines() if line.split(",")[1] == SHIFTED]  # grep-able
+
+    # the table, piped (capsys is no terminal): the longest key is never cut
+    longest = max(stored["key"], key=len)
+    code, out, err = run(capsys, "monitor", "exceptions", "--top", len(stored), "--workdir", demo_workdir)
+    assert code == 0 and longest in out and "…" not in out
+
+    target = tmp_path / "exceptions.json"
+    code, out, err = run(
+        capsys, "monitor", "exceptions", "--format", "json", "-o", target, "--workdir", demo_workdir
+    )
+    assert code == 0, err
+    records = json.loads(target.read_text(encoding="utf-8"))
+    assert [r["key"] for r in records] == stored["key"].tolist()
+    assert records[0]["at_stake"] == pytest.approx(stored["at_stake"].iloc[0])
+
+
+def test_tracking_signal_and_bias_agree(demo_workdir):
+    plans = store(demo_workdir)
+    run_id = int(latest_run(plans)["id"])
+    exceptions = plans.monitor_exceptions(run_id)
+    series = plans.monitor_metrics(run_id, "series")
+    final = series[(series["forecast"] == "final") & series["cycle"].isna()].set_index(["key", "lag"])
+    ts = exceptions[exceptions["metric"] == "tracking_signal"]
+    bias = exceptions[exceptions["metric"] == "bias"].set_index(["key", "lag"])
+    assert len(ts)
+    for r in ts.itertuples():  # a tracking-signal exception always has its bias beside it
+        assert (r.key, r.lag) in bias.index
+    # every key whose bias is off target and all of whose errors fall one way (|TS| = n, the
+    # signal's maximum: 4 errors cannot pass 4) has its tracking-signal exception too
+    one_sided = final[(final["tracking_signal"].abs() >= final["n"] - 1e-9) & (final["n"] <= 4)]
+    off = one_sided[one_sided.index.isin(bias.index)]
+    assert len(off)
+    flagged = set(zip(ts["key"], ts["lag"], strict=True))
+    assert set(off.index) <= flagged
+    kpis = plans.monitor_kpis(run_id)
+    for tile in kpis[kpis["name"] == "tracking signal"].itertuples():
+        level_bias = kpis[(kpis["name"] == "bias") & (kpis["level"] == tile.level)]["status"]
+        assert tile.status == "green" or tile.status == level_bias.iloc[0]
+
+
+def test_money_keeps_the_monitored_versions_prices(work):
+    from sopforecast.monitoring.monitor import MonitorSettings, run_monitor
+
+    plans = store(work)
+    settings = MonitorSettings(pdf=False)
+    before = run_monitor(plans, PLAN, settings, work / "reports")
+    # a new plan of the current cycle at three times the prices, published
+    current = plans.version(None, PLAN)
+    lines = plans.lines(current)
+    dearer = lines.assign(price=lines["price"] * 3, unit_cost=lines["unit_cost"] * 3)
+    draft = service.create_version(
+        plans, PLAN, dearer, plans.bottom(current), current.hierarchy, cycle=current.cycle
+    )
+    service.publish(plans, draft.id, PLAN)
+    assert plans.version(None, PLAN).id == draft.id
+    after = run_monitor(plans, PLAN, settings, work / "reports")
+    columns = ["key", "metric", "lag", "at_stake"]
+    pd.testing.assert_frame_equal(after.exceptions[columns], before.exceptions[columns])
+    assert before.currency == after.currency == "EUR"
+
+
+def test_monitor_files_stay_in_the_reports_folder(work):
+    from sopforecast.monitoring.monitor import MonitorSettings, run_monitor
+
+    plans = store(work)
+    with plans.engine.begin() as conn:  # a plan named to escape, as a careless import would
+        from sqlalchemy import text
+
+        for table in ("plan_versions", "actuals"):
+            conn.execute(text(f"UPDATE {table} SET plan = :bad"), {"bad": "../../escaped/x"})
+    before = {p for p in work.parent.rglob("*") if "escaped" in p.name}
+    result = run_monitor(plans, "../../escaped/x", MonitorSettings(pdf=False), work / "reports")
+    reports = (work / "reports").resolve()
+    written = [result.report, *result.drift.reports.values()]
+    assert all(reports in Path(p).resolve().parents for p in written)
+    assert {p for p in work.parent.rglob("*") if "escaped" in p.name} == before

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from sopforecast.cli import main
+from sopforecast.planning import service
 from sopforecast.planning.lines import is_coherent
 from sopforecast.store import schema
 from sopforecast.store.plans import PlanStore
@@ -170,7 +171,7 @@ def test_aggregate_override_spreads_over_children_and_reverts(work, capsys, monk
     assert draft.parent_id == 1 and draft.cycle == plans.version(1).cycle
 
     lines = plans.lines(draft)
-    S, _ = plans.structure(draft)
+    S, _ = service.structure(plans, draft)
     got = indexed(lines)
     assert got.loc[(cat, month), "final"] == pytest.approx(value, rel=1e-9)
     assert got.loc[(cat, month), "consensus"] == pytest.approx(value, rel=1e-9)
@@ -276,7 +277,7 @@ def _edit_consensus(path: Path, edits: dict[tuple[str, str], float]) -> dict[tup
 def test_planner_workbook_round_trip(work, capsys):
     plans = store(work)
     lines = plans.lines(1)
-    S, _ = plans.structure(plans.version(1))
+    S, _ = service.structure(plans, plans.version(1))
     months = plan_months(lines)
     cat = first_category(lines)
     outside = [b for b in S.columns if S.loc[cat, b] < 0.5][0]  # a bottom series of another category
@@ -319,7 +320,7 @@ def test_planner_workbook_round_trip(work, capsys):
     final = indexed(after)["final"]
     assert final[(cat, agg_month)] == pytest.approx(agg_value, rel=1e-9)
     assert final[(outside, bottom_month)] == pytest.approx(bottom_value, rel=1e-9)
-    assert is_coherent(after, plans.structure(draft)[0])
+    assert is_coherent(after, service.structure(plans, draft)[0])
     pd.testing.assert_frame_equal(plans.lines(1), lines)
 
 
@@ -540,7 +541,7 @@ def test_finance_revenue_and_budget_gap(work, capsys):
     plans = store(work)
     version = plans.version()
     lines = plans.lines(version)
-    S, _ = plans.structure(version)
+    S, _ = service.structure(plans, version)
     months = plan_months(lines)
     budget = pd.DataFrame({"key": "Total", "month": [f"{m:%Y-%m}" for m in months], "revenue": 50_000.0})
     budget.to_csv(work / "budget.csv", index=False)
