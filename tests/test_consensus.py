@@ -357,3 +357,72 @@ def test_read_csv_and_excel(tmp_path):
     ).to_csv(tmp_path / "typo.csv", index=False)
     with pytest.raises(OverrideError, match=r"typo.csv: 1 problem\(s\)"):
         validate_overrides(read_overrides(tmp_path / "typo.csv"), lines)
+
+
+# --- limits, ids as text and plausibility (issue 19) ----------------------------------------
+
+
+def test_values_above_the_history_limit_are_refused():
+    from sopforecast.data.schema import MAX_ABS_VALUE
+    from sopforecast.errors import DataError
+
+    lines, _ = make_plan()
+    rows = raw(
+        ("Bev", "2027-01", "1e300", None, "ana", "typo"),
+        ("Bev", "2027-02", MAX_ABS_VALUE, None, "ana", "at the limit: fine"),
+        ("Total", "2027-03", None, 1e12, "ana", "percent typo"),
+        ("Bev", "2027-03", "nan", None, "ana", "not a number"),
+    )
+    with pytest.raises(OverrideError) as info:
+        validate_overrides(rows.assign(source="plan.csv"), lines)
+    text = str(info.value)
+    assert isinstance(info.value, DataError) and info.value.exit_code == 2
+    assert text.startswith("plan.csv: 3 problem(s)")
+    assert "row 1: value='1e300' is above the limit of 1,000,000,000,000 units" in text
+    assert "row 3: change_pct=1000000000000 would take the plan to" in text and "above the limit" in text
+    assert "row 4: value='nan' is not a finite number" in text and "row 2" not in text
+
+
+def test_read_overrides_keeps_ids_as_written(tmp_path):
+    stat = {"00101/NA": [1, 2, 3], "0101/None": [4, 5, 6], "101/NULL": [7, 8, 9]}
+    lines, _ = make_plan(stat, hierarchy=["group/item"])
+    path = tmp_path / "over.csv"
+    path.write_text(
+        "key,month,value,author,reason\n"
+        "00101/NA,2027-01,5,ana,x\n0101,2027-02,6,ana,x\n101/NULL,2027-03,7,ana,x\nNA,2027-01,1,ana,x\n,,,,\n"
+    )
+    read = read_overrides(path)
+    assert read["key"].tolist() == ["00101/NA", "0101", "101/NULL", "NA"]
+    with pytest.raises(OverrideError, match="row 4: key='NA' is not a series"):
+        validate_overrides(read, lines)
+    clean = validate_overrides(read.iloc[:3], lines)
+    assert clean["key"].tolist() == ["00101/NA", "0101", "101/NULL"]
+    assert clean["value"].tolist() == [5.0, 6.0, 7.0]
+
+
+def test_implausible_changes_beyond_five_times_either_way():
+    from sopforecast.planning.consensus import implausible_changes, plausibility_warnings
+
+    lines, S = make_plan()
+    overrides = frame(
+        ov("Bev/Juice/j1/N", "2027-01", value=400.0),  # 10 -> 400: 40x
+        ov("Bev/Juice/j2/N", "2027-01", value=149.0),  # 30 -> 149: under 5x
+        ov("Snk/Chips/c1/N", "2027-02", value=8.0),  # 41 -> 8: 1/5.1
+        ov("Bev/Water/w1/N", "2027-02", value=6.0),  # 0 -> 6: beyond 5x of the 1-unit floor
+        ov("Bev/Water/w1/S", "2027-01", value=0.5),  # 0 -> 0.5: both under the floor
+    )
+    result = apply_overrides(lines, overrides, S)
+    found = implausible_changes(result.applied, lines)
+    assert list(found.columns) == ["key", "ds", "statistical", "requested", "final", "ratio"]
+    assert found["key"].tolist() == ["Bev/Juice/j1/N", "Snk/Chips/c1/N", "Bev/Water/w1/N"]
+    assert found["ratio"].tolist() == pytest.approx([40.0, 8 / 41, 6.0])
+    lines_text = plausibility_warnings(found)
+    assert lines_text[0] == (
+        "Bev/Juice/j1/N 2027-01: 400 is 40x the statistical forecast 10 (beyond 5x either way); "
+        "check it is meant"
+    )
+    assert "is 1/5.12 the statistical forecast 41" in lines_text[1]
+    assert implausible_changes(result.applied, lines, factor=50).empty
+    assert len(implausible_changes(result.applied, lines, factor=2)) == 4
+    with pytest.raises(OverrideError, match="factor must be above 1"):
+        implausible_changes(result.applied, lines, factor=1)

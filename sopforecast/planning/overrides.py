@@ -134,7 +134,7 @@ def validate_overrides(raw: pd.DataFrame, lines: pd.DataFrame, *, source: str = 
         if value is not None and value < 0:
             found.append(f"value={_cell(rec['value'])} is below zero; a plan cannot be negative")
         if value is not None and value > MAX_ABS_VALUE:
-            found.append(f"value={_cell(rec['value'])} is above the limit of {MAX_ABS_VALUE:.0e} units")
+            found.append(f"value={_cell(rec['value'])} is above the limit of {MAX_ABS_VALUE:,.0f} units")
         if pct is not None and not np.isnan(pct) and key in keys and month in months:
             if current is None:
                 current = _finals(lines)
@@ -142,7 +142,7 @@ def validate_overrides(raw: pd.DataFrame, lines: pd.DataFrame, *, source: str = 
             if target > MAX_ABS_VALUE:
                 found.append(
                     f"change_pct={_cell(rec['change_pct'])} would take the plan to {target:.3g}, "
-                    f"above the limit of {MAX_ABS_VALUE:.0e} units"
+                    f"above the limit of {MAX_ABS_VALUE:,.0f} units"
                 )
         if pct is not None and pct < -100:
             found.append(
@@ -232,7 +232,7 @@ def _message(problems: list[tuple[str, int, str]], sources, source: str, span: s
         f"{', '.join(names)}: {len(problems)} problem(s) in the overrides; none was applied:\n"
         + "\n".join(listed)
         + f"\nCorrect these rows and load the overrides again: each row needs a key from the plan's "
-        f"series, a month (YYYY-MM) from {span}, either value (units, 0 to {MAX_ABS_VALUE:.0e}) or "
+        f"series, a month (YYYY-MM) from {span}, either value (units, 0 to {MAX_ABS_VALUE:,.0f}) or "
         "change_pct (percent, -100 or more) but not both, an author and a reason."
     )
 
