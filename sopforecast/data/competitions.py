@@ -19,7 +19,7 @@ _SEASON = {"yearly": 1, "quarterly": 4, "monthly": 12, "other": 1}
 # integer steps become synthetic dates so the engine's frequency logic applies;
 # "other" has no calendar, so it runs as a non-seasonal yearly series
 FREQ = {"yearly": "YS", "quarterly": "QS", "monthly": "MS", "other": "YS"}
-START = {"yearly": "1750-01-01", "quarterly": "1900-01-01", "monthly": "1900-01-01", "other": "1750-01-01"}
+START = {"yearly": "1900-01-01", "quarterly": "1900-01-01", "monthly": "1900-01-01", "other": "1900-01-01"}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ values allow; a time-zone offset is dropped, not converted. What cannot be read 
 
 Checking the dates against the frequency's calendar is validation, in
 :mod:`sopforecast.data.schema`; the notes here (:func:`inferred_format_note`,
-:func:`time_of_day_note`) let its report and messages explain what reading did.
+:func:`time_of_day_note`) let its report and messages explain what reading did, and
+:func:`implausible_dates` finds the dates no demand history holds (a year typed 1819).
 """
 
 from __future__ import annotations
@@ -27,9 +28,22 @@ from ..errors import DataError, format_rows
 if TYPE_CHECKING:
     from .schema import ValidationReport
 
-__all__ = ["parse_dates", "inferred_format_note", "time_of_day_note"]
+__all__ = [
+    "parse_dates",
+    "implausible_dates",
+    "inferred_format_note",
+    "time_of_day_note",
+    "EARLIEST_DATE",
+    "MAX_GAP_YEARS",
+]
 
 logger = logging.getLogger(__name__)
+
+#: Dates before this are refused: no demand history starts before 1900; such a date is a
+#: typo (1819 for 2019) or a spreadsheet's zero date, and would pad every series with zeros.
+EARLIEST_DATE = pd.Timestamp("1900-01-01")
+#: Dates separated from the rest of a file by a gap of more than this many years are refused.
+MAX_GAP_YEARS = 5
 
 # a time zone after a time of day, as ERP and cloud exports write it: Z, UTC, +01:00, -0500
 _TZ_SUFFIX = re.compile(
@@ -232,4 +246,50 @@ def time_of_day_note(dates: pd.Series) -> str | None:
         "The dates carry a time of day: an export that turns local midnight into UTC "
         "writes the evening before (2020-12-31T23:00:00Z for 1 January 2021); export "
         "local dates, or times with their offset (+01:00), which reading drops."
+    )
+
+
+def implausible_dates(dates: pd.Series) -> tuple[pd.Series, str] | None:
+    """Find the dates a demand history cannot hold, and say by which rule.
+
+    Two rules, the first that finds something wins:
+
+    1. a date before :data:`EARLIEST_DATE` (1900-01-01);
+    2. a gap of more than :data:`MAX_GAP_YEARS` (5) years between two consecutive distinct
+       dates splits the dates into parts: the part with the most rows is the file's span,
+       the dates of every other part are refused (a year typo 1819 or 2098 in a 2024-2026
+       file). Dates within 5 years of the rest pass (2019 before a 2024 start).
+
+    Parameters
+    ----------
+    dates : pandas.Series
+        Parsed dates (``datetime64``), no missing values; not modified.
+
+    Returns
+    -------
+    (pandas.Series, str) or None
+        A bool mask of the refused rows on ``dates``' index and a sentence stating the rule
+        and the file's span; None when every date is plausible.
+    """
+    early = dates < EARLIEST_DATE
+    if early.any():
+        return early, f"dates before {EARLIEST_DATE:%Y-%m-%d}, which no demand history holds"
+    distinct = np.sort(dates.unique())
+    if len(distinct) < 2:
+        return None
+    limits = pd.DatetimeIndex(distinct[:-1]) + pd.DateOffset(years=MAX_GAP_YEARS)
+    breaks = np.flatnonzero(distinct[1:] > limits.to_numpy())
+    if not len(breaks):
+        return None
+    # each distinct date's part: how many breaks lie before it
+    part_of = np.searchsorted(breaks, np.arange(len(distinct)), side="left")
+    part = pd.Series(part_of[np.searchsorted(distinct, dates.to_numpy())], index=dates.index)
+    counts = part.value_counts().sort_index()
+    main = counts[::-1].idxmax()  # on a tie, the latest part
+    span = dates[part == main]
+    return part != main, (
+        f"dates more than {MAX_GAP_YEARS} years apart from the rest of the file, which runs "
+        f"{span.min():%Y-%m-%d} to {span.max():%Y-%m-%d} (rule: a gap of more than "
+        f"{MAX_GAP_YEARS} years between consecutive dates splits the file; the part with "
+        "the most rows is its span, dates in the other parts are refused)"
     )

@@ -22,8 +22,9 @@ import pandas as pd
 
 from ..config import DataConfig
 from ..errors import DataError, format_examples, format_rows
-from .dates import inferred_format_note, parse_dates, time_of_day_note
+from .dates import implausible_dates, inferred_format_note, parse_dates, time_of_day_note
 from .hierarchy import PATH_SEP, check_nesting
+from .io import NA_TEXT, blank_rows
 
 __all__ = ["validate", "parse_dates", "ValidatedData", "ValidationReport", "MAX_ABS_VALUE"]
 
@@ -149,19 +150,24 @@ def validate(raw: pd.DataFrame, config: DataConfig, *, source: str | None = None
     """
     where = source or raw.attrs.get("source", "data")
     report = ValidationReport(source=where, freq=config.freq, n_rows_in=len(raw))
-    if raw.empty:
-        raise DataError(f"{where}: no rows. Export the demand history again.")
     _check_columns(raw, config, where)
-
     keys = config.series_columns
-    frame = raw[[*keys, config.time_col, config.target_col, *config.drivers]].copy()
+    frame = raw[[*keys, config.time_col, config.target_col, *config.drivers]]
+    # rows left entirely empty (a spreadsheet's formatted rows below the data) are no rows;
+    # the others keep their index, so messages still name the source's rows
+    frame = frame[~blank_rows(raw).to_numpy()].copy()
+    if frame.empty:
+        raise DataError(f"{where}: no rows. Export the demand history again.")
+
     frame["ds"] = parse_dates(frame[config.time_col], config.date_format, where=where, report=report)
     frame["y"] = _parse_numbers(frame[config.target_col], config.target_col, where)
     for col in config.drivers:
         frame[col] = _parse_driver(frame[col], col, where)
     # the parsed ds/y replace the source's columns, so messages can show them by source name
     frame = frame.drop(columns=[c for c in (config.time_col, config.target_col) if c not in ("ds", "y")])
+    _check_dates(frame, config, where)
     _check_keys(frame, keys, where)
+    frame[keys] = _as_ids(frame[keys])
     if config.hierarchy:
         check_nesting(frame, config.hierarchy, where=where)
     _check_values(frame, config, where)
@@ -199,6 +205,13 @@ def _check_columns(raw: pd.DataFrame, config: DataConfig, where: str) -> None:
     import difflib
 
     present = [str(c) for c in raw.columns]
+    repeated = sorted({c for c in present if present.count(c) > 1})
+    if repeated:  # a query's SELECT a.y, b.y; files are refused already by the reader
+        raise DataError(
+            f"{where}: column name(s) {format_examples(repeated)} appear more than once; the "
+            "data cannot say which to use. Rename or drop the extra column(s) so each name "
+            "is used once."
+        )
     # each column by the setting that names it (the CLI adds its option to the first)
     key_setting = ("hierarchy" if config.hierarchy else "keys") if config.keys else "id_col"
     needed = {
@@ -232,7 +245,8 @@ def _parse_numbers(values: pd.Series, col: str, where: str) -> pd.Series:
     text = values.astype("string").str.strip()
     # ERP exports write thousands with commas ("8,222"); accept that, nothing looser
     text = text.where(~text.fillna("").str.match(_THOUSANDS), text.str.replace(",", "", regex=False))
-    text = text.replace("", pd.NA)
+    # an empty cell, or a marker such as NA or NULL, is no value (a number column has no names)
+    text = text.where(~text.isin(NA_TEXT), pd.NA)
     parsed = pd.to_numeric(text, errors="coerce")
     bad = parsed.isna() & text.notna()
     if bad.any():
@@ -268,6 +282,28 @@ def _check_keys(frame: pd.DataFrame, keys: list[str], where: str) -> None:
                     f"joins hierarchy levels:\n{format_rows(frame, sep, [col])}\n"
                     f"Replace {PATH_SEP!r} in these names (e.g. with '-')."
                 )
+
+
+def _as_ids(keys: pd.DataFrame) -> pd.DataFrame:
+    """Key columns as text: ids are names, whatever type the source gave them (``101``)."""
+    return keys.apply(lambda col: col if pd.api.types.is_object_dtype(col) else col.astype(str)).astype(
+        object
+    )
+
+
+def _check_dates(frame: pd.DataFrame, config: DataConfig, where: str) -> None:
+    """Refuse dates before 1900 or far from the rest of the file (a year typo such as 1819),
+    which would pad every series with decades of zero demand."""
+    found = implausible_dates(frame["ds"])
+    if found is None:
+        return
+    mask, rule = found
+    raise DataError(
+        f"{where}: column {config.time_col!r} has {int(mask.sum())} row(s) with {rule}:\n"
+        f"{format_rows(_source_view(frame, config), mask, _row_cols(config))}\n"
+        "Correct the year in these rows of the export (a typo such as 1819 for 2019), or drop "
+        "the rows if they do not belong to this history."
+    )
 
 
 def _check_values(frame: pd.DataFrame, config: DataConfig, where: str) -> None:
