@@ -211,3 +211,45 @@ def test_reads_do_not_wait_for_a_writer_and_a_busy_store_names_its_holder(tmp_pa
     store = PlanStore(url)
     assert store.overrides(plan="demand").empty
     store.dispose()
+
+
+HOLD = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from sopforecast.store import engine
+    from sopforecast.store.plans import PlanStore
+    store = PlanStore(sys.argv[1])
+    with engine.writing(store.engine, store.where):
+        Path(sys.argv[2]).touch()
+        time.sleep(8)
+    """
+)
+
+
+def test_a_busy_store_names_the_sopforecast_command_holding_it(tmp_path):
+    url = f"sqlite:///{tmp_path / 'plans.db'}"
+    _plan(url).dispose()
+    override = _override_file(tmp_path / "o.csv", "C1/C1-S0/R1", "2026-02", 77.0, "ana")
+    env = {**os.environ, "SOPFORECAST_USER": "ana", "SOPFORECAST_STORE_TIMEOUT": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    holding = tmp_path / "holding"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, url, str(holding)], env=env, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not holding.exists():
+            assert holder.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        applied = subprocess.run(
+            [sys.executable, "-m", "sopforecast", "override", "apply", str(override), "--store", url],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert applied.returncode == 2, applied.stderr
+    assert f"pid {holder.pid}" in applied.stderr and "ana" in applied.stderr
+    assert "more than 1 s" in applied.stderr and "Traceback" not in applied.stderr
