@@ -503,9 +503,21 @@ def compare_cmd(
     tracking_uri: Annotated[
         str | None, typer.Option(help="Tracking URI; default the work directory's.")
     ] = None,
+    # output.FormatOption / OutputOption, spelled out: this command's edit stays inside it
+    fmt: Annotated[
+        typing.Literal["table", "csv", "json"],
+        typer.Option(
+            "--format", "-f", help="table (for people), csv or json (for scripts).", case_sensitive=False
+        ),
+    ] = "table",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write to this file instead of standard output.", dir_okay=False),
+    ] = None,
     workdir: WorkdirOption = None,
 ) -> None:
     """Leaderboard of pipeline runs and candidate models from MLflow."""
+    from .output import emit
     from .pipeline.compare import leaderboard
     from .pipeline.tracking import check_reachable, resolve_store
     from .workdir import resolve_workdir
@@ -514,7 +526,12 @@ def compare_cmd(
     check_reachable(store)
     board = leaderboard(experiment, metric=metric, level=level, client=store.client())
     levels = ", ".join(board["level"].unique()) if len(board) else (level or "all")
-    table = Table(title=f"{experiment}: backtest {metric} at level {levels}, best first")
+    title = f"{experiment}: backtest {metric} at level {levels}, best first"
+    if fmt != "table" or output is not None:  # every column and the full run id, for scripts
+        shown = board.head(limit).reset_index(drop=True)
+        emit(shown.assign(rank=range(1, len(shown) + 1))[["rank", *board.columns]], fmt, output, title=title)
+        return
+    table = Table(title=title)
     for col in ("#", "run started", "model", metric, "seconds", "status", "run id"):
         table.add_column(col, justify="right" if col in ("#", metric, "seconds") else "left")
     for i, row in enumerate(board.head(limit).itertuples(index=False), start=1):

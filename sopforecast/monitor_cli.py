@@ -16,6 +16,7 @@ from rich.table import Table
 
 from .console import console
 from .options import WorkdirOption
+from .output import FormatOption, OutputOption, emit
 from .plan_cli import PlanOption, StoreOption, open_store
 
 __all__ = ["monitor_app", "report_app"]
@@ -71,7 +72,8 @@ def monitor_run(
     client.set_terminated(run.info.run_id)
     plans.link_monitor(result.run_id, run.info.run_id)
     _print_kpis(result)
-    _print_exceptions(result.exceptions, 10)
+    _print_exceptions(result.exceptions, 10, settings.currency)
+    _print_stake(result, 10)
     console.print(
         f"Report: {result.report}"
         + (f" and {result.pdf}" if result.pdf else " (no PDF: Chromium not found)"),
@@ -86,14 +88,33 @@ def monitor_run(
 
 @monitor_app.command("exceptions")
 def monitor_exceptions(
-    top: Annotated[int, typer.Option(help="Rows to show.")] = 20,
+    top: Annotated[
+        int | None, typer.Option(help="Rows to show [default: 20 in a table, all in csv/json].")
+    ] = None,
+    fmt: FormatOption = "table",
+    output: OutputOption = None,
+    pipeline: PipelineOption = None,
     plan: PlanOption = None,
     store: StoreOption = None,
     workdir: WorkdirOption = None,
 ) -> None:
-    """The latest monitoring run's exceptions, most money at stake first."""
+    """The latest monitoring run's exceptions, most money at stake first (``--format csv``
+    or ``json`` for scripts: every exception, keys in full)."""
     plans, _, row = _latest_run(workdir, store, plan)
-    _print_exceptions(plans.monitor_exceptions(int(row["id"])), top)
+    frame = plans.monitor_exceptions(int(row["id"]))
+    currency = _settings(pipeline).currency
+    if fmt == "table" and output is None:
+        _print_exceptions(frame, 20 if top is None else top, currency)
+        return
+    shown = frame if top is None else frame.head(top)
+    emit(
+        _exception_rows(shown, currency),
+        fmt,
+        output,
+        title=f"Top {len(shown)} of {len(frame)} exceptions (most money at stake first)",
+    )
+    if output is not None:
+        console.print(f"Wrote {len(shown)} of {len(frame)} exceptions to {output}", highlight=False)
 
 
 @monitor_app.command("report")
@@ -133,7 +154,13 @@ def report_send(
     html = Path(row["report"])
     pdf = html.with_suffix(".pdf")
     run_id = int(row["id"])
-    summary = tiles_html(name, row["cycle"], plans.monitor_kpis(run_id), plans.monitor_exceptions(run_id))
+    summary = tiles_html(
+        name,
+        row["cycle"],
+        plans.monitor_kpis(run_id),
+        plans.monitor_exceptions(run_id),
+        _settings(pipeline).currency,
+    )
     send_report(
         settings,
         list(to),
@@ -175,10 +202,20 @@ def _print_kpis(result) -> None:
     console.print(table)
 
 
-def _print_exceptions(frame, top: int) -> None:
+EXCEPTION_FIELDS = ["rank", "key", "level", "metric", "forecast", "lag", "value", "target", "breach"]
+EXCEPTION_FIELDS += ["trend", "direction", "at_stake", "currency", "action"]
+
+
+def _exception_rows(frame, currency: str):
+    """The stored exceptions as scripts read them: every column, money with its currency."""
+    return frame.assign(currency=currency).reindex(columns=EXCEPTION_FIELDS)
+
+
+def _print_exceptions(frame, top: int, currency: str) -> None:
     table = Table(title=f"Top {min(top, len(frame))} of {len(frame)} exceptions (most money at stake first)")
-    for col in ("#", "key", "measure", "lag", "value", "target", "trend", "at stake", "action"):
-        table.add_column(col, justify="right" if col in ("#", "lag", "value", "at stake") else "left")
+    stake = f"at stake ({currency})"
+    for col in ("#", "key", "measure", "lag", "value", "target", "trend", stake, "action"):
+        table.add_column(col, justify="right" if col in ("#", "lag", "value", stake) else "left")
     for row in frame.head(top).itertuples(index=False):
         table.add_row(
             str(row.rank),
@@ -192,3 +229,19 @@ def _print_exceptions(frame, top: int) -> None:
             escape(str(row.action)),
         )
     console.print(table)
+
+
+def _print_stake(result, top: int) -> None:
+    """The report's total at stake of the top exceptions, by the same rule (rules.count_once)."""
+    from .monitoring.rules import STAKE_RULE, count_once
+
+    shown = result.exceptions.head(top)
+    if shown.empty:
+        return
+    once = count_once(shown, result.stake_members)
+    total = float(shown.loc[once["counted"], "at_stake"].sum())
+    console.print(
+        f"These {len(shown)} exceptions put {result.currency} {total:,.0f} at stake, counting "
+        f"{int(once['counted'].sum())} item(s). {STAKE_RULE}",
+        highlight=False,
+    )

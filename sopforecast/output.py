@@ -109,19 +109,26 @@ def _cell(value) -> str:
     return str(value)
 
 
+def _dates(frame: pd.DataFrame) -> pd.DataFrame:
+    """Date columns as ISO text: months and days as dates (``2025-12-01``), instants with
+    their time (``2026-01-05T08:30:00``); missing stays missing."""
+    out = frame.copy()
+    for col in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[col]):
+            stamps = out[col]
+            known = stamps.dropna()
+            whole = len(known) and (known == known.dt.normalize()).all()
+            text = stamps.dt.strftime("%Y-%m-%d") if whole else stamps.map(lambda t: t.isoformat())
+            out[col] = text.where(stamps.notna(), None)
+    return out
+
+
 def _csv(frame: pd.DataFrame) -> str:
     buffer = io.StringIO()
-    neutralise(frame).to_csv(buffer, index=False, date_format="%Y-%m-%d", lineterminator="\n")
+    neutralise(_dates(frame)).to_csv(buffer, index=False, lineterminator="\n")
     return buffer.getvalue()
 
 
 def _json(frame: pd.DataFrame) -> str:
-    out = frame.copy()
-    for col in out.columns:  # months and days as dates (2025-12-01), instants with their time
-        if pd.api.types.is_datetime64_any_dtype(out[col]):
-            stamps = out[col]
-            dates = stamps.dropna()
-            if len(dates) and (dates == dates.dt.normalize()).all() and dates.dt.tz is None:
-                out[col] = stamps.dt.strftime("%Y-%m-%d").where(stamps.notna(), None)
-    records = json.loads(out.to_json(orient="records", date_format="iso", date_unit="s"))
+    records = json.loads(_dates(frame).to_json(orient="records"))
     return json.dumps(records, ensure_ascii=False, indent=1) + "\n"

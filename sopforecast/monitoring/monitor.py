@@ -20,6 +20,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import SopforecastError
+from ..exports import inside, safe_name
+from ..planning import service
 from ..planning.finance import revenue
 from ..planning.fva import fva_table, with_lags
 from ..planning.workflow import actuals_by_level, published_lines
@@ -27,7 +29,8 @@ from ..store.plans import PlanStore, PlanVersion
 from .accuracy import accuracy_table, mase_scale
 from .drift import DriftResult, DriftSettings, drift_monitor
 from .exceptions import EXCEPTION_COLUMNS, Target, check_targets, default_targets
-from .report import ReportData, has_chromium, status_of, write_report
+from .report import ReportData, has_chromium, write_report
+from .rules import BIAS_BAND, TRACKING_BOUND, bias_status, stake_members, status_of
 from .segments import segment_accuracy, segment_table, with_segments
 
 __all__ = ["MonitorSettings", "MonitorResult", "NothingToMonitor", "scored_lines", "run_monitor"]
@@ -55,6 +58,11 @@ class MonitorSettings(BaseModel):
     )
     top: int = Field(10, ge=1, description="Exceptions shown in the report.")
     pdf: bool = Field(True, description="Print the report as PDF too (needs Chromium).")
+    currency: str = Field(
+        "EUR",
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code of the plan's prices, shown wherever money is (report, CLI, exports).",
+    )
 
 
 @dataclass
@@ -71,6 +79,9 @@ class MonitorResult:
     kpis: pd.DataFrame
     fva: pd.DataFrame
     drift: DriftResult | None
+    currency: str = "EUR"
+    stake_members: dict[str, frozenset] = field(default_factory=dict)  # rules.count_once
+    drift_threshold: float | None = None
     report: Path | None = None
     pdf: Path | None = None
     run_id: int | None = None
@@ -122,12 +133,12 @@ def run_monitor(
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     scored, latest, stacked, actual_all = _read(plans, plan)
-    S, levels_of = plans.structure(latest)
+    S, levels_of = service.structure(plans, latest)
     order = list(dict.fromkeys(levels_of))
-    lines = plans.lines(latest)
     bottom_level = order[-1]
-    history = plans.history(latest)  # bottom, monthly
-    money = revenue(lines, S)
+    history = service.history(plans, latest)  # bottom, monthly
+    # money at each version's own prices: a version added later does not move the figures
+    money = revenue(plans.lines(int(scored["version_id"].max())), S)
     per_series_revenue = money[money["unique_id"].isin(S.columns)].groupby("unique_id")["revenue"].sum()
     segments = segment_table(history, per_series_revenue)
     scored = with_segments(scored, segments)
@@ -150,21 +161,35 @@ def run_monitor(
     counts = levels_of.value_counts()
     reviewed = [lv for lv in order[:-1] if counts[lv] <= 50] or order[:1]
     targets = settings.targets or default_targets([*reviewed, order[-1]])
-    stake = _at_stake(scored, lines, S, segments, bottom_level)
+    stake = _at_stake(scored, S, segments, bottom_level)
     exceptions = check_targets(series, by_segment, targets, history_metrics=history_metrics, at_stake=stake)
     cycle = pd.Timestamp(scored["ds"].max()).strftime("%Y-%m")
     folder = Path(folder)
     drift = None
     if len(history):
         drift_frame = _drift_frame(plans, plan, latest, scored, bottom_level, settings.drift_level)
-        drift = drift_monitor(drift_frame, "segment", settings.drift, folder / f"drift_{cycle}")
+        drift_folder = inside(folder, folder / safe_name(f"drift_{cycle}"))
+        drift = drift_monitor(drift_frame, "segment", settings.drift, drift_folder)
         exceptions = _with_drift(exceptions, drift, settings.drift, stake)
     seconds["exceptions_and_drift"] = time.perf_counter() - clock
 
     kpis = _kpis(levels, series, targets)
     fva = fva_table(stacked, actual_all, lags)
     result = MonitorResult(
-        plan, cycle, levels, trend, series, by_segment, exceptions, kpis, fva, drift, seconds=seconds
+        plan,
+        cycle,
+        levels,
+        trend,
+        series,
+        by_segment,
+        exceptions,
+        kpis,
+        fva,
+        drift,
+        currency=settings.currency,
+        stake_members=stake_members(S, segments),
+        drift_threshold=settings.drift.threshold if drift is not None else None,
+        seconds=seconds,
     )
     clock = time.perf_counter()
     pdf = settings.pdf and has_chromium()
@@ -172,7 +197,7 @@ def run_monitor(
         logger.warning(
             "Chromium not found: the manager report is written as HTML only (apt-get install chromium)"
         )
-    data = _report_data(result, trend, folder, mlflow_url)
+    data = _report_data(result, trend, history_metrics, targets, order, folder, mlflow_url)
     result.report, result.pdf = write_report(data, folder, pdf=pdf)
     seconds["report"] = time.perf_counter() - clock
     result.run_id = plans.record_monitor(result, versions=int(scored["version_id"].nunique()))
@@ -186,15 +211,18 @@ def run_monitor(
     return result
 
 
-def _at_stake(scored, lines, S, segments, bottom_level) -> pd.Series:
+def _at_stake(scored, S, segments, bottom_level) -> pd.Series:
     """Money at stake per key: the net revenue gap of the plan, |sum (final - actual) x
     price|, over the latest three months with actuals (lag 1 plans), summed from the bottom
     series to every aggregate and segment before the absolute value is taken. Random errors
-    cancel; a plan that is systematically off (a demand shift it missed) does not."""
-    price = lines[lines["unique_id"].isin(S.columns)].groupby("unique_id")["price"].mean()
+    cancel; a plan that is systematically off (a demand shift it missed) does not.
+
+    Each month is priced as the version that planned it priced it (its line's ``price``), so
+    the figures of a cycle stay the same when later versions bring new prices."""
     recent = scored[(scored["ds"] > scored["ds"].max() - pd.DateOffset(months=3)) & (scored["lag"] == 1)]
     bottom = recent[recent["level"] == bottom_level]
-    error = (bottom["final"] - bottom["y"]) * bottom["unique_id"].map(price).fillna(0.0)
+    price = bottom["price"].astype(float) if "price" in bottom else pd.Series(np.nan, index=bottom.index)
+    error = (bottom["final"] - bottom["y"]) * price.fillna(0.0)
     per_series = error.groupby(bottom["unique_id"]).sum().reindex(S.columns).fillna(0.0)
     stake = pd.Series(S.to_numpy() @ per_series.to_numpy(), index=S.index)
     parts = [stake]
@@ -271,7 +299,10 @@ def _drift_trend(row) -> str:
 def _kpis(levels: pd.DataFrame, series: pd.DataFrame, targets: list[Target]) -> pd.DataFrame:
     """A tile per level target: the level's pooled value against it. The tracking signal
     is a property of one series (it grows with the number of errors summed), so its tile
-    is the mean of the level's series' signals."""
+    is the mean of the level's series' signals, judged by the rule it shares with bias
+    (:func:`~.rules.bias_status`: off target only when the level's bias is off its band and
+    persists)."""
+    bands = {(t.level, t.lag, t.forecast): t.within for t in targets if t.metric == "bias" and t.within}
     rows = []
     for t in targets:
         if t.level is None:
@@ -283,36 +314,89 @@ def _kpis(levels: pd.DataFrame, series: pd.DataFrame, targets: list[Target]) -> 
         if hit.empty or t.metric not in hit:
             continue
         value = float(hit[t.metric].mean())
+        if np.isnan(value):
+            continue
+        target, status = t.bound_text, status_of(value, t.min, t.max, t.within)
+        if t.metric == "tracking_signal":
+            band = bands.get((t.level, t.lag, t.forecast), BIAS_BAND)
+            pooled = levels[
+                (levels["level"] == t.level) & (levels["lag"] == t.lag) & (levels["forecast"] == t.forecast)
+            ]
+            bias = float(pooled["bias"].iloc[0]) if len(pooled) else float("nan")
+            bound = t.within if t.within is not None else TRACKING_BOUND
+            status = bias_status(bias, value, float(hit["n"].median()), band=band, bound=bound)
+            target = f"|x| <= {bound:g} or bias within ±{band:.0%}"
         rows.append(
             {
                 "name": t.metric.replace("_", " "),
                 "level": t.level,
                 "lag": t.lag,
                 "value": value,
-                "target": t.bound_text,
-                "status": status_of(value, t.min, t.max, t.within),
+                "target": target,
+                "status": status,
                 "unit": "" if t.metric in ("mase", "tracking_signal") else "%",
             }
         )
     return pd.DataFrame(rows, columns=["name", "level", "lag", "value", "target", "status", "unit"])
 
 
-def _report_data(result: MonitorResult, trend: pd.DataFrame, folder: Path, mlflow_url) -> ReportData:
+BIAS_GROUPS = 8  # bars per cycle in the report's bias chart
+
+
+def _bias_by_group(history_metrics: pd.DataFrame, order: list[str]) -> tuple[pd.DataFrame, str]:
+    """Bias by cycle of the series of one level, for the report's chart, and that level.
+
+    A level's pooled bias is the same at every coherent level (the same errors summed), so
+    the chart draws the series of the first level below the top with 2 to
+    :data:`BIAS_GROUPS` series (else the largest :data:`BIAS_GROUPS` of the level below the
+    top): where the bias comes from."""
+    rows = history_metrics[(history_metrics["forecast"] == "final") & history_metrics["unique_id"].notna()]
+    if rows.empty or not len(order):
+        return pd.DataFrame(columns=["cycle", "level", "bias"]), ""
+    rows = rows[rows["lag"] == rows["lag"].min()]
+    counts = rows.groupby("level")["unique_id"].nunique()
+    below = [lv for lv in order[1:-1] if lv in counts.index] or [lv for lv in order if lv in counts.index]
+    level = next((lv for lv in below if 2 <= counts[lv] <= BIAS_GROUPS), below[0] if below else None)
+    if level is None:
+        return pd.DataFrame(columns=["cycle", "level", "bias"]), ""
+    part = rows[rows["level"] == level]
+    largest = part.groupby("unique_id")["actual"].sum().sort_values(ascending=False).index[:BIAS_GROUPS]
+    part = part[part["unique_id"].isin(largest)]
+    frame = part[["cycle", "unique_id", "bias"]].rename(columns={"unique_id": "level"})
+    return frame.reset_index(drop=True), level
+
+
+def _report_data(
+    result: MonitorResult,
+    trend: pd.DataFrame,
+    history_metrics: pd.DataFrame,
+    targets: list[Target],
+    order: list[str],
+    folder: Path,
+    mlflow_url,
+) -> ReportData:
     final = trend[trend["forecast"] == "final"]
     reports = {}
     if result.drift is not None:
         reports = {name: str(Path(p).relative_to(folder)) for name, p in result.drift.reports.items()}
     drift = result.drift.scores if result.drift is not None else pd.DataFrame()
+    bias, bias_level = _bias_by_group(history_metrics, order)
+    band = next((t.within for t in targets if t.metric == "bias" and t.level == bias_level), None)
     return ReportData(
         plan=result.plan,
         cycle=result.cycle,
         generated_at=pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC"),
         kpis=result.kpis,
         trend=final[["cycle", "level", "lag", "accuracy"]],
-        bias=final[final["lag"] == final["lag"].min()][["cycle", "level", "bias"]],
-        exceptions=result.exceptions.head(50),
+        bias=bias,
+        bias_level=bias_level,
+        bias_band=band,
+        exceptions=result.exceptions,  # all of them: the page counts them, shows the top
+        stake_members=result.stake_members,
         fva=result.fva,
         drift=drift,
         drift_reports=reports,
+        drift_threshold=result.drift_threshold,
         mlflow_url=mlflow_url,
+        currency=result.currency,
     )

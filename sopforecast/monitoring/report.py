@@ -723,6 +723,7 @@ def _context(data: ReportData) -> dict:
         "exceptions_total": len(exceptions),
         "items_counted": len(counted),
         "at_stake_total": _money(stake, data.currency, compact=True),
+        "at_stake_total_value": f"{float(stake):.2f}",
         "stake_rule": STAKE_RULE,
         "currency": data.currency,
         "bias_level": _text(data.bias_level),

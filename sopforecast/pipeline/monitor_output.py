@@ -54,7 +54,8 @@ def log_to_mlflow(client: MlflowClient, run_id: str, result: MonitorResult) -> N
     metrics.append(Metric("monitor_exceptions", float(len(result.exceptions)), now, cycle_step(result.cycle)))
     log_batch(client, run_id, metrics=metrics)
     if len(result.exceptions):
-        table = result.exceptions.astype(object).where(result.exceptions.notna(), None)
+        priced = result.exceptions.assign(currency=result.currency)  # money with its unit
+        table = priced.astype(object).where(priced.notna(), None)
         client.log_table(run_id, data=table, artifact_file="monitor/exceptions.json")
     for path in [result.report, result.pdf]:
         if path is not None:
@@ -63,11 +64,14 @@ def log_to_mlflow(client: MlflowClient, run_id: str, result: MonitorResult) -> N
         for path in result.drift.reports.values():
             client.log_artifact(run_id, str(path), "monitor/drift")
     client.set_tag(run_id, "sopforecast.monitor_cycle", result.cycle)
+    client.set_tag(run_id, "sopforecast.currency", result.currency)
 
 
-def tiles_html(plan: str, cycle: str, kpis: pd.DataFrame, exceptions: pd.DataFrame) -> str:
+def tiles_html(
+    plan: str, cycle: str, kpis: pd.DataFrame, exceptions: pd.DataFrame, currency: str = ""
+) -> str:
     """The KPI tiles and the top exceptions as plain HTML for an e-mail body (mail clients
-    drop style sheets, so styles are inline)."""
+    drop style sheets, so styles are inline); money in ``currency``."""
     colours = {"green": "#1a7f37", "amber": "#b7791f", "red": "#c62828"}
     cells = []
     for row in kpis.itertuples(index=False):
@@ -82,7 +86,8 @@ def tiles_html(plan: str, cycle: str, kpis: pd.DataFrame, exceptions: pd.DataFra
     top = exceptions.head(5)
     items = "".join(
         f"<li>{escape(str(r.key))}: {escape(str(r.metric))} {r.value:.2f} (target {escape(str(r.target))})"
-        f" – {escape(str(r.action))}</li>"
+        + (f", {escape(currency)} {r.at_stake:,.0f} at stake" if r.at_stake == r.at_stake else "")
+        + f" – {escape(str(r.action))}</li>"
         for r in top.itertuples(index=False)
     )
     font = "style='font-family:Arial,sans-serif'"
@@ -102,7 +107,7 @@ def send(settings, recipients: list[str], result: MonitorResult) -> None:
         Path(result.report),
         Path(result.pdf) if result.pdf else None,
         subject=f"S&OP accuracy report {result.plan} {result.cycle}",
-        summary_html=tiles_html(result.plan, result.cycle, result.kpis, result.exceptions),
+        summary_html=tiles_html(result.plan, result.cycle, result.kpis, result.exceptions, result.currency),
     )
     logger.info("Report sent to %s", ", ".join(recipients))
 
