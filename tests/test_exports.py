@@ -189,3 +189,23 @@ def test_read_text_table_keeps_ids_and_reads_utf16(tmp_path):
     xlsx = tmp_path / "ids.xlsx"
     frame.to_excel(xlsx, index=False)
     assert read_text_table(xlsx)["key"].tolist() == ["00101", "NA", "NULL", "None", "1e5"]
+
+
+def test_price_and_budget_files_keep_ids_as_written(tmp_path):
+    from sopforecast.planning.finance import read_budget, read_prices
+
+    prices = tmp_path / "prices.csv"
+    prices.write_text("unique_id,price,unit_cost\n00101,2.5,\nNA,3,1\nNULL,4,\n")
+    got = read_prices(prices, ["sku"])
+    assert got["unique_id"].tolist() == ["00101", "NA", "NULL"]
+    assert got["price"].tolist() == [2.5, 3.0, 4.0] and got["unit_cost"].isna().tolist() == [
+        True,
+        False,
+        True,
+    ]
+    budget = tmp_path / "budget.csv"
+    budget.write_text("key,month,units\nNA,2026-01,10\nNone,2026-01,5\n0101,2026-02,\n")
+    with pytest.raises(SopforecastError, match=r"'units' must be a number:\n  row 3: units="):
+        read_budget(budget)
+    budget.write_text("key,month,units\nNA,2026-01,10\nNone,2026-01,5\n0101,2026-02,1\n")
+    assert read_budget(budget)["key"].tolist() == ["NA", "None", "0101"]

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from ..data.hierarchy import PATH_SEP
-from ..data.io import read_source
 from ..errors import DataError, format_examples, format_rows
+from ..exports import read_text_table
 from .lines import rollup
 
 __all__ = ["prices_from_history", "prices_from_cost", "read_prices", "attach_prices", "revenue"]
@@ -248,15 +248,33 @@ def budget_gap(view: pd.DataFrame, budget: pd.DataFrame) -> dict[str, pd.DataFra
 
 
 def _read(path: str | Path, needed: list[str]) -> tuple[pd.DataFrame, str]:
-    """A price or budget file with its column names trimmed and lower-cased; ``needed`` checked."""
-    raw = read_source(path)
+    """A price or budget file with its column names trimmed and lower-cased; ``needed`` checked.
+
+    Cells are read as written, so keys stay text (``00101``, ``NA``); empty cells of the
+    amount and month columns are missing values.
+    """
+    raw = read_text_table(path)
     raw.columns = [str(c).strip() for c in raw.columns]
     # the fixed column names may come in any case from a spreadsheet; key columns keep theirs
     fixed = {"unique_id", "price", "unit_cost", "month", "key", "revenue", "units"}
     raw = raw.rename(columns={c: c.lower() for c in raw.columns if c.lower() in fixed})
     where = str(Path(path))
     _require(raw, needed, where)
+    for col in fixed - {"unique_id", "key", "month"} & set(raw.columns):
+        raw[col] = raw[col].map(_cell_number).astype(object)
+    if "month" in raw.columns:
+        raw["month"] = raw["month"].where(raw["month"].astype(str).str.strip() != "", None)
     return raw, where
+
+
+def _cell_number(text):
+    """An amount cell as a float; ``None`` when empty; the text when it is no number."""
+    if text is None or not str(text).strip():
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _require(frame: pd.DataFrame, columns: list[str], where: str, hint: str = "") -> None:
