@@ -26,6 +26,8 @@ from ..exports import neutralise, neutralise_text
 from .lines import interval_columns
 
 __all__ = ["LAYOUTS", "FORMATS", "ERP_DECIMALS", "long_layout", "wide_layout", "write_plan"]
+# building blocks the planner workbook (:mod:`sopforecast.planning.workbook`) shares
+__all__ += ["ordered_series", "month_labels", "value_grid", "write_atomically"]
 
 LAYOUTS = ("long", "wide", "planner")
 FORMATS = (".csv", ".xlsx", ".parquet")
@@ -93,9 +95,9 @@ def wide_layout(
         raise SopforecastError(
             f"decimals must be a whole number of 0 or more, got {decimals!r}", setting="decimals"
         )
-    ordered, head = _ordered(_levels(lines, levels), keys)
+    ordered, head = ordered_series(_levels(lines, levels), keys)
     months = sorted(set(ordered["month"]))
-    wide = _grid(ordered, column, head.index, months)
+    wide = value_grid(ordered, column, head.index, months)
     if decimals is not None:
         wide = wide.round(decimals)
         if decimals == 0:  # whole units: written 12, not 12.0
@@ -176,7 +178,7 @@ def write_plan(
         from .workbook import lines_checksum
 
         meta = {**(meta or {}), "checksum": lines_checksum(lines)}
-    return _atomic(path, lambda tmp: _write_frame(frame, tmp, suffix, meta))
+    return write_atomically(path, lambda tmp: _write_frame(frame, tmp, suffix, meta))
 
 
 def __getattr__(name: str):
@@ -209,22 +211,22 @@ def _sorted(lines: pd.DataFrame) -> pd.DataFrame:
     return lines.assign(_order=order).sort_values(["_order", "unique_id", "ds"]).drop(columns="_order")
 
 
-def _ordered(lines: pd.DataFrame, keys: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def ordered_series(lines: pd.DataFrame, keys: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sorted lines with their ``month``; ``level`` and key columns of every series in that order."""
-    ordered = _sorted(lines).assign(month=lambda f: _months(f["ds"]))
+    ordered = _sorted(lines).assign(month=lambda f: month_labels(f["ds"]))
     head = ordered.drop_duplicates("unique_id").set_index("unique_id")[["level"]]
     if keys is not None:  # keys below a series' level (or of unknown series) stay empty
         head = head.join(keys.reindex(head.index).astype(object).where(lambda k: k.notna(), None))
     return ordered, head
 
 
-def _months(ds: pd.Series) -> list[str]:
+def month_labels(ds: pd.Series) -> list[str]:
     """``YYYY-MM`` of every date (formatted once per distinct date: strftime is slow)."""
     codes, uniques = pd.factorize(pd.to_datetime(ds))
     return pd.DatetimeIndex(uniques).strftime("%Y-%m").to_numpy()[codes].tolist()
 
 
-def _grid(frame: pd.DataFrame, column: str, ids: pd.Index, months: list[str]) -> pd.DataFrame:
+def value_grid(frame: pd.DataFrame, column: str, ids: pd.Index, months: list[str]) -> pd.DataFrame:
     """``column`` by series (rows ``ids``) and month (columns ``months``); blank where absent."""
     values = frame.groupby(["unique_id", "month"])[column].sum(min_count=1)
     return values.unstack().reindex(ids, columns=months)
@@ -235,7 +237,7 @@ def _excel_value(value):
     return value if value is None or isinstance(value, str | int | float | bool | date) else str(value)
 
 
-def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
+def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
     """Run ``write`` on a temporary file next to ``path``, then move it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # same folder so os.replace is a rename; the real suffix so writers pick the right format

@@ -35,7 +35,7 @@ import pandas as pd
 
 from ..errors import DataError, SopforecastError
 from ..exports import neutralise_text
-from .layouts import _atomic, _grid, _months, _ordered
+from .layouts import month_labels, ordered_series, value_grid, write_atomically
 
 __all__ = [
     "MEASURES",
@@ -97,7 +97,7 @@ def lines_checksum(lines: pd.DataFrame) -> str:
     frame = pd.DataFrame(
         {
             "key": lines["unique_id"].astype(str).to_numpy(),
-            "month": _months(lines["ds"]) if len(lines) else [],
+            "month": month_labels(lines["ds"]) if len(lines) else [],
             "final": lines["final"].to_numpy(float),
             "consensus": (
                 lines["consensus"] if "consensus" in lines else pd.Series(np.nan, lines.index)
@@ -142,7 +142,7 @@ def write_planner_workbook(
 
     if lines.empty:
         raise SopforecastError("the plan has no lines to export")
-    ordered, head = _ordered(lines, keys)
+    ordered, head = ordered_series(lines, keys)
     shown = {neutralise_text(str(u)): str(u) for u in head.index}
     if len(shown) < len(head):
         raise SopforecastError(
@@ -151,9 +151,9 @@ def write_planner_workbook(
     plan_months = sorted(set(ordered["month"]))
     months = _history_months(history, plan_months[0]) + plan_months
     grids = {
-        "history": _grid(history.assign(month=_months(history["ds"])), "y", head.index, months),
-        "statistical": _grid(ordered, "statistical", head.index, months),
-        "consensus": _grid(ordered, "final", head.index, months),
+        "history": value_grid(history.assign(month=month_labels(history["ds"])), "y", head.index, months),
+        "statistical": value_grid(ordered, "statistical", head.index, months),
+        "consensus": value_grid(ordered, "final", head.index, months),
     }
     meta = {**(meta or {}), "checksum": lines_checksum(lines)}
     labels = ["level", "unique_id", *head.columns[1:], "measure"]
@@ -165,7 +165,7 @@ def write_planner_workbook(
     for text in [*_README, "", *(f"{k}: {v}" for k, v in meta.items())]:
         readme.append([neutralise_text(text)])
     _write_export(wb.create_sheet(EXPORT_SHEET), meta, head, grids, layout)
-    return _atomic(Path(path), wb.save)
+    return write_atomically(Path(path), wb.save)
 
 
 def read_planner_workbook(path: str | Path, *, author: str, reason: str) -> tuple[pd.DataFrame, dict]:
@@ -269,7 +269,7 @@ def changed_cells(exported: pd.DataFrame, lines: pd.DataFrame, *, rtol: float = 
     now = pd.DataFrame(
         {
             "key": lines["unique_id"].astype(str).to_numpy(),
-            "month": _months(lines["ds"]) if len(lines) else [],
+            "month": month_labels(lines["ds"]) if len(lines) else [],
             "current": lines["final"].to_numpy(float),
         }
     )
@@ -702,7 +702,7 @@ def _month_label(header) -> str | None:
 
 def _history_months(history: pd.DataFrame, first_plan: str) -> list[str]:
     """The :data:`HISTORY_MONTHS` calendar months up to the last actual before the plan."""
-    before = [m for m in _months(history["ds"]) if m < first_plan]
+    before = [m for m in month_labels(history["ds"]) if m < first_plan]
     if not before:
         return []
     return pd.period_range(end=max(before), periods=HISTORY_MONTHS, freq="M").strftime("%Y-%m").tolist()
