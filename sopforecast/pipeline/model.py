@@ -5,18 +5,31 @@ The pipeline logs the fitted :class:`~sopforecast.forecasting.forecaster.Forecas
 the backtest residuals behind the intervals, the hierarchy). ``predict`` never re-fits:
 it combines the stored forecasts with the drivers given, attaches intervals and reconciles.
 
-Input: a frame with one row and a ``horizon`` column, or the future drivers
-(``unique_id`` or the key columns, ``ds``, the drivers), whose dates set the horizon. With
-drivers for only some series, the others keep their last driver values and only the
-series given (and, in a hierarchy, every aggregate) are returned. Output: ``unique_id, ds,
-forecast, forecast-lo-80, ..., model`` (and ``level`` for hierarchies).
+Input, one of:
+
+- a frame with one row and a ``horizon`` column: every series the model knows;
+- ``unique_id`` (or the key columns) and ``horizon``: those series only;
+- the future drivers (``unique_id`` or the key columns, ``ds``, the drivers), whose dates
+  set the horizon: those series only. Series not in the input keep their last driver
+  values (they still shape the aggregates).
+
+A series the model does not know (misspelt, or launched after the training history) is an
+error naming it: the model cannot forecast it, and dropping it silently would hide a gap
+in the plan. Aggregates of the series given are returned only when asked with the
+parameter ``aggregates=True`` (``model.predict(frame, params={"aggregates": True})``, or
+``"params": {"aggregates": true}`` in a request to ``mlflow models serve``).
+
+Output: ``unique_id, ds, forecast, forecast-lo-80, ..., model`` (and ``level`` for
+hierarchies), one row per series asked for and period.
 """
 
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 try:  # mlflow is a runtime dependency; the import guard keeps this module importable alone
@@ -24,12 +37,21 @@ try:  # mlflow is a runtime dependency; the import guard keeps this module impor
 except ImportError:  # pragma: no cover
     PythonModel = object
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError, format_examples
 from ..forecasting.drivers import series_ids
 
-__all__ = ["ForecasterModel", "save_artifacts", "predict_with", "model_signature", "ARTIFACT"]
+__all__ = [
+    "ForecasterModel",
+    "save_artifacts",
+    "predict_with",
+    "model_signature",
+    "input_example",
+    "ARTIFACT",
+    "AGGREGATES",
+]
 
 ARTIFACT = "forecaster"
+AGGREGATES = "aggregates"  # the predict parameter: also return the aggregates of the series given
 
 
 def save_artifacts(folder: Path, forecaster) -> dict[str, str]:
@@ -43,11 +65,15 @@ def save_artifacts(folder: Path, forecaster) -> dict[str, str]:
     return {ARTIFACT: str(path), "config": str(folder / "config.json")}
 
 
+def _keys(forecaster) -> list[str]:
+    return [k for chain in forecaster.config.hierarchy for k in chain.split("/") if k]
+
+
 def model_signature(forecaster, output: pd.DataFrame):
     """Input and output schema for the registry: every input column optional (a horizon,
-    or the future drivers)."""
+    the series, or the future drivers), and the ``aggregates`` parameter (default false)."""
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
     config = forecaster.config
     inputs = [
@@ -55,61 +81,170 @@ def model_signature(forecaster, output: pd.DataFrame):
         ColSpec("string", "unique_id", required=False),
         ColSpec("datetime", "ds", required=False),
     ]
-    keys = [k for chain in config.hierarchy for k in chain.split("/") if k]
-    inputs += [ColSpec("string", k, required=False) for k in keys]
+    inputs += [ColSpec("string", k, required=False) for k in _keys(forecaster)]
     inputs += [ColSpec("double", d, required=False) for d in config.drivers]
     kinds = {"unique_id": "string", "ds": "datetime", "model": "string", "level": "string"}
     outputs = [ColSpec(kinds.get(c, "double"), c) for c in output.columns]
-    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+    params = ParamSchema([ParamSpec(AGGREGATES, "boolean", False)])
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs), params=params)
 
 
-def _request(model_input: pd.DataFrame | None, forecaster) -> tuple[int | None, pd.DataFrame | None]:
-    """Horizon and future drivers from the model input."""
+def input_example(forecaster, n_series: int = 2, periods: int = 3) -> tuple[pd.DataFrame, dict]:
+    """A small request in the model's own terms, logged with it: the first ``n_series``
+    bottom series and their last known drivers for ``periods`` months (or, without
+    drivers, those series and a horizon), with the ``aggregates`` parameter."""
+    config = forecaster.config
+    bottom = forecaster.panel_.bottom
+    ids = list(pd.unique(bottom["unique_id"]))[:n_series]
+    if not config.drivers:
+        return pd.DataFrame({"unique_id": ids, "horizon": periods}), {AGGREGATES: False}
+    last = bottom[bottom["unique_id"].isin(ids)].sort_values("ds").groupby("unique_id").tail(1)
+    offset = pd.tseries.frequencies.to_offset(config.freq)
+    rows = [
+        {
+            "unique_id": row.unique_id,
+            "ds": row.ds + k * offset,
+            **{d: float(getattr(row, d)) for d in config.drivers},
+        }
+        for row in last.itertuples(index=False)
+        for k in range(1, periods + 1)
+    ]
+    return pd.DataFrame(rows), {AGGREGATES: False}
+
+
+@dataclass
+class _Request:
+    """What a pyfunc input asks for."""
+
+    h: int | None = None
+    future: pd.DataFrame | None = None
+    ids: list[str] | None = None  # the series asked for; None: every series
+
+
+def _request(model_input: pd.DataFrame | None, forecaster) -> _Request:
+    """Horizon, future drivers and the series asked for, from the model input."""
     config = forecaster.config
     if model_input is None or len(model_input) == 0:
-        return None, None
-    columns = set(model_input.columns)
-    if "horizon" in columns and model_input["horizon"].notna().any():
-        h = int(model_input["horizon"].dropna().iloc[0])
+        return _Request()
+    frame = model_input.dropna(axis=1, how="all")
+    columns = set(frame.columns)
+    keys = _keys(forecaster)
+    if "unique_id" not in columns and keys and set(keys) <= columns:
+        frame = frame.assign(unique_id=series_ids(frame, keys, "model input"))
+    ids = None
+    if "unique_id" in frame.columns:
+        named = frame["unique_id"].dropna().astype(str)
+        ids = list(pd.unique(named)) or None
+        # ids are text: a served request may send 101 for "101"
+        frame = frame.assign(
+            unique_id=frame["unique_id"].where(frame["unique_id"].isna(), frame["unique_id"].astype(str))
+        )
+    h = None
+    if "horizon" in columns:
+        h = int(frame["horizon"].dropna().iloc[0])
         if h <= 0:
             raise ConfigError(f"horizon must be a positive number of periods, got {h}.", setting="horizon")
-        drivers = [d for d in config.drivers if d in columns]
-        if not drivers or "ds" not in columns:
-            return h, None
+        if not [d for d in config.drivers if d in columns] or "ds" not in columns:
+            return _Request(h, None, ids)
     if "ds" in columns:
-        future = model_input.drop(columns=["horizon"], errors="ignore").dropna(axis=1, how="all")
+        future = frame.drop(columns=["horizon"], errors="ignore")
         future = future.assign(ds=pd.to_datetime(future["ds"]))
         last = forecaster.panel_.Y["ds"].max()
         offset = pd.tseries.frequencies.to_offset(config.freq)
         steps = len(pd.date_range(last + offset, future["ds"].max(), freq=config.freq))
-        return steps, future
+        return _Request(steps, future, ids)
+    if ids is not None:
+        return _Request(None, None, ids)
     raise ConfigError(
-        "model input needs a 'horizon' column (one row) or future drivers with unique_id (or the "
-        f"key columns), ds and the drivers {config.drivers}; got columns {sorted(columns)}."
+        "model input needs a 'horizon' column (one row), the series (unique_id or the key columns "
+        f"{keys}) with a horizon, or future drivers with unique_id (or the key columns), ds and "
+        f"the drivers {list(config.drivers)}; got columns {sorted(columns)}."
     )
 
 
-def predict_with(forecaster, model_input: pd.DataFrame | None) -> pd.DataFrame:
-    """Forecast with a fitted forecaster from a pyfunc input frame (usable without MLflow)."""
-    h, future = _request(model_input, forecaster)
-    if future is None:
-        return forecaster.predict(h=h).forecast
-    config = forecaster.config
-    keys = [k for chain in config.hierarchy for k in chain.split("/") if k]
-    if "unique_id" not in future.columns and keys and set(keys) <= set(future.columns):
-        future = future.assign(unique_id=series_ids(future, keys))
-    given = set(future["unique_id"]) if "unique_id" in future.columns else set()
-    # series without drivers in the input keep their last values
-    out = forecaster.predict(h=h, future=future, fill="carry").forecast
-    if given:
-        bottom = set(forecaster.panel_.bottom["unique_id"])
-        keep = out["unique_id"].isin(given) | ~out["unique_id"].isin(bottom)
-        out = out[keep].reset_index(drop=True)
-    return out
+def _check_known(ids: list[str], future: pd.DataFrame | None, forecaster) -> None:
+    """Refuse series the model does not know, and driver values given for aggregates."""
+    panel = forecaster.panel_
+    known = set(panel.Y["unique_id"].astype(str))
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        bottom = sorted(panel.bottom["unique_id"].astype(str).unique())
+        sample = ", ".join(repr(i) for i in bottom[:3])
+        above = f" and their {len(known) - len(bottom)} aggregates" if len(known) > len(bottom) else ""
+        raise DataError(
+            f"model input: {len(unknown)} series unknown to this model: {format_examples(unknown)}. "
+            f"It forecasts the {len(bottom)} series of its training history (such as {sample}){above}, "
+            "named by unique_id or the key columns. Check the spelling; a series launched after "
+            "the training history needs a model trained on history that includes it (run the "
+            "pipeline again): until then, remove it from the input.",
+            setting="unique_id",
+        )
+    if future is None or panel.S is None or not forecaster.config.drivers:
+        return
+    drivers = [d for d in forecaster.config.drivers if d in future.columns]
+    bottom = set(panel.bottom["unique_id"].astype(str))
+    planned = future[future[drivers].notna().any(axis=1)] if drivers else future.iloc[0:0]
+    upper = sorted(set(planned["unique_id"].astype(str)) - bottom)
+    if upper:
+        raise DataError(
+            f"model input: driver values given for the aggregate(s) {format_examples(upper)}; the "
+            f"drivers {drivers} are planned per bottom series (the aggregates' follow from them). "
+            "Give them for the bottom series, or ask for an aggregate with unique_id and horizon only.",
+            setting="unique_id",
+        )
+
+
+def _with_ancestors(ids: list[str], forecaster) -> set[str]:
+    """``ids`` and every aggregate above one of them (whose bottom series include all of its)."""
+    S = forecaster.panel_.S
+    if S is None:
+        return set(ids)
+    members = S.set_index("unique_id").to_numpy(dtype=bool)
+    names = S["unique_id"].astype(str).to_numpy()
+    position = {name: k for k, name in enumerate(names)}
+    keep = set(ids)
+    for name in ids:
+        mine = members[position[name]]
+        above = members[:, mine].all(axis=1)
+        keep.update(names[np.flatnonzero(above)])
+    return keep
+
+
+def predict_with(forecaster, model_input: pd.DataFrame | None, *, aggregates: bool = False) -> pd.DataFrame:
+    """Forecast with a fitted forecaster from a pyfunc input frame (usable without MLflow).
+
+    Parameters
+    ----------
+    forecaster : Forecaster
+        The fitted forecaster.
+    model_input : pandas.DataFrame or None
+        See the module docstring; ``None`` or empty: every series, the configured horizon.
+    aggregates : bool, default False
+        Also return every aggregate above the series asked for (for an input naming no
+        series every series is returned anyway).
+
+    Raises
+    ------
+    DataError
+        When the input names a series the model does not know (listing them), or gives
+        driver values for an aggregate.
+    """
+    request = _request(model_input, forecaster)
+    if request.ids is not None:
+        _check_known(request.ids, request.future, forecaster)
+    if request.future is None:
+        out = forecaster.predict(h=request.h).forecast
+    else:
+        # series without drivers in the input keep their last values
+        out = forecaster.predict(h=request.h, future=request.future, fill="carry").forecast
+    if request.ids is None:
+        return out
+    wanted = _with_ancestors(request.ids, forecaster) if aggregates else set(request.ids)
+    return out[out["unique_id"].astype(str).isin(wanted)].reset_index(drop=True)
 
 
 class ForecasterModel(PythonModel):
-    """MLflow pyfunc wrapper of a pipeline's fitted forecaster."""
+    """MLflow pyfunc wrapper of a pipeline's fitted forecaster (see the module docstring)."""
 
     def load_context(self, context) -> None:
         with Path(context.artifacts[ARTIFACT]).open("rb") as fh:
@@ -117,4 +252,7 @@ class ForecasterModel(PythonModel):
 
     # the type hints tell MLflow the input is a frame (checked against the logged signature)
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:  # noqa: ARG002
-        return predict_with(self.forecaster, model_input)
+        wanted = (params or {}).get(AGGREGATES, False)
+        if isinstance(wanted, str):  # a served request may send the flag as text
+            wanted = wanted.strip().lower() in ("true", "1", "yes")
+        return predict_with(self.forecaster, model_input, aggregates=bool(wanted))

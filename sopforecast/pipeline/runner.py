@@ -39,7 +39,7 @@ from ..store.plans import PlanStore, PlanVersion
 from ..workdir import Workdir
 from . import monitor_output, plan_output, registry, steps
 from .history import RunHistory, pipeline_lock
-from .model import model_signature, save_artifacts
+from .model import input_example, model_signature, save_artifacts
 from .sources import History, fingerprint
 from .spec import PipelineSpec
 from .steps import Evaluation, evaluate
@@ -340,6 +340,7 @@ def _log_model(client: MlflowClient, run: Run, ev: Evaluation) -> str:
             python_model=str(_MODEL_CODE),
             artifacts=artifacts,
             signature=model_signature(ev.forecaster, ev.forecast),
+            input_example=input_example(ev.forecaster),
             pip_requirements=[f"sopforecast=={_code_version().split('+')[0]}"],
         )
         client.log_artifacts(run.info.run_id, str(model_dir), MODEL_PATH)
