@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import site
 import socket
 import subprocess
 import sys
@@ -46,16 +48,46 @@ def _bare_env(**extra: str) -> dict[str, str]:
     return {"HOME": os.environ.get("HOME", "/tmp"), "PATH": BARE_PATH, **extra}
 
 
+def _checkout_venv(venv: Path) -> None:
+    """A virtual environment at ``venv``, as `python -m venv .venv` makes it, that imports
+    what the interpreter running the tests imports (MLflow among it).
+
+    ``--system-site-packages`` would not do: when the tests themselves run in a venv (the
+    README's way), it reaches the base interpreter's packages, not that venv's. A ``.pth``
+    file adding the running interpreter's site directories works in both cases.
+    """
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    purelib = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    folders = [*site.getsitepackages(), site.getusersitepackages()]
+    lines = [f"import site; site.addsitedir({folder!r})\n" for folder in folders if folder in sys.path]
+    (Path(purelib) / "_tests_interpreter.pth").write_text("".join(lines))
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """Stop the server and its workers (one process group); a group already gone is fine,
+    so a failure to start is reported as itself, not as ProcessLookupError."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, sig)
+        try:
+            server.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def test_serves_with_the_repository_venv_not_activated(tmp_path):
     if _has_mlflow(shutil.which("python3", path=BARE_PATH)):
         pytest.skip("the system python3 has MLflow: the venv lookup would not be exercised")
     script = _repo_copy(tmp_path)
-    # a virtual environment in the checkout, as `python -m venv .venv` makes it (MLflow
-    # comes from the interpreter running the tests)
+    # a virtual environment in the checkout (MLflow comes from the interpreter running the tests)
     venv = script.parents[1] / ".venv"
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True
-    )
+    _checkout_venv(venv)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -84,12 +116,7 @@ def test_serves_with_the_repository_venv_not_activated(tmp_path):
         with urllib.request.urlopen(url, timeout=10) as reply:
             assert b"Default" in reply.read()  # the store, set up and served
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        _stop(server)
     assert (
         f"MLflow UI on http://127.0.0.1:{port} over {tmp_path / 'work'}/mlflow, run by {venv}/bin/python"
         in (log.read_text())
