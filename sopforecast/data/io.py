@@ -111,7 +111,8 @@ def read_source(
         path = Path(source).expanduser()
         frame = _read_file(path, sheet=sheet, text_columns=frozenset(text_columns))
         where = str(path)
-    _refuse_repeated_names([str(c) for c in frame.columns], where)
+    # a query (SELECT a.y, b.y) or a Parquet file; text files were checked on their header
+    _refuse_repeated_names([str(c) for c in frame.columns], where, what="the source's columns name")
     if frame.shape[0] == 0:
         raise DataError(
             f"{where}: the source has a header but no rows. "
@@ -194,7 +195,7 @@ def _header_cell(value) -> str:
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value).strip()
 
 
-def _refuse_repeated_names(names: list[str], where) -> None:
+def _refuse_repeated_names(names: list[str], where, *, what: str = "the header names") -> None:
     """Raise when a header names a column twice: reading would rename one (``y`` -> ``y.1``)
     and use the other without a word. Empty header cells are not names."""
     names = [str(n) for n in names]
@@ -207,9 +208,9 @@ def _refuse_repeated_names(names: list[str], where) -> None:
     others = sorted(set(repeated) - {first})
     more = f" (also repeated: {format_examples(others)})" if others else ""
     raise DataError(
-        f"{where}: the header names column {first!r} {len(positions)} times (columns "
+        f"{where}: {what} column {first!r} {len(positions)} times (columns "
         f"{', '.join(map(str, positions))}){more}; reading it would use one and rename the "
-        "other silently. Rename or delete the extra column(s) in the file so each name is "
+        "other silently. Rename or delete the extra column(s) in the source so each name is "
         "used once."
     )
 
