@@ -52,7 +52,18 @@ ReopenOption = Annotated[
 ]
 
 # the settings library messages name, as the flags of these commands
-PLAN_FLAGS = {"plan": "--plan", "store": "--store", "workdir": "--workdir", "reopen": "--reopen"}
+PLAN_FLAGS = {
+    "plan": "--plan",
+    "store": "--store",
+    "workdir": "--workdir",
+    "reopen": "--reopen",
+    "rebase": "--rebase",
+    "author": "--author",
+    "reason": "--reason",
+    "factor": "--max-factor",
+    "decimals": "--decimals",
+    "levels": "--levels",
+}
 
 plan_app = typer.Typer(
     help="Versioned demand plans: list, show, publish, diff, export.", no_args_is_help=True
@@ -253,6 +264,14 @@ def plan_export(
     layout: Annotated[
         str, typer.Option(help="long, wide (one column per month, for ERP import) or planner.")
     ] = "long",
+    decimals: Annotated[
+        int | None,
+        typer.Option(help="wide layout: round to this many decimals (0: whole units) [default: unrounded]."),
+    ] = None,
+    levels: Annotated[
+        str | None,
+        typer.Option(help="Only these levels, comma-separated (e.g. the bottom level for an ERP)."),
+    ] = None,
     plan: PlanOption = None,
     store: StoreOption = None,
     workdir: WorkdirOption = None,
@@ -262,7 +281,8 @@ def plan_export(
 
     plans = open_store(workdir, store)
     v = _chosen(plans, version, plan)
-    path = export_version(plans, output, version=v, layout=layout)
+    chosen = [x.strip() for x in levels.split(",") if x.strip()] if levels else None
+    path = export_version(plans, output, version=v, layout=layout, decimals=decimals, levels=chosen)
     console.print(f"Wrote {escape(v.label)} ({layout} layout) to {path}", highlight=False)
 
 

@@ -9,6 +9,7 @@ work directory, so tests are independent and can run in any order.
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
 from pathlib import Path
 
@@ -129,7 +130,7 @@ def test_plan_list_and_show_the_published_version(work, capsys):
 
     code, out, _ = run(capsys, "plan", "show", "--workdir", work)
     assert code == 0
-    assert f"{PLAN} {version.cycle} v1 (id 1, published)" in out
+    assert f"{PLAN} {version.cycle} v1 (published)" in out
     assert "coherent at every level: yes" in out
     months = lines["ds"].nunique()
     assert f"Per level, {months} months" in out
@@ -159,7 +160,7 @@ def test_aggregate_override_spreads_over_children_and_reverts(work, capsys, monk
 
     code, out, err = run(capsys, "override", "apply", path, "--workdir", work)
     assert code == 0, err
-    assert f"Applied 1 override(s) from overrides.csv to {PLAN}" in out and "v2 (id 2, draft)" in out
+    assert f"Applied 1 override(s) from overrides.csv to {PLAN}" in out and "v2 (draft)" in out
 
     versions = plans.versions()
     assert versions[["id", "status", "overrides"]].to_dict("records") == [
@@ -198,22 +199,34 @@ def test_aggregate_override_spreads_over_children_and_reverts(work, capsys, monk
     assert (row.key, row.ds, row.author, row.reason) == (cat, month, "ana", "trade promotion")
     assert row.value == pytest.approx(value) and pd.isna(row.reverted_at)
 
-    code, out, _ = run(capsys, "override", "list", "--workdir", work)
-    assert code == 0
-    assert f"{row.id} {draft.cycle} 2 {cat} {month:%Y-%m} {value:,.1f} - ana" in out
-    assert "trade promotion active" in out
+    capsys.readouterr()
+    assert main(["override", "list", "--workdir", str(work), "--format", "csv"]) == 0
+    listed = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype={"key": str})
+    got = listed.iloc[0]
+    assert (got["id"], got["version"], got["key"], got["month"]) == (
+        row.id,
+        f"{draft.cycle} v2",
+        cat,
+        f"{month:%Y-%m}",
+    )
+    assert got["value"] == pytest.approx(value) and got["author"] == "ana"
+    assert (got["reason"], got["status"]) == ("trade promotion", "active")
 
+    code, _, err = run(capsys, "override", "revert", row.id, "--workdir", work)
+    assert code == 2 and "--reason" in err  # the audit says why, always
     monkeypatch.setenv("SOPFORECAST_USER", "ben")
-    code, out, err = run(capsys, "override", "revert", row.id, "--workdir", work)
+    code, out, err = run(
+        capsys, "override", "revert", row.id, "--reason", "promo cancelled", "--workdir", work
+    )
     assert code == 0, err
-    assert f"Reverted override {row.id}" in out and "v2 (id 2, draft) replayed without it" in out
+    assert f"Reverted override {row.id}" in out and "v2 (draft) replayed without it" in out
     assert len(plans.versions()) == 2  # a draft is replayed in place
     reverted = plans.lines(2)
     assert np.allclose(reverted["final"], reverted["statistical"], rtol=1e-12)
     assert reverted["consensus"].isna().all() and reverted["author"].isna().all()
     assert plans.overrides(plans.version(2)).iloc[0].reverted_by == "ben"
     code, out, _ = run(capsys, "override", "list", "--workdir", work)
-    assert "reverted by ben" in out
+    assert "reverted by ben" in out and "promo cancelled" in out
 
 
 # --- 3. a bad override file: all or nothing ---------------------------------------------------
@@ -307,7 +320,7 @@ def test_planner_workbook_round_trip(work, capsys):
         work,
     )
     assert code == 0, err
-    assert "Applied 2 override(s) from plan.xlsx" in out and "v2 (id 2, draft)" in out
+    assert "Applied 2 override(s) from plan.xlsx" in out and "v2 (draft)" in out
 
     draft = plans.version(2)
     stored = plans.overrides(draft)
@@ -328,7 +341,9 @@ def test_unedited_workbook_changes_nothing(work, capsys):
     book = work / "plan.xlsx"
     assert main(["plan", "export", "--layout", "planner", "--output", str(book), "--workdir", str(work)]) == 0
     before = digest(work / "sopforecast.db")
-    code, out, err = run(capsys, "override", "apply", book, "--author", "ana", "--workdir", work)
+    code, out, err = run(
+        capsys, "override", "apply", book, "--author", "ana", "--reason", "review", "--workdir", work
+    )
     assert code == 0, err
     assert "Applied 0 override(s)" in out
     assert store(work).overrides().empty
@@ -404,14 +419,14 @@ def test_publish_the_new_draft_once_and_diff_it(work, capsys, monkeypatch):
     monkeypatch.setenv("SOPFORECAST_USER", "carla")
     code, out, err = run(capsys, "plan", "publish", cycle, "--workdir", work)
     assert code == 0, err
-    assert f"Published {PLAN} {cycle} v2 (id 2, published)" in out
+    assert f"Published {PLAN} {cycle} v2 (published)" in out
     v2 = plans.version(2)
     assert v2.status == "published" and v2.published_by == "carla"
     assert plans.version(1).status == "published"
 
     code, _, err = run(capsys, "plan", "publish", cycle, "--workdir", work)
     assert code == 2 and "Traceback" not in err
-    assert f"{PLAN} {cycle} v2 (id 2, published) is published already" in " ".join(err.split())
+    assert f"{PLAN} {cycle} v2 (published) is published already" in " ".join(err.split())
 
     code, out, err = run(capsys, "plan", "diff", "1", "2", "--workdir", work)
     assert code == 0, err

@@ -19,9 +19,10 @@ from ..store.plans import PlanNotFound, PlanStore, PlanVersion
 from . import service
 from .consensus import APPLIED_COLUMNS, CONFLICT_COLUMNS, Consensus
 from .fva import fva_by_author, fva_table
-from .layouts import read_planner_workbook, write_plan
+from .layouts import write_plan
 from .lines import rollup
 from .overrides import read_overrides, validate_overrides
+from .workbook import changed_cells, is_stale, read_planner_workbook, read_workbook_export, stale_error
 
 __all__ = [
     "plan_name",
@@ -140,12 +141,15 @@ def apply_override_file(
                 setting="reason",
             )
         by = who(author, action="edited the workbook")
-        raw, meta = read_planner_workbook(path, author=by, reason=reason)
+        meta, exported_cells = read_workbook_export(path)
         name = meta.get("plan") or plan_name(plans, plan)
         exported = _exported_version(plans, meta, name)
-        target = plans.version(version, name) if version else exported
+        # the change lands on the cycle's current version (a published one's draft continues it)
+        current = plans.current(exported.plan, exported.cycle, exported.branch) or exported
+        target = plans.version(version, name) if version else current
         if not rebase:
-            refuse_stale(plans, path, meta, exported)
+            refuse_stale(plans, path, meta, exported_cells, current)
+        raw, meta = read_planner_workbook(path, author=by, reason=reason)
         if raw.empty:
             logger.info("%s: no consensus cell differs from the export; nothing to apply", path.name)
     else:
@@ -167,47 +171,27 @@ def _exported_version(plans: PlanStore, meta: dict, name: str) -> PlanVersion:
     return plans.version(meta.get("cycle"), name)
 
 
-def refuse_stale(plans: PlanStore, path: Path, meta: dict, exported: PlanVersion) -> None:
-    """Refuse a workbook exported before its version (or its cycle) moved on: applying it
-    would bring back what others reverted or changed meanwhile.
+def refuse_stale(
+    plans: PlanStore, path: Path, meta: dict, exported: pd.DataFrame, current: PlanVersion
+) -> None:
+    """Refuse a workbook whose plan moved since its export (an override applied or reverted
+    by someone else): applying it would bring back what changed meanwhile.
+
+    A version written since without any exported cell moving (an override and its revert,
+    a publish) is not stale. A workbook from before checksums cannot be checked: stale.
 
     Raises
     ------
-    SopforecastError
-        Naming what changed since the export, and ``--rebase``.
+    DataError
+        Naming the cells that changed, with setting ``rebase``.
     """
-    now = plans.version(exported.id)
-    current = plans.current(now.plan, now.cycle, now.branch) or now
-    seen = meta.get("revision")
-    moved = current.id != now.id or (seen not in (None, "") and int(seen) != now.revision)
-    if not moved:
+    lines = plans.lines(current)
+    if not is_stale(meta, lines, revision=current.revision):
         return
-    exported_at = pd.Timestamp(meta["exported_at"]) if meta.get("exported_at") else None
-    changes = _changes_since(plans, current, exported_at)
-    raise SopforecastError(
-        f"{path.name} is stale: it was exported from {now.plan} {now.name} (revision {seen}); "
-        f"the cycle is now at {current.name} ({current.status}, revision {current.revision})"
-        + (f"; since the export: {changes}" if changes else "")
-        + ". Export the plan again and redo the edits, or apply only your edited cells on top of "
-        "the current plan with --rebase.",
-        setting="rebase",
-    )
-
-
-def _changes_since(plans: PlanStore, current: PlanVersion, since: pd.Timestamp | None) -> str:
-    listed = plans.overrides(plan=current.plan)
-    listed = listed[listed["cycle"] == current.cycle]
-    if since is not None and len(listed):
-        made = listed[(listed["created_at"] > since) & listed["copied_from"].isna()]
-        undone = listed[pd.to_datetime(listed["reverted_at"]) > since]
-    else:
-        made, undone = listed.iloc[0:0], listed.iloc[0:0]
-    parts = [f"override {r.id} {r.key} {r.ds:%Y-%m} by {r.author}" for r in made.itertuples()]
-    parts += [
-        f"override {int(r.origin_id) if pd.notna(r.origin_id) else r.id} reverted by {r.reverted_by}"
-        for r in undone.itertuples()
-    ]
-    return format_examples(list(dict.fromkeys(parts)))
+    cells = changed_cells(exported, lines)
+    if cells.empty and meta.get("checksum"):
+        return
+    raise stale_error(path.name, meta, cells, revision=current.revision)
 
 
 def _is_workbook(path: Path) -> bool:
@@ -286,10 +270,18 @@ def _refuse_beyond_horizon(plans: PlanStore, version: PlanVersion, frame: pd.Dat
 
 
 def export_version(
-    plans: PlanStore, output: str | Path, *, version: PlanVersion, layout: str = "long"
+    plans: PlanStore,
+    output: str | Path,
+    *,
+    version: PlanVersion,
+    layout: str = "long",
+    decimals: int | None = None,
+    levels: list[str] | None = None,
 ) -> Path:
-    """Write a plan version as CSV, Excel or Parquet (by the file's extension)."""
-    lines = plans.lines(version)
+    """Write a plan version as CSV, Excel or Parquet (by the file's extension); ``wide``
+    (for an ERP) rounded to ``decimals``; only ``levels`` when given."""
+    snap = plans.snapshot(version)  # lines and row counter read together: the workbook's meta
+    version, lines = snap.version, snap.lines
     keys = plans.keys(version)
     history = None
     if layout == "planner":
@@ -304,7 +296,9 @@ def export_version(
         "revision": version.revision,
         "exported_at": pd.Timestamp.now(tz="UTC").tz_localize(None).isoformat(timespec="seconds"),
     }
-    return write_plan(lines, output, layout=layout, keys=keys, history=history, meta=meta)
+    return write_plan(
+        lines, output, layout=layout, keys=keys, history=history, meta=meta, decimals=decimals, levels=levels
+    )
 
 
 def actuals_by_level(plans: PlanStore, version: PlanVersion) -> pd.DataFrame | None:

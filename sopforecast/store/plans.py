@@ -711,11 +711,8 @@ class PlanStore:
             published_by=None,
             revision=1,
             branch=branch,
-            reopened_at=None,
-            reopened_by=None,
-            reopen_reason=None,
-            **reopened,
         )
+        row.update({"reopened_at": None, "reopened_by": None, "reopen_reason": None, **reopened})
         new_id = int(conn.execute(insert(plan_versions).values(**row)).inserted_primary_key[0])
         series = (
             conn.execute(select(plan_series).where(plan_series.c.version_id == version.id)).mappings().all()
