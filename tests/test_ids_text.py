@@ -188,3 +188,16 @@ def test_pipeline_run_delivers_the_ids_unchanged(tmp_path):
         client.download_artifacts(result.run_id, "results/forecast.parquet", str(tmp_path))
     )
     assert set(table["unique_id"]) == expected
+
+
+def test_a_price_plan_with_numeric_ids_meets_the_history(tmp_path):
+    """The history's ids are text; a calendar whose ids read as numbers still matches them."""
+    from sopforecast.forecasting.drivers import future_frame
+
+    history = validate(
+        read_source(_write(_history(ids=["101"]).assign(price=1.0), tmp_path / "sales.csv")),
+        DataConfig(id_col="sku", time_col="month", target_col="qty", drivers=["price"]),
+    ).frame
+    plan = pd.DataFrame({"unique_id": [101, 101], "ds": pd.date_range("2024-07-01", periods=2, freq="MS")})
+    out = future_frame(plan.assign(price=[2.0, 3.0]), history, ["price"], 2, "MS")
+    assert out["unique_id"].tolist() == ["101", "101"] and out["price"].tolist() == [2.0, 3.0]

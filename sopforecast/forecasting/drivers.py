@@ -169,6 +169,8 @@ def future_frame(
         plan = future.copy()
         if "unique_id" not in plan.columns:
             plan["unique_id"] = series_ids(plan, list(keys or []), where)
+        else:  # ids are text, as in the history (a file of numeric ids reads 101 as a number)
+            plan["unique_id"] = plan["unique_id"].astype(str)
         absent = [c for c in ["ds", *drivers] if c not in plan.columns]
         if absent:
             raise DataError(

@@ -79,10 +79,13 @@ def load_history(data: PipelineData, workdir: Workdir) -> History:
         raw, test, source = _competition(data)
         config = config.model_copy(update={"id_col": "unique_id", "time_col": "ds", "target_col": "y"})
     else:
-        raw = read_source(data.path, table=data.table, query=data.query, sheet=data.sheet)
+        raw = read_source(
+            data.path, table=data.table, query=data.query, sheet=data.sheet, text_columns=data.series_columns
+        )
         source = data.path
     validated = validate(raw, config, source=source)
     future = None
     if data.future:
-        future = read_source(data.future).rename(columns={data.time_col: "ds", data.id_col: "unique_id"})
+        future = read_source(data.future, text_columns=data.series_columns)
+        future = future.rename(columns={data.time_col: "ds", data.id_col: "unique_id"})
     return History(validated.frame, validated.report, source, test, future)
