@@ -5,7 +5,10 @@
 :class:`~sopforecast.errors.DataError` that names the source, the column, a few offending
 rows and the fix. What it repairs by policy (gaps, clipped negatives, empty cells) it
 records in a :class:`ValidationReport`; nothing is dropped silently. Infinite values and
-values beyond :data:`MAX_ABS_VALUE` are refused under every policy: no policy can repair them.
+values beyond :data:`MAX_ABS_VALUE` are refused under every policy: no policy can repair them,
+and so are dates a history cannot hold (:func:`~sopforecast.data.dates.implausible_dates`:
+before 1900, or more than 5 years from the rest of the file). Rows left entirely empty are
+no rows; key columns come out as text (``00101``, ``NA``), whatever type the source gave.
 
 Reading the date column (day/month order, times, time-zone offsets) is the job of
 :mod:`sopforecast.data.dates`; this module checks the dates it returns against the
