@@ -188,7 +188,7 @@ def validate_cmd(
         min_length=min_length,
         short_series=short_series.value,
     )
-    raw = read_source(data, table=table, query=query, sheet=sheet)
+    raw = read_source(data, table=table, query=query, sheet=sheet, text_columns=config.series_columns)
     validated = validate(raw, config)
     levels = series_per_level(validated.frame, config.hierarchy) if config.hierarchy else None
     _print_summary(validated.report, levels, class_counts(classify_demand(validated.frame)))
@@ -326,7 +326,9 @@ class HistoryOptions:
         from .data.io import read_source
         from .data.schema import validate
 
-        return validate(read_source(self.data, sheet=self.sheet), self.data_config()).frame
+        config = self.data_config()
+        raw = read_source(self.data, sheet=self.sheet, text_columns=config.series_columns)
+        return validate(raw, config).frame
 
     def read_future(self, path: Path) -> pd.DataFrame:
         """The promotion calendar / price plan, its date (and id) columns named as in the
@@ -334,7 +336,7 @@ class HistoryOptions:
         the rest (series, periods, driver columns)."""
         from .data.io import read_source
 
-        future = read_source(path)
+        future = read_source(path, text_columns=self.data_config().series_columns)
         renames = {self.time_col: "ds", self.id_col: "unique_id"}
         future = future.rename(columns={k: v for k, v in renames.items() if k in future and k != v})
         if "ds" in future:  # read as the history's dates: offset dropped, day/month order checked

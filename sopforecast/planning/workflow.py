@@ -224,9 +224,11 @@ def load_actuals_file(
     settings = dict(version.data_config or {})
     settings.pop("path", None)
     hierarchy = settings.pop("hierarchy", None) or []
+    keys = [c for chain in hierarchy for c in chain.split("/") if c]
+    ids = [*settings.get("keys", []), *keys, settings.get("id_col", "unique_id")]
+    raw = read_source(path, sheet=sheet, text_columns=ids)  # ids as written: 00101, NA
     # a file of a few series cannot show which labels are shared on purpose (every region
     # has a Retail channel): the nesting is checked on the plan's series and the file's
-    raw = read_source(path, sheet=sheet)
     # drivers (price, promo) are kept when the file has them, for the drift monitor
     settings["drivers"] = [d for d in settings.get("drivers", []) if d in raw.columns]
     config = DataConfig(**settings, sheet=sheet)
