@@ -124,3 +124,25 @@ def test_imports_resolve_relative_and_nested():
     assert (5, "sopforecast.pipeline.runner", "_run") in found
     assert (1, "sopforecast", "x") in set(_resolve("from . import x", "sopforecast", is_package=True))
     assert _private("_run") and not _private("__version__") and not _private("run")
+
+
+STORE = [p for p in MODULES if _within(_module_name(p), f"{PACKAGE}.store")]
+ABOVE_STORE = ("planning", "monitoring", "forecasting", "pipeline", "cli", "plan_cli", "override_cli")
+
+
+@pytest.mark.parametrize("path", STORE, ids=_ids(STORE))
+def test_the_store_is_a_repository(path):
+    """The store moves rows in and out; summing, bucketing and replaying overrides are the
+    planning layer's (``planning.service``), so the store imports nothing above it."""
+    bad = sorted(
+        {
+            (line, module)
+            for line, module, _ in _imports(path)
+            if any(_within(module, f"{PACKAGE}.{layer}") for layer in ABOVE_STORE)
+        }
+    )
+    assert not bad, (
+        f"{_rel(path)} imports a layer above the store: "
+        + "; ".join(f"line {line}: {module}" for line, module in bad)
+        + ". Compute in planning.service and hand the store the rows to write."
+    )
