@@ -201,3 +201,42 @@ def test_a_price_plan_with_numeric_ids_meets_the_history(tmp_path):
     plan = pd.DataFrame({"unique_id": [101, 101], "ds": pd.date_range("2024-07-01", periods=2, freq="MS")})
     out = future_frame(plan.assign(price=[2.0, 3.0]), history, ["price"], 2, "MS")
     assert out["unique_id"].tolist() == ["101", "101"] and out["price"].tolist() == [2.0, 3.0]
+
+
+def test_ids_survive_the_plan_cycle(tmp_path, capsys, monkeypatch):
+    """Plan lines, overrides, actuals and every export keep 00101 / NA as written."""
+    monkeypatch.setenv("SOPFORECAST_USER", "ana")
+    history = _history()
+    _write(history[history["month"] < "2024-05-01"], tmp_path / "sales.csv")
+    (tmp_path / "ids.yaml").write_text(
+        textwrap.dedent(
+            """
+            name: ids
+            data: {path: sales.csv, hierarchy: [region/sku], time_col: month, target_col: qty, freq: MS}
+            forecast: {horizon: 3, models: [naive, snaive], windows: 1, reconcile: bottom_up}
+            plan: {enabled: true, months: 3}
+            """
+        )
+    )
+    workdir = tmp_path / "work"
+    run_pipeline(load_pipeline(tmp_path / "ids.yaml"), Workdir(workdir))
+    expected = {"Total", "NA", "EU", *(f"{REGIONS[i]}/{i}" for i in IDS)}
+    wd = ["--workdir", str(workdir)]
+    assert main(["plan", "export", "-o", str(tmp_path / "plan.csv"), *wd]) == 0
+    assert _written_ids(tmp_path / "plan.csv") == expected
+    pd.DataFrame(
+        [{"key": "NA/00101", "month": "2024-06", "value": 7.0, "author": "ana", "reason": "id test"}]
+    ).to_csv(tmp_path / "o.csv", index=False)
+    assert main(["override", "apply", str(tmp_path / "o.csv"), *wd]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["override", "list", "--format", "csv", *wd]) == 0
+    listed = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out), dtype=str, keep_default_na=False)
+    assert list(listed["key"]) == ["NA/00101"]
+    _write(history[history["month"] == "2024-05-01"], tmp_path / "may.csv")
+    assert main(["actuals", "load", str(tmp_path / "may.csv"), *wd]) == 0, capsys.readouterr().err
+    from sopforecast.store.plans import PlanStore
+
+    store = PlanStore(f"sqlite:///{workdir}/sopforecast.db", create=False)
+    assert set(store.actuals("ids")["unique_id"]) == {f"{REGIONS[i]}/{i}" for i in IDS}
+    assert set(store.lines(store.version())["unique_id"]) == expected
+    store.dispose()
