@@ -151,6 +151,8 @@ def reconcile(
         out = hrec.reconcile(Y_hat_df=base[["unique_id", "ds", "forecast"]], S_df=S, tags=tags, Y_df=Y_df)
     except Exception as exc:  # hierarchicalforecast raises plain Exceptions
         if not nonnegative:
+            if "ill-conditioned" in str(exc) and any(m in _NEEDS_RESIDUALS for m in methods):
+                return _structural_instead(base, S, tags, methods, middle_level, exc)
             raise
         # non-negative MinTrace refuses ill-conditioned covariances (PBS does this): the
         # unconstrained solution, made non-negative by the caller (nonnegative_coherent)
@@ -165,6 +167,25 @@ def reconcile(
                 if _method_label(m) in col:
                     renamed[col] = f"forecast/{m}"
     return out.rename(columns=renamed)
+
+
+def _structural_instead(base, S, tags, methods, middle_level, exc) -> pd.DataFrame:
+    """The residual-based MinTrace methods as wls_struct: their error covariance cannot be
+    inverted (too few backtest errors for the number of series, e.g. one short window), and
+    the structural weights need none. Each such method's column keeps its name."""
+    swapped = list(dict.fromkeys("wls_struct" if m in _NEEDS_RESIDUALS else m for m in methods))
+    logger.warning(
+        "Reconciliation with %s failed (%s); reconciled with wls_struct instead (structural weights, "
+        "no backtest errors needed). More backtest windows give a well-conditioned covariance.",
+        ", ".join(m for m in methods if m in _NEEDS_RESIDUALS),
+        exc,
+    )
+    out = reconcile(base, S, tags, methods=swapped, middle_level=middle_level)
+    for m in methods:
+        if m in _NEEDS_RESIDUALS:
+            out[f"forecast/{m}"] = out["forecast/wls_struct"]
+    keep = ["unique_id", "ds", *(f"forecast/{m}" for m in methods)]
+    return out[keep]
 
 
 def _method_label(method: str) -> str:
