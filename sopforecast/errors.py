@@ -18,6 +18,7 @@ __all__ = [
     "NotFittedError",
     "format_examples",
     "format_rows",
+    "format_problems",
     "validation_problems",
 ]
 
@@ -114,6 +115,14 @@ def format_examples(items, limit: int = 5) -> str:
     if len(items) > limit:
         text += f" ({len(items)} in all)"
     return text
+
+
+def format_problems(problems: list[str], limit: int = 30) -> str:
+    """Problems one per indented line, the first ``limit`` of them, then ``  ... N more``."""
+    listed = [f"  {p}" for p in problems[:limit]]
+    if len(problems) > limit:
+        listed.append(f"  ... {len(problems) - limit} more")
+    return "\n".join(listed)
 
 
 def format_rows(frame, mask, columns: list[str], limit: int = 5) -> str:

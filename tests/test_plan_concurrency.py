@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import test_plan_store as base
 
 from sopforecast.planning import service
 from sopforecast.planning.lines import summing
@@ -49,17 +50,7 @@ DRIVER = textwrap.dedent(
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'plans.db'}"
-        return
-    server = request.getfixturevalue("postgres_server")
-    name = server.create_database()
-    try:
-        yield server.url(name, driver="psycopg")
-    finally:
-        server.drop_database(name)
+store_url = base.store_url  # a new SQLite file, or a fresh database on the session's server
 
 
 def _plan(url: str) -> PlanStore:
@@ -117,6 +108,13 @@ def _run_at_once(commands: list[list[str]], tmp_path: Path, round_: int) -> list
         subprocess.CompletedProcess(p.args, p.returncode, out, err)
         for p, (out, err) in zip(procs, outs, strict=True)
     ]
+
+
+def _cli(env: dict, cwd: Path, *argv: str) -> subprocess.CompletedProcess:
+    """Run ``sopforecast ARGV`` in a new process."""
+    return subprocess.run(
+        [sys.executable, "-m", "sopforecast", *argv], capture_output=True, text=True, env=env, cwd=cwd
+    )
 
 
 def _override_file(path: Path, key: str, month: str, value: float, author: str) -> Path:
@@ -186,22 +184,10 @@ def test_reads_do_not_wait_for_a_writer_and_a_busy_store_names_its_holder(tmp_pa
     holder.execute("BEGIN IMMEDIATE")  # another tool holds the write lock
     try:
         started = time.monotonic()
-        listed = subprocess.run(
-            [sys.executable, "-m", "sopforecast", "plan", "list", "--store", url, "--format", "csv"],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-        )
+        listed = _cli(env, tmp_path, "plan", "list", "--store", url, "--format", "csv")
         assert listed.returncode == 0, listed.stderr
         assert "2026-01 v1" in listed.stdout and time.monotonic() - started < 20
-        applied = subprocess.run(
-            [sys.executable, "-m", "sopforecast", "override", "apply", str(override), "--store", url],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-        )
+        applied = _cli(env, tmp_path, "override", "apply", str(override), "--store", url)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -240,13 +226,7 @@ def test_a_busy_store_names_the_sopforecast_command_holding_it(tmp_path):
         while not holding.exists():
             assert holder.poll() is None and time.monotonic() < deadline
             time.sleep(0.02)
-        applied = subprocess.run(
-            [sys.executable, "-m", "sopforecast", "override", "apply", str(override), "--store", url],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-        )
+        applied = _cli(env, tmp_path, "override", "apply", str(override), "--store", url)
     finally:
         holder.kill()
         holder.wait()

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.schema import MAX_ABS_VALUE
-from ..errors import DataError
+from ..errors import DataError, format_problems
 from ..exports import read_text_table
 
 __all__ = ["OverrideError", "OVERRIDE_COLUMNS", "read_overrides", "validate_overrides"]
@@ -223,14 +223,12 @@ def _message(problems: list[tuple[str, int, str]], sources, source: str, span: s
     problems = sorted(problems, key=lambda p: (p[0], p[1]))
     names = list(dict.fromkeys(str(s) for s in sources)) or [source]
     several = len(names) > 1
-    listed = [
-        f"  {f'{src} ' if several else ''}row {row}: {text}" for src, row, text in problems[:_MAX_LISTED]
-    ]
-    if len(problems) > _MAX_LISTED:
-        listed.append(f"  ... {len(problems) - _MAX_LISTED} more")
+    listed = format_problems(
+        [f"{f'{src} ' if several else ''}row {row}: {text}" for src, row, text in problems], _MAX_LISTED
+    )
     return (
         f"{', '.join(names)}: {len(problems)} problem(s) in the overrides; none was applied:\n"
-        + "\n".join(listed)
+        + listed
         + f"\nCorrect these rows and load the overrides again: each row needs a key from the plan's "
         f"series, a month (YYYY-MM) from {span}, either value (units, 0 to {MAX_ABS_VALUE:,.0f}) or "
         "change_pct (percent, -100 or more) but not both, an author and a reason."

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, SopforecastError
+from ..errors import DataError, SopforecastError, format_problems
 from ..exports import neutralise_text
 from .layouts import month_labels, ordered_series, value_grid, write_atomically
 
@@ -680,12 +680,9 @@ def _check_header(row: tuple, headers: dict, number: int, problems: list[str]) -
 
 
 def _problems_message(source: str, problems: list[str]) -> str:
-    listed = [f"  {p}" for p in problems[:_MAX_LISTED]]
-    if len(problems) > _MAX_LISTED:
-        listed.append(f"  ... {len(problems) - _MAX_LISTED} more")
     return (
         f"{source}: {len(problems)} problem(s) in the workbook; nothing was applied:\n"
-        + "\n".join(listed)
+        + format_problems(problems, _MAX_LISTED)
         + f"\nOnly the yellow consensus cells of the sheet {PLAN_SHEET!r} are read: type numbers there "
         "(0 for zero), keep every other cell, header and series as exported, and apply the workbook "
         "again (or export the plan again and redo the edits)."

@@ -100,6 +100,29 @@ def _lost_race(exc: IntegrityError) -> bool:
     )
 
 
+def _claim(conn, version: PlanVersion, **values) -> None:
+    """Bump a draft's row counter (and set ``values``) if it is still at the revision read.
+
+    Raises
+    ------
+    StaleVersion
+        Another write, a publish or a supersede came first.
+    """
+    done = conn.execute(
+        update(plan_versions)
+        .where(
+            and_(
+                plan_versions.c.id == version.id,
+                plan_versions.c.revision == version.revision,
+                plan_versions.c.status == "draft",
+            )
+        )
+        .values(revision=plan_versions.c.revision + 1, **values)
+    ).rowcount
+    if not done:
+        raise StaleVersion(f"{version.label} changed meanwhile")
+
+
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -232,19 +255,7 @@ class PlanStore:
         try:
             with self._writing() as conn:
                 if supersede is not None:
-                    done = conn.execute(
-                        update(plan_versions)
-                        .where(
-                            and_(
-                                plan_versions.c.id == supersede.id,
-                                plan_versions.c.revision == supersede.revision,
-                                plan_versions.c.status == "draft",
-                            )
-                        )
-                        .values(status="superseded", revision=plan_versions.c.revision + 1)
-                    ).rowcount
-                    if not done:
-                        raise StaleVersion(f"{supersede.label} changed meanwhile")
+                    _claim(conn, supersede, status="superseded")
                 number = conn.execute(
                     select(func.coalesce(func.max(plan_versions.c.number), 0)).where(
                         and_(plan_versions.c.plan == row["plan"], plan_versions.c.cycle == row["cycle"])
@@ -653,19 +664,7 @@ class PlanStore:
         try:
             with self._writing() as conn:
                 if version.status == "draft" and not fork:
-                    done = conn.execute(
-                        update(plan_versions)
-                        .where(
-                            and_(
-                                plan_versions.c.id == version.id,
-                                plan_versions.c.revision == version.revision,
-                                plan_versions.c.status == "draft",
-                            )
-                        )
-                        .values(revision=plan_versions.c.revision + 1, **reopened)
-                    ).rowcount
-                    if not done:
-                        raise StaleVersion(f"{version.label} changed meanwhile")
+                    _claim(conn, version, **reopened)
                     target, ids = version.id, {int(i): int(i) for i in snap.active["id"]}
                 else:
                     seen = conn.execute(
