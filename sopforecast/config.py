@@ -6,12 +6,23 @@ setting is caught at the door with a message that names the key and the valid ch
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["DataConfig", "ForecastConfig", "RECONCILERS", "MAX_HORIZON_MONTHS", "check_freq"]
+__all__ = [
+    "DataConfig",
+    "ForecastConfig",
+    "RECONCILERS",
+    "MAX_HORIZON_MONTHS",
+    "NAME_RULE",
+    "check_freq",
+    "check_name",
+    "check_cycle",
+]
 
 
 def check_freq(freq: str) -> str:
@@ -24,6 +35,49 @@ def check_freq(freq: str) -> str:
             "W-MON (weeks starting Monday), D (daily), QS (quarter start) or YS (year start)"
         ) from exc
     return freq
+
+
+NAME_RULE = (
+    "any letters (accents too), digits, spaces and punctuation, but no '/' or '\\', no '..', "
+    "no control characters, not starting with a dot"
+)
+_CYCLE = re.compile(r"^(?P<year>\d{4})-(?P<month>0[1-9]|1[0-2])$")
+
+
+def check_name(value: str) -> str:
+    """Return ``value`` if it can name a plan, a pipeline or a model whose name becomes part
+    of file names (see :data:`NAME_RULE`), else raise ``ValueError`` saying what is allowed.
+
+    Spaces and accents are fine (``Plan Süd 2026``); what could climb out of a folder or
+    hide a file is not. Where a name becomes a path it is still passed through
+    :func:`sopforecast.exports.safe_name`.
+    """
+    text = str(value)
+    problems = []
+    if not text.strip():
+        problems.append("it is empty")
+    if "/" in text or "\\" in text:
+        problems.append("it contains a path separator")
+    if ".." in text:
+        problems.append("it contains '..'")
+    if any(unicodedata.category(c) == "Cc" for c in text):
+        problems.append("it contains a control character")
+    if text.startswith("."):
+        problems.append("it starts with a dot")
+    if problems:
+        raise ValueError(f"{value!r} cannot be a name: {', '.join(problems)}; use {NAME_RULE}")
+    return text
+
+
+def check_cycle(value: str) -> str:
+    """Return ``value`` if it is a planning cycle ``YYYY-MM`` (the month the plan starts, as
+    the plan store names cycles, also for 4-4-5 fiscal periods), else raise ``ValueError``."""
+    text = str(value).strip()
+    if not _CYCLE.match(text):
+        raise ValueError(
+            f"{value!r} is not a planning cycle: write the month the plan starts as YYYY-MM, e.g. 2026-11"
+        )
+    return text
 
 
 class DataConfig(BaseModel):

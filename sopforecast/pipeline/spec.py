@@ -9,13 +9,22 @@ path (``forecast.horizon=24``).
 from __future__ import annotations
 
 import logging
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..config import MAX_HORIZON_MONTHS, DataConfig, ForecastConfig, check_freq
+from ..config import (
+    MAX_HORIZON_MONTHS,
+    NAME_RULE,
+    DataConfig,
+    ForecastConfig,
+    check_cycle,
+    check_freq,
+    check_name,
+)
 from ..errors import ConfigError, format_examples, validation_problems
 from ..monitoring.mail import MailSettings
 from ..monitoring.monitor import MonitorSettings
@@ -109,7 +118,7 @@ class PlanStep(_Strict):
     """Turn the delivered forecast into a versioned demand plan in the plan store."""
 
     enabled: bool = False
-    name: str | None = Field(None, description="Plan name; default the pipeline's.")
+    name: str | None = Field(None, description=f"Plan name; default the pipeline's. Allowed: {NAME_RULE}.")
     months: int | None = Field(
         None,
         ge=1,
@@ -119,7 +128,9 @@ class PlanStep(_Strict):
     bucket: Literal["month", "445"] = Field(
         "month", description="month, or 445: fiscal periods of 4, 4 and 5 weeks (weekly or daily data)."
     )
-    cycle: str | None = Field(None, description="Planning cycle, e.g. 2026-11; default the first plan month.")
+    cycle: str | None = Field(
+        None, description="Planning cycle, YYYY-MM (e.g. 2026-11); default the first plan month."
+    )
     publish: bool = Field(False, description="Publish the draft at once (unattended runs).")
     store_uri: str | None = Field(
         None,
@@ -127,6 +138,18 @@ class PlanStep(_Strict):
         "$SOPFORECAST_STORE_URI, else <workdir>/sopforecast.db.",
     )
     prices: PlanPrices = Field(default_factory=PlanPrices)
+
+    @field_validator("name")
+    @classmethod
+    def _name_safe(cls, value: str | None) -> str | None:
+        return None if value is None else check_name(value)
+
+    @field_validator("cycle", mode="before")
+    @classmethod
+    def _cycle_format(cls, value: Any) -> Any:
+        if isinstance(value, date):  # YAML reads 2026-11-01 as a date: its month is the cycle
+            return value.strftime("%Y-%m")
+        return None if value is None else check_cycle(str(value))
 
 
 class MonitorStep(MonitorSettings):
@@ -148,7 +171,9 @@ class TrackingConfig(_Strict):
     )
     registry_uri: str | None = Field(None, description="Model registry URI; default the tracking URI.")
     experiment: str | None = Field(None, description="Experiment name; default the pipeline's name.")
-    registered_model: str | None = Field(None, description="Registered model; default the pipeline's name.")
+    registered_model: str | None = Field(
+        None, description=f"Registered model; default the pipeline's name. Allowed: {NAME_RULE}."
+    )
     promote_metric: Literal["wape", "mase", "rmsse", "smape"] = Field(
         "wape", description="Backtest metric that decides champion and challenger (lower wins)."
     )
@@ -157,11 +182,16 @@ class TrackingConfig(_Strict):
     )
     log_model: bool = Field(True, description="Log and register the fitted forecaster.")
 
+    @field_validator("registered_model")
+    @classmethod
+    def _model_name_safe(cls, value: str | None) -> str | None:
+        return None if value is None else check_name(value)
+
 
 class PipelineSpec(_Strict):
     """A pipeline: data, forecast, targets, plan, monitor, tracking."""
 
-    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Pipeline name (letters, digits, _.-).")
+    name: str = Field(..., description=f"Pipeline name. Allowed: {NAME_RULE}.")
     description: str = ""
     data: PipelineData = Field(default_factory=PipelineData)
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)
@@ -170,6 +200,11 @@ class PipelineSpec(_Strict):
     monitor: MonitorStep = Field(default_factory=MonitorStep)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     output: str | None = Field(None, description="Forecast file to write; default <workdir>/forecasts/.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_safe(cls, value: str) -> str:
+        return check_name(value)
 
     @model_validator(mode="before")
     @classmethod

@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from ..config import ForecastConfig
+from ..exports import inside, safe_name
 from ..workdir import Workdir
 from .plots import run_plots
 from .sources import History, load_history
@@ -307,17 +308,20 @@ def output_targets(
         Put every file in this folder under its own name instead of its delivered place
         (a challenger's outputs, :func:`challenger_folder`); default the delivered places.
     """
-    forecast = Path(spec.output) if spec.output else workdir.forecasts / f"{spec.name}.csv"
+    # the pipeline's name is checked at the door (config.check_name); a file name made of it
+    # is still made safe and kept inside its folder
+    stem = safe_name(spec.name)
+    forecast = Path(spec.output) if spec.output else inside(workdir.forecasts, f"{stem}.csv")
     targets = {
         "forecast": (ev.forecast, forecast),
-        "backtest summary": (ev.backtest.summary, workdir.reports / f"{spec.name}_backtest.csv"),
+        "backtest summary": (ev.backtest.summary, inside(workdir.reports, f"{stem}_backtest.csv")),
     }
     if ev.accuracy is not None:
-        targets["accuracy per level"] = (ev.accuracy, workdir.reports / f"{spec.name}_levels.csv")
+        targets["accuracy per level"] = (ev.accuracy, inside(workdir.reports, f"{stem}_levels.csv"))
     if ev.discontinued:
         targets["discontinued series"] = (
             discontinued_table(ev),
-            workdir.reports / f"{spec.name}_discontinued.csv",
+            inside(workdir.reports, f"{stem}_discontinued.csv"),
         )
     if folder is not None:
         targets = {label: (frame, folder / path.name) for label, (frame, path) in targets.items()}
@@ -341,8 +345,10 @@ def challenger_folder(workdir: Workdir, model: str, version: str) -> Path:
     """Where a challenger's outputs go in the work directory: ``challengers/<model>/v<version>``.
 
     The delivered places (``forecasts/``, ``reports/``) hold the champion's outputs only.
+    The model's name is made a safe file name (it can never leave ``challengers/``).
     """
-    return workdir.root / "challengers" / model / f"v{version}"
+    folder = workdir.root / "challengers"
+    return inside(folder, Path(safe_name(model)) / f"v{safe_name(version)}")
 
 
 def plan_name(spec: PipelineSpec) -> str:
