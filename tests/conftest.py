@@ -5,10 +5,11 @@ selection: which tests are ``integration`` tests, and ``slow`` benchmarks stayin
 ``pytest -m "not integration"`` is the quick unit run. A test is an integration test when
 it is marked so (``@pytest.mark.integration``, or ``pytestmark`` in its module), or
 :func:`pytest_collection_modifyitems` finds that it, one of its fixtures, or a helper
-function of its module that either calls, runs something end to end: a pipeline or the demo
-(``run_pipeline``, ``run_demo``, the CLI's ``demo`` / ``run`` commands), a subprocess, a
-notebook, or a PostgreSQL server (the ``postgres_server`` / ``postgres_url`` fixtures, or a
-parameter named ``postgresql``). New test files need no marker for that.
+function of its module that either calls, runs something end to end: a pipeline, the
+scheduler or the demo (``run_pipeline``, ``run_scheduler``, ``run_demo``, the CLI's
+``demo`` / ``run`` commands), a subprocess, a notebook, or a PostgreSQL server (the
+``postgres_server`` / ``postgres_url`` fixtures, or a parameter named ``postgresql``).
+New test files need no marker for that.
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ TESTS = Path(__file__).resolve().parent
 
 # -- test selection ----------------------------------------------------------------------
 INTEGRATION_FIXTURES = frozenset({"postgres_server", "postgres_url"})
-# what an end-to-end test calls: a pipeline or the demo, the CLI running one, a subprocess,
-# a notebook kernel
+# what an end-to-end test calls: a pipeline, the scheduler running them or the demo, the
+# CLI running one, a subprocess, a notebook kernel
 _END_TO_END = re.compile(
-    r"\b(run_pipeline|run_demo|NotebookClient|Popen)\(|\bsubprocess\.(run|Popen|call|check_\w+)\("
+    r"\b(run_pipeline|run_scheduler|run_demo|NotebookClient|Popen)\b|\bsubprocess\.(run|Popen|call|check_\w+)\("
     r"|\bmain\(\s*\[[^\]]*[\"'](demo|run)[\"']"
 )
 _CALLS = re.compile(r"\b([A-Za-z_]\w*)\(")
