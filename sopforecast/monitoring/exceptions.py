@@ -122,7 +122,12 @@ class Target(BaseModel):
         """The bounds as a planner reads them: ``>= 0.75``, ``|x| <= 0.05``."""
         parts = [f">= {self.min:g}"] if self.min is not None else []
         parts += [f"<= {self.max:g}"] if self.max is not None else []
-        parts += [f"|x| <= {self.within:g}"] if self.within is not None else []
+        if self.within is not None and self.metric == "tracking_signal":
+            # the rule shared with bias (rules.bias_status): a signal at its bound is off target
+            # when every error leans one way and the bias is outside its band
+            parts.append(f"|x| < {self.within:g}, or errors both ways")
+        elif self.within is not None:
+            parts.append(f"|x| <= {self.within:g}")
         return ", ".join(parts)
 
 
