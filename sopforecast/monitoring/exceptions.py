@@ -125,7 +125,7 @@ class Target(BaseModel):
         if self.within is not None and self.metric == "tracking_signal":
             # the rule shared with bias (rules.bias_status): a signal at its bound is off target
             # when every error leans one way and the bias is outside its band
-            parts.append(f"|x| < {self.within:g}, or errors both ways")
+            parts.append(f"|x| < {self.within:g}, errors both ways")
         elif self.within is not None:
             parts.append(f"|x| <= {self.within:g}")
         return ", ".join(parts)
