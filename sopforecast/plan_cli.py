@@ -158,8 +158,8 @@ def plan_show(
         return
     S, _ = structure(plans, v)
     console.print(
-        f"[bold]{escape(f'{v.plan} {v.name}')}[/bold] ({v.status}, id {v.id}) made {v.created_at:%Y-%m-%d %H:%M} by "
-        f"{escape(v.created_by)} from MLflow run {v.source_run_id or '-'}; history to "
+        f"[bold]{escape(f'{v.plan} {v.name}')}[/bold] ({v.status}, id {v.id}) made "
+        f"{v.created_at:%Y-%m-%d %H:%M} by {escape(v.created_by)} from MLflow run {v.source_run_id or '-'}; history to "
         f"{v.history_end or '-'}; coherent at every level: {'yes' if is_coherent(lines, S) else 'NO'}",
         highlight=False,
     )
