@@ -159,8 +159,8 @@ def plan_show(
     S, _ = structure(plans, v)
     console.print(
         f"[bold]{escape(f'{v.plan} {v.name}')}[/bold] ({v.status}, id {v.id}) made "
-        f"{v.created_at:%Y-%m-%d %H:%M} by {escape(v.created_by)} from MLflow run {v.source_run_id or '-'}; history to "
-        f"{v.history_end or '-'}; coherent at every level: {'yes' if is_coherent(lines, S) else 'NO'}",
+        f"{v.created_at:%Y-%m-%d %H:%M} by {escape(v.created_by)} from MLflow run "
+        f"{v.source_run_id or '-'}; history to {v.history_end or '-'}; coherent at every level: {'yes' if is_coherent(lines, S) else 'NO'}",
         highlight=False,
     )
     per_level = lines.groupby("level", sort=False).agg(

@@ -130,7 +130,7 @@ def test_plan_list_and_show_the_published_version(work, capsys):
 
     code, out, _ = run(capsys, "plan", "show", "--workdir", work)
     assert code == 0
-    assert f"{PLAN} {version.cycle} v1 (published)" in out
+    assert f"{PLAN} {version.cycle} v1 (published, id 1)" in out
     assert "coherent at every level: yes" in out
     months = lines["ds"].nunique()
     assert f"Per level, {months} months" in out
