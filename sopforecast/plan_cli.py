@@ -160,7 +160,8 @@ def plan_show(
     console.print(
         f"[bold]{escape(f'{v.plan} {v.name}')}[/bold] ({v.status}, id {v.id}) made "
         f"{v.created_at:%Y-%m-%d %H:%M} by {escape(v.created_by)} from MLflow run "
-        f"{v.source_run_id or '-'}; history to {v.history_end or '-'}; coherent at every level: {'yes' if is_coherent(lines, S) else 'NO'}",
+        f"{v.source_run_id or '-'}; history to {v.history_end or '-'}; "
+        f"coherent at every level: {'yes' if is_coherent(lines, S) else 'NO'}",
         highlight=False,
     )
     per_level = lines.groupby("level", sort=False).agg(
