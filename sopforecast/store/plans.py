@@ -22,11 +22,8 @@ overrides.
 from __future__ import annotations
 
 import getpass
-import json
 import os
-import re
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import pandas as pd
 from sqlalchemy import and_, delete, func, insert, or_, select, text, update
@@ -34,9 +31,10 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import SopforecastError, format_examples
 from ..workdir import Workdir
-from . import actuals, engine, monitoring, rows, schema
+from . import actuals, engine, monitoring, reads, rows, schema
 from .tables import actuals as actuals_table
 from .tables import overrides, plan_lines, plan_series, plan_versions
+from .versions import PlanNotFound, PlanVersion, Snapshot, StaleVersion, parse_version_name
 
 __all__ = [
     "PlanStore",
@@ -51,15 +49,6 @@ __all__ = [
 ]
 
 STORE_ENV = "SOPFORECAST_STORE_URI"
-_NAME = re.compile(r"^\s*(?P<cycle>\S.*?)\s*v(?P<number>\d+)\s*$")
-
-
-class PlanNotFound(SopforecastError):
-    """No plan version matches what was asked for."""
-
-
-class StaleVersion(SopforecastError):
-    """A write was computed from a version that changed since it was read."""
 
 
 def user() -> str:
@@ -78,12 +67,6 @@ def resolve_store_uri(workdir: Workdir, uri: str | None = None, configured: str 
         return chosen
     workdir.ensure()
     return f"sqlite:///{workdir.database}"
-
-
-def parse_version_name(text: str) -> tuple[str, int] | None:
-    """``("2026-01", 2)`` from a version's name ``2026-01 v2``; ``None`` for anything else."""
-    match = _NAME.match(str(text))
-    return (match["cycle"], int(match["number"])) if match else None
 
 
 def _lost_race(exc: IntegrityError) -> bool:
@@ -125,62 +108,6 @@ def _claim(conn, version: PlanVersion, **values) -> None:
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-@dataclass(frozen=True)
-class PlanVersion:
-    """One version of a plan (a row of ``plan_versions``)."""
-
-    id: int
-    plan: str
-    cycle: str
-    number: int
-    status: str
-    parent_id: int | None
-    source_run_id: str | None
-    created_at: datetime
-    created_by: str
-    published_at: datetime | None
-    published_by: str | None
-    bucket: str
-    history_end: date | None
-    hierarchy: list[str]
-    data_config: dict | None
-    revision: int = 0
-    branch: str = ""
-    reopened_at: datetime | None = None
-    reopened_by: str | None = None
-    reopen_reason: str | None = None
-
-    @property
-    def name(self) -> str:
-        """How a planner names it: ``2026-01 v2`` (a named branch adds ``[what-if]``)."""
-        return f"{self.cycle} v{self.number}" + (f" [{self.branch}]" if self.branch else "")
-
-    @property
-    def label(self) -> str:
-        return f"{self.plan} {self.name} ({self.status})"
-
-    @classmethod
-    def _from(cls, row) -> PlanVersion:
-        data = dict(row._mapping)
-        data["hierarchy"] = json.loads(data["hierarchy"])
-        data["data_config"] = json.loads(data["data_config"]) if data.get("data_config") else None
-        data.pop("note", None)
-        data["revision"] = int(data.get("revision") or 0)
-        data["branch"] = data.get("branch") or ""
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What a unit of work reads of a version, in one read transaction: the version (with
-    its row counter), its lines, its bottom series with their keys, its active overrides."""
-
-    version: PlanVersion
-    lines: pd.DataFrame
-    bottom: pd.DataFrame
-    active: pd.DataFrame
 
 
 class PlanStore:
@@ -306,7 +233,7 @@ class PlanStore:
                             plan_versions.c.plan == plan if plan else True
                         )
                     ).scalar_one()
-                row = self._current_row(conn, base, cycle) if cycle is not None else None
+                row = reads.current_row(conn, base, cycle) if cycle is not None else None
         if row is None:
             known = self.versions(plan)
             names = [f"{r.cycle} v{r.number} (id {r.id})" for r in known.itertuples()]
@@ -317,32 +244,19 @@ class PlanStore:
             )
             what = f"plan version {ref!r}" if ref else "any plan version"
             raise PlanNotFound(f"no {what}{f' of plan {plan!r}' if plan else ''} in {self.where}; {hint}.")
-        return PlanVersion._from(row)
-
-    @staticmethod
-    def _current_row(conn, base, cycle: str, branch: str = ""):
-        in_cycle = base.where(plan_versions.c.cycle == cycle)
-        for query in (
-            in_cycle.where(and_(plan_versions.c.status == "draft", plan_versions.c.branch == branch)),
-            in_cycle.where(plan_versions.c.status == "published").order_by(plan_versions.c.number.desc()),
-            in_cycle.order_by(plan_versions.c.number.desc()),
-        ):
-            row = conn.execute(query.limit(1)).first()
-            if row is not None:
-                return row
-        return None
+        return PlanVersion.from_row(row)
 
     def current(self, plan: str, cycle: str, branch: str = "") -> PlanVersion | None:
         """The current version of ``plan``'s ``cycle`` (its open draft on ``branch``, else its
         latest published version); ``None`` for a cycle without versions."""
         base = select(plan_versions).where(plan_versions.c.plan == plan)
         with self.reader.connect() as conn:
-            row = self._current_row(conn, base, cycle, branch)
+            row = reads.current_row(conn, base, cycle, branch)
         if row is not None and branch and not (row.branch == branch and row.status == "draft"):
             # no open draft on the branch: the branch starts from the main line's current version
             with self.reader.connect() as conn:
-                row = self._current_row(conn, base, cycle, "")
-        return PlanVersion._from(row) if row is not None else None
+                row = reads.current_row(conn, base, cycle, "")
+        return PlanVersion.from_row(row) if row is not None else None
 
     def versions(self, plan: str | None = None) -> pd.DataFrame:
         """Every version, newest first, with its total plan and number of active overrides."""
@@ -401,64 +315,19 @@ class PlanStore:
         """The plan lines of a version (:mod:`sopforecast.planning.lines`), series in order."""
         vid = version.id if isinstance(version, PlanVersion) else int(version)
         with self.reader.connect() as conn:
-            return self._lines(conn, vid)
-
-    def _lines(self, conn, vid: int) -> pd.DataFrame:
-        query = (
-            select(plan_lines, plan_series.c.level, plan_series.c.position)
-            .join(
-                plan_series,
-                and_(
-                    plan_series.c.version_id == plan_lines.c.version_id,
-                    plan_series.c.unique_id == plan_lines.c.unique_id,
-                ),
-            )
-            .where(plan_lines.c.version_id == vid)
-            .order_by(plan_series.c.position, plan_lines.c.ds)
-        )
-        frame = pd.DataFrame(conn.execute(query).mappings().all())
-        if frame.empty:
-            raise PlanNotFound(f"plan version id {vid} has no lines in {self.where}.")
-        bounds = pd.DataFrame([json.loads(v) if v else {} for v in frame["intervals"]], index=frame.index)
-        bounds = bounds[sorted(bounds.columns, key=rows.bound_order)].add_prefix("statistical-")
-        frame["ds"] = pd.to_datetime(frame["ds"])
-        frame["author"] = frame["author"].astype(object).where(frame["author"].notna(), None)
-        front = frame[["unique_id", "level", "ds", "statistical"]]
-        rest = frame[["naive", "consensus", "final", "author", "price", "unit_cost"]].astype(
-            {c: float for c in ("naive", "consensus", "final", "price", "unit_cost")}
-        )
-        return pd.concat([front, bounds, rest], axis=1)
+            return reads.lines(conn, vid, self.where)
 
     def bottom(self, version: PlanVersion | int) -> pd.DataFrame:
         """The bottom series of a version with their key columns (``unique_id`` + keys)."""
         version = version if isinstance(version, PlanVersion) else self.version(int(version))
         with self.reader.connect() as conn:
-            return self._bottom(conn, version)
-
-    @staticmethod
-    def _full(keys: pd.DataFrame) -> pd.DataFrame:
-        full = keys.notna().all(axis=1) if len(keys.columns) else pd.Series(True, index=keys.index)
-        return keys[full].reset_index()
-
-    def _bottom(self, conn, version: PlanVersion) -> pd.DataFrame:
-        return self._full(self._keys(conn, version))
+            return reads.bottom(conn, version)
 
     def keys(self, version: PlanVersion | int) -> pd.DataFrame:
         """Key columns of every series of a version (index ``unique_id``; empty below its level)."""
         version = version if isinstance(version, PlanVersion) else self.version(int(version))
         with self.reader.connect() as conn:
-            return self._keys(conn, version)
-
-    @staticmethod
-    def _keys(conn, version: PlanVersion) -> pd.DataFrame:
-        query = select(plan_series.c.unique_id, plan_series.c["keys"]).where(
-            plan_series.c.version_id == version.id
-        )
-        found = conn.execute(query.order_by(plan_series.c.position)).all()
-        frame = pd.DataFrame([json.loads(r.keys) for r in found], index=[r.unique_id for r in found])
-        frame.index.name = "unique_id"
-        order = [c for chain in version.hierarchy for c in chain.split("/") if c]
-        return frame.reindex(columns=order)
+            return reads.keys(conn, version)
 
     def snapshot(self, version: PlanVersion | int) -> Snapshot:
         """Read a version, its lines, bottom series and active overrides in one transaction
@@ -468,10 +337,10 @@ class PlanStore:
             row = conn.execute(select(plan_versions).where(plan_versions.c.id == vid)).first()
             if row is None:
                 raise PlanNotFound(f"no plan version with id {vid} in {self.where}.")
-            current = PlanVersion._from(row)
-            lines = self._lines(conn, vid)
-            bottom = self._bottom(conn, current)
-            active = self._overrides(conn, current, None)
+            current = PlanVersion.from_row(row)
+            lines = reads.lines(conn, vid, self.where)
+            bottom = reads.bottom(conn, current)
+            active = reads.overrides_of(conn, current, None)
         active = active[active["reverted_at"].isna()] if len(active) else active
         return Snapshot(current, lines, bottom, active.sort_values("id").reset_index(drop=True))
 
@@ -603,21 +472,7 @@ class PlanStore:
     def overrides(self, version: PlanVersion | None = None, plan: str | None = None) -> pd.DataFrame:
         """Overrides (newest first) of a version, or of every version of ``plan``."""
         with self.reader.connect() as conn:
-            return self._overrides(conn, version, plan)
-
-    def _overrides(self, conn, version: PlanVersion | None, plan: str | None) -> pd.DataFrame:
-        query = select(overrides, plan_versions.c.plan, plan_versions.c.cycle, plan_versions.c.number).join(
-            plan_versions, plan_versions.c.id == overrides.c.version_id
-        )
-        if version is not None:
-            query = query.where(overrides.c.version_id == version.id)
-        if plan:
-            query = query.where(plan_versions.c.plan == plan)
-        frame = pd.DataFrame(conn.execute(query.order_by(overrides.c.id.desc())).mappings().all())
-        if frame.empty:
-            return pd.DataFrame(columns=[c.name for c in overrides.c] + ["plan", "cycle", "number"])
-        frame["ds"] = pd.to_datetime(frame["ds"])
-        return frame
+            return reads.overrides_of(conn, version, plan)
 
     def override(self, override_id: int) -> dict:
         """One override's row, with the version it belongs to (``version``)."""

@@ -1,0 +1,94 @@
+"""The store's read queries, each on a connection the caller opened (so a unit of work can
+read a version, its lines, keys and overrides in one transaction)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from sqlalchemy import and_, select
+from sqlalchemy.engine import Connection
+
+from . import rows
+from .tables import overrides, plan_lines, plan_series, plan_versions
+from .versions import PlanNotFound, PlanVersion
+
+__all__ = ["current_row", "lines", "keys", "bottom", "overrides_of"]
+
+
+def current_row(conn: Connection, base, cycle: str, branch: str = ""):
+    """The row of a cycle's current version: its open draft on ``branch``, else its latest
+    published version, else its latest version of any status (``base``: the plan's select)."""
+    in_cycle = base.where(plan_versions.c.cycle == cycle)
+    for query in (
+        in_cycle.where(and_(plan_versions.c.status == "draft", plan_versions.c.branch == branch)),
+        in_cycle.where(plan_versions.c.status == "published").order_by(plan_versions.c.number.desc()),
+        in_cycle.order_by(plan_versions.c.number.desc()),
+    ):
+        row = conn.execute(query.limit(1)).first()
+        if row is not None:
+            return row
+    return None
+
+
+def lines(conn: Connection, vid: int, where: str) -> pd.DataFrame:
+    """The plan lines of version ``vid``, series in order, interval bounds as columns."""
+    query = (
+        select(plan_lines, plan_series.c.level, plan_series.c.position)
+        .join(
+            plan_series,
+            and_(
+                plan_series.c.version_id == plan_lines.c.version_id,
+                plan_series.c.unique_id == plan_lines.c.unique_id,
+            ),
+        )
+        .where(plan_lines.c.version_id == vid)
+        .order_by(plan_series.c.position, plan_lines.c.ds)
+    )
+    frame = pd.DataFrame(conn.execute(query).mappings().all())
+    if frame.empty:
+        raise PlanNotFound(f"plan version id {vid} has no lines in {where}.")
+    bounds = pd.DataFrame([json.loads(v) if v else {} for v in frame["intervals"]], index=frame.index)
+    bounds = bounds[sorted(bounds.columns, key=rows.bound_order)].add_prefix("statistical-")
+    frame["ds"] = pd.to_datetime(frame["ds"])
+    frame["author"] = frame["author"].astype(object).where(frame["author"].notna(), None)
+    front = frame[["unique_id", "level", "ds", "statistical"]]
+    rest = frame[["naive", "consensus", "final", "author", "price", "unit_cost"]].astype(
+        {c: float for c in ("naive", "consensus", "final", "price", "unit_cost")}
+    )
+    return pd.concat([front, bounds, rest], axis=1)
+
+
+def bottom(conn: Connection, version: PlanVersion) -> pd.DataFrame:
+    """The bottom series of a version with their key columns (``unique_id`` + keys)."""
+    keys_ = keys(conn, version)
+    full = keys_.notna().all(axis=1) if len(keys_.columns) else pd.Series(True, index=keys_.index)
+    return keys_[full].reset_index()
+
+
+def keys(conn: Connection, version: PlanVersion) -> pd.DataFrame:
+    """Key columns of every series of a version (index ``unique_id``; empty below its level)."""
+    query = select(plan_series.c.unique_id, plan_series.c["keys"]).where(
+        plan_series.c.version_id == version.id
+    )
+    found = conn.execute(query.order_by(plan_series.c.position)).all()
+    frame = pd.DataFrame([json.loads(r.keys) for r in found], index=[r.unique_id for r in found])
+    frame.index.name = "unique_id"
+    order = [c for chain in version.hierarchy for c in chain.split("/") if c]
+    return frame.reindex(columns=order)
+
+
+def overrides_of(conn: Connection, version: PlanVersion | None, plan: str | None) -> pd.DataFrame:
+    """Overrides (newest first) of a version, or of every version of ``plan``."""
+    query = select(overrides, plan_versions.c.plan, plan_versions.c.cycle, plan_versions.c.number).join(
+        plan_versions, plan_versions.c.id == overrides.c.version_id
+    )
+    if version is not None:
+        query = query.where(overrides.c.version_id == version.id)
+    if plan:
+        query = query.where(plan_versions.c.plan == plan)
+    frame = pd.DataFrame(conn.execute(query.order_by(overrides.c.id.desc())).mappings().all())
+    if frame.empty:
+        return pd.DataFrame(columns=[c.name for c in overrides.c] + ["plan", "cycle", "number"])
+    frame["ds"] = pd.to_datetime(frame["ds"])
+    return frame
