@@ -18,7 +18,7 @@ from sopforecast.planning.layouts import (
     write_planner_workbook,
 )
 from sopforecast.planning.lines import series_keys, summing
-from sopforecast.planning.workbook import lines_checksum
+from sopforecast.planning.staleness import lines_checksum
 
 HIERARCHY = ["category/family/sku", "region"]
 KEY_COLUMNS = ["category", "family", "sku", "region"]

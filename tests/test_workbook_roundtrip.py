@@ -11,14 +11,8 @@ import pytest
 from sopforecast.errors import DataError
 from sopforecast.planning.layouts import write_plan
 from sopforecast.planning.lines import series_keys, summing
-from sopforecast.planning.workbook import (
-    changed_cells,
-    is_stale,
-    lines_checksum,
-    read_planner_workbook,
-    read_workbook_export,
-    stale_error,
-)
+from sopforecast.planning.staleness import changed_cells, is_stale, lines_checksum, stale_error
+from sopforecast.planning.workbook import read_planner_workbook, read_workbook_export
 
 HIERARCHY = ["category/sku"]
 META = {

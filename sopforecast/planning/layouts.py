@@ -133,7 +133,7 @@ def write_plan(
     meta : dict, optional
         What was exported: ``plan``, ``cycle``, ``version_id``, ``number``, ``name``,
         ``status``, ``revision``. Kept with a ``checksum``
-        (:func:`~sopforecast.planning.workbook.lines_checksum`) in the hidden sheet of a
+        (:func:`~sopforecast.planning.staleness.lines_checksum`) in the hidden sheet of a
         workbook; csv and parquet files carry no meta.
     decimals : int, optional
         ``wide`` only: round to this many decimals (:data:`ERP_DECIMALS` for an ERP
@@ -175,7 +175,7 @@ def write_plan(
     else:
         frame = wide_layout(lines, keys, decimals=decimals, levels=levels)
     if suffix == ".xlsx":
-        from .workbook import lines_checksum
+        from .staleness import lines_checksum
 
         meta = {**(meta or {}), "checksum": lines_checksum(lines)}
     return write_atomically(path, lambda tmp: _write_frame(frame, tmp, suffix, meta))

@@ -5,7 +5,7 @@
 the yellow cells, the only ones unlocked: the sheet is protected without a password), and
 for an aggregate a ``bottom-up`` row of formulas that add up the consensus of its bottom
 series as the planner types. ``Read me`` says how to edit. The hidden ``_export`` keeps the
-meta (version, revision, a :func:`lines_checksum` of the exported plan) and every value,
+meta (version, revision, a :func:`~.staleness.lines_checksum` of the exported plan) and every value,
 label and header ``Plan`` showed, so :func:`read_planner_workbook` returns the consensus
 cells a planner changed and refuses, in one error listing every cell, anything else changed.
 
@@ -21,7 +21,6 @@ says so.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import zipfile
 from copy import copy
@@ -36,23 +35,19 @@ import pandas as pd
 from ..errors import DataError, SopforecastError, format_problems
 from ..exports import neutralise_text
 from .layouts import month_labels, ordered_series, value_grid, write_atomically
+from .staleness import RTOL, lines_checksum
 
 __all__ = [
     "MEASURES",
     "write_planner_workbook",
     "read_planner_workbook",
     "read_workbook_export",
-    "lines_checksum",
-    "is_stale",
-    "changed_cells",
-    "stale_error",
 ]
 
 PLAN_SHEET, README_SHEET, EXPORT_SHEET = "Plan", "Read me", "_export"
 MEASURES = ("history", "statistical", "consensus", "bottom-up")
 HISTORY_MONTHS = 12
 NUMBER_FORMAT = "#,##0"
-RTOL = 1e-6  # relative change that counts as an edit; Excel keeps 15 digits, so no float noise
 MAX_FORMULA = 8000  # Excel's limit is 8,192 characters; longer sums are written as values
 _EXPORT_HEADER = ["meta_key", "meta_value", None, "unique_id", "month", "consensus", "statistical", "history"]
 _EXPORT_HEADER += [None, "label_id", "label", "label_value", None, "column", "header", "kind"]
@@ -78,38 +73,6 @@ _README = """How to edit this plan
 Grey month headers are actual demand (history), blue ones the plan months.""".splitlines()
 
 
-def lines_checksum(lines: pd.DataFrame) -> str:
-    """SHA-256 of the plan's ``unique_id, month, final, consensus`` values, in a fixed order.
-
-    Two line sets with the same checksum show the same plan; numbers count to 10
-    significant digits, so a float read back from any store gives the same checksum.
-
-    Parameters
-    ----------
-    lines : pandas.DataFrame
-        Plan lines with ``unique_id, ds, final`` and optionally ``consensus``.
-
-    Returns
-    -------
-    str
-        64 hexadecimal digits.
-    """
-    frame = pd.DataFrame(
-        {
-            "key": lines["unique_id"].astype(str).to_numpy(),
-            "month": month_labels(lines["ds"]) if len(lines) else [],
-            "final": lines["final"].to_numpy(float),
-            "consensus": (
-                lines["consensus"] if "consensus" in lines else pd.Series(np.nan, lines.index)
-            ).to_numpy(float),
-        }
-    ).sort_values(["key", "month"], kind="stable")
-    digest = hashlib.sha256()
-    for key, month, final, consensus in frame.itertuples(index=False, name=None):
-        digest.update(f"{key}\x1f{month}\x1f{_figure(final)}\x1f{_figure(consensus)}\x1e".encode())
-    return digest.hexdigest()
-
-
 def write_planner_workbook(
     lines: pd.DataFrame,
     keys: pd.DataFrame | None,
@@ -130,7 +93,7 @@ def write_planner_workbook(
     meta : dict, optional
         What the workbook was exported from: ``plan``, ``cycle``, ``version_id``, ``number``,
         ``name`` (``2026-01 v2``), ``status``, ``revision`` (the version's write counter).
-        Kept in ``_export`` and shown in ``Read me``, with ``checksum`` (:func:`lines_checksum`
+        Kept in ``_export`` and shown in ``Read me``, with ``checksum`` (:func:`~.staleness.lines_checksum`
         of ``lines``) added.
 
     Returns
@@ -234,96 +197,6 @@ def read_workbook_export(path: str | Path) -> tuple[dict, pd.DataFrame]:
     rows = [(u, m, v[0]) for (u, m), v in export.values.items() if m in plan]
     frame = pd.DataFrame(rows, columns=["key", "month", "value"]).astype({"key": object, "value": float})
     return export.meta, frame.sort_values(["key", "month"]).reset_index(drop=True)
-
-
-def is_stale(meta: dict, lines: pd.DataFrame, *, revision: int | None = None) -> bool:
-    """Whether the version moved since the workbook was exported.
-
-    Stale when the workbook has no checksum (exported before checksums; it cannot be
-    checked), when its checksum differs from :func:`lines_checksum` of the version's current
-    ``lines``, or when ``revision`` is given and differs from the workbook's ``revision``.
-    """
-    if not meta.get("checksum") or meta["checksum"] != lines_checksum(lines):
-        return True
-    return revision is not None and str(meta.get("revision")) != str(revision)
-
-
-def changed_cells(exported: pd.DataFrame, lines: pd.DataFrame, *, rtol: float = RTOL) -> pd.DataFrame:
-    """The plan cells that moved between an export and the version's current lines.
-
-    Parameters
-    ----------
-    exported : pandas.DataFrame
-        ``key, month, value`` as :func:`read_workbook_export` returns it.
-    lines : pandas.DataFrame
-        The version's current lines (``unique_id, ds, final``).
-    rtol : float, default 1e-6
-        Relative difference that counts as a change.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``key, month, exported, current``, sorted by key and month; a series or month on one
-        side only shows NaN on the other.
-    """
-    now = pd.DataFrame(
-        {
-            "key": lines["unique_id"].astype(str).to_numpy(),
-            "month": month_labels(lines["ds"]) if len(lines) else [],
-            "current": lines["final"].to_numpy(float),
-        }
-    )
-    was = exported.rename(columns={"value": "exported"}).astype({"key": str, "month": str})
-    both = was[["key", "month", "exported"]].merge(now, on=["key", "month"], how="outer")
-    a, b = both["exported"].to_numpy(float), both["current"].to_numpy(float)
-    same = (np.isnan(a) & np.isnan(b)) | (np.abs(a - b) <= rtol * np.fmax(np.abs(a), np.abs(b)))
-    out = both[~same].sort_values(["key", "month"])
-    return out[["key", "month", "exported", "current"]].reset_index(drop=True)
-
-
-def stale_error(
-    source: str, meta: dict, changes: pd.DataFrame, *, revision: int | None = None, limit: int = 10
-) -> DataError:
-    """The error refusing a stale workbook, naming the cells that moved since its export.
-
-    Parameters
-    ----------
-    source : str
-        The workbook's file name.
-    meta : dict
-        Its meta (:func:`read_workbook_export`).
-    changes : pandas.DataFrame
-        :func:`changed_cells` of its export against the version's current lines.
-    revision : int, optional
-        The version's current revision, shown beside the exported one.
-    limit : int, default 10
-        Cells listed before counting the rest.
-
-    Returns
-    -------
-    sopforecast.errors.DataError
-        With ``setting="rebase"``: the caller raises it (exit 2) unless told to rebase.
-    """
-    name = (
-        meta.get("name") or " ".join(str(meta[k]) for k in ("plan", "cycle") if meta.get(k)) or "its version"
-    )
-    was = f" at revision {meta['revision']}" if meta.get("revision") is not None else ""
-    now = f" (now at revision {revision})" if revision is not None else ""
-    if changes.empty:
-        what = "no exported plan cell differs, but the version was written since"
-    else:
-        listed = [
-            f"  {r.key} {r.month}: {_shown(r.exported)} when exported, now {_shown(r.current)}"
-            for r in changes.head(limit).itertuples(index=False)
-        ]
-        more = [f"  ... {len(changes) - limit} more"] if len(changes) > limit else []
-        what = f"{len(changes)} plan cell(s) changed since:\n" + "\n".join([*listed, *more]) + "\n"
-    return DataError(
-        f"{source} was exported from {name}{was}; that version has moved{now}: {what}"
-        "Nothing was applied. Export the plan again and redo your edits there, or rebase: apply "
-        "the cells you edited over the current version (they replace what changed in them).",
-        setting="rebase",
-    )
 
 
 @dataclass
@@ -769,10 +642,6 @@ def _text(value) -> str | None:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-def _figure(value: float) -> str:
-    return "" if np.isnan(value) else f"{value:.10g}"
 
 
 def _shown(value) -> str:

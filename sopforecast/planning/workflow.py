@@ -22,7 +22,8 @@ from .fva import fva_by_author, fva_table
 from .layouts import write_plan
 from .lines import rollup
 from .overrides import read_overrides, validate_overrides
-from .workbook import changed_cells, is_stale, read_planner_workbook, read_workbook_export, stale_error
+from .staleness import changed_cells, is_stale, stale_error
+from .workbook import read_planner_workbook, read_workbook_export
 
 __all__ = [
     "plan_name",
