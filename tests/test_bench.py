@@ -67,6 +67,7 @@ def _tiny_quarterly(n=3, train_len=24, h=4, seed=0) -> CompetitionData:
     )
 
 
+@pytest.mark.integration  # a whole benchmark run
 def test_m3_auto_runs_the_forecaster_and_reports_stages():
     data = _tiny_quarterly()
     row = m3.run_auto(data, "quarterly", windows=1, n_jobs=1)
@@ -95,6 +96,7 @@ def test_m3_reference_times_each_model_and_scores_their_mean():
     assert rows[-1]["seconds"] == pytest.approx(sum(r["seconds"] for r in rows[:-1]))
 
 
+@pytest.mark.integration  # a whole benchmark run
 def test_pbs_holdout_reconciles_every_level_coherently(pbs_path):
     history = pbs._history(str(pbs_path))
     result = pbs.holdout_accuracy(history, models="snaive,naive", windows=1, n_jobs=1)
@@ -199,6 +201,7 @@ def test_drivers_benchmark_scores_promotion_months_per_level():
     assert table.loc["Total", "promo_rows"] == 1
 
 
+@pytest.mark.integration  # a whole benchmark run
 def test_model_cost_times_every_candidate_of_a_class():
     from sopforecast.bench.model_cost import model_cost
 
@@ -352,6 +355,7 @@ def test_pbs_delivered_forecast_is_non_negative_coherent_and_calibrated_at_the_b
     assert abs(bottom["coverage"].iloc[0] - 0.80) <= 0.05
 
 
+@pytest.mark.integration  # a whole benchmark run
 def test_plan_benchmark_times_every_planner_action_on_a_coherent_plan(tmp_path):
     from sopforecast.bench import plan
 
