@@ -113,3 +113,62 @@ def test_version_names_parse(text, parsed):
 @pytest.mark.parametrize("text", ["2026-01", "17", "v2", ""])
 def test_other_text_is_not_a_version_name(text):
     assert parse_version_name(text) is None
+
+
+def test_a_stale_workbook_is_refused_on_every_store(open_store, example, tmp_path, monkeypatch):
+    from openpyxl import load_workbook
+
+    from sopforecast.errors import DataError
+    from sopforecast.planning.workflow import apply_override_file, export_version
+
+    monkeypatch.setenv("SOPFORECAST_USER", "ana")
+    store = open_store()
+    draft = _create(store, example)
+    store.load_actuals("demand", example[2][["unique_id", "ds", "y"]])  # the workbook shows them
+    lines = store.lines(draft)
+    book = export_version(store, tmp_path / "plan.xlsx", version=draft, layout="planner")
+    # another planner changes the draft after the export
+    service.apply(store, _override(lines, "C1", "2026-02", value=900.0, author="ben"), version=draft)
+    wb = load_workbook(book)
+    ws = wb["Plan"]
+    rows = list(ws.iter_rows(values_only=True))
+    head = next(i for i, r in enumerate(rows) if "unique_id" in r and "measure" in r)
+    uid, measure, col = (
+        rows[head].index("unique_id"),
+        rows[head].index("measure"),
+        rows[head].index("2026-03"),
+    )
+    r = next(i for i, row in enumerate(rows) if row[uid] == "C2" and row[measure] == "consensus")
+    ws.cell(row=r + 1, column=col + 1, value=123.0)
+    wb.save(book)
+    with pytest.raises(DataError, match=r"(?s)has moved.*C1 2026-02"):
+        apply_override_file(store, book, reason="review")
+    assert list(store.overrides(plan="demand")["author"]) == ["ben"]  # nothing applied
+    version, _ = apply_override_file(store, book, reason="review", rebase=True)
+    active = store.overrides(version).set_index("key")
+    assert active.loc["C2", "value"] == 123.0 and active.loc["C1", "author"] == "ben"
+
+
+def test_a_busy_postgresql_store_names_the_session_holding_it(postgres_server, example, monkeypatch):
+    """Another session holds the version's row lock: the write waits the store timeout,
+    then refuses naming that session (pid, application name), and writes nothing."""
+    from sopforecast.store.engine import StoreBusy
+    from sopforecast.store.plans import PlanStore
+
+    name = postgres_server.create_database()
+    url = postgres_server.url(name, driver="psycopg")
+    try:
+        store = PlanStore(url, timeout=1)
+        draft = _create(store, example)
+        lines = store.lines(draft)
+        with postgres_server.connect(name) as other:
+            other.autocommit = False
+            other.execute("SET application_name = 'erp-import'")
+            other.execute("SELECT id FROM plan_versions FOR UPDATE")
+            with pytest.raises(StoreBusy, match=r"busy: pid \d+ \(erp-import"):
+                service.apply(store, _override(lines, "C1", "2026-02", value=1.0), version=draft)
+            other.rollback()
+        assert store.overrides(plan="demand").empty
+        store.dispose()
+    finally:
+        postgres_server.drop_database(name)
