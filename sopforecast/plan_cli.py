@@ -38,7 +38,7 @@ PlanOption = Annotated[
 VersionArg = Annotated[
     str | None,
     typer.Argument(
-        help="Version: its name ('2026-01 v2'), id, or a cycle (its current version) "
+        help="Version: its name ('2026-01 v2'; v2 alone: of the latest cycle), id, or a cycle (its current version) "
         "[default: the current version of the latest cycle]."
     ),
 ]

@@ -98,19 +98,26 @@ def test_no_version_means_the_current_version_of_the_latest_cycle(open_store, ex
     _create(store, example)  # a back-filled past cycle 2026-01 made after it: id 2
     assert store.version().name == "2026-02 v1"  # the latest cycle, not the latest id
     assert store.version("2026-01 v1").id == 2 and store.version("2026-02 v1").id == 1
+    assert store.version("v1").id == 1  # a bare number: of the latest cycle
     with pytest.raises(Exception, match="no plan version '2026-02 v9'"):
         store.version("2026-02 v9")
 
 
 @pytest.mark.parametrize(
     ("text", "parsed"),
-    [("2026-01 v2", ("2026-01", 2)), (" 2026-01v12 ", ("2026-01", 12)), ("FY26-P03 v1", ("FY26-P03", 1))],
+    [
+        ("2026-01 v2", ("2026-01", 2)),
+        (" 2026-01v12 ", ("2026-01", 12)),
+        ("FY26-P03 v1", ("FY26-P03", 1)),
+        ("2026-01 v3 [what-if]", ("2026-01", 3)),
+        ("v2", (None, 2)),
+    ],
 )
 def test_version_names_parse(text, parsed):
     assert parse_version_name(text) == parsed
 
 
-@pytest.mark.parametrize("text", ["2026-01", "17", "v2", ""])
+@pytest.mark.parametrize("text", ["2026-01", "17", "version 2", ""])
 def test_other_text_is_not_a_version_name(text):
     assert parse_version_name(text) is None
 

@@ -207,8 +207,9 @@ class PlanStore:
         return dict(zip(carried["id"].astype(int).tolist(), new_ids.tolist(), strict=True))
 
     def version(self, ref: int | str | None = None, plan: str | None = None) -> PlanVersion:
-        """A version by id, by name (``2026-01 v2``), by cycle (its current version) or, with
-        ``ref=None``, the current version of the latest cycle.
+        """A version by id, by name (``2026-01 v2``; a bare ``v2`` is of the latest cycle), by
+        cycle (its current version) or, with ``ref=None``, the current version of the latest
+        cycle.
 
         A cycle's current version is its open draft (main line), else its latest published
         version.
@@ -218,21 +219,18 @@ class PlanStore:
             base = base.where(plan_versions.c.plan == plan)
         named = parse_version_name(ref) if isinstance(ref, str) and not ref.strip().isdigit() else None
         with self.reader.connect() as conn:
+            latest = conn.execute(
+                select(func.max(plan_versions.c.cycle)).where(plan_versions.c.plan == plan if plan else True)
+            ).scalar_one()
             if isinstance(ref, int) or (isinstance(ref, str) and ref.strip().isdigit()):
                 row = conn.execute(base.where(plan_versions.c.id == int(ref))).first()
             elif named is not None:
                 query = base.where(
-                    and_(plan_versions.c.cycle == named[0], plan_versions.c.number == named[1])
+                    and_(plan_versions.c.cycle == (named[0] or latest), plan_versions.c.number == named[1])
                 )
                 row = conn.execute(query).first()
             else:
-                cycle = str(ref) if ref else None
-                if cycle is None:
-                    cycle = conn.execute(
-                        select(func.max(plan_versions.c.cycle)).where(
-                            plan_versions.c.plan == plan if plan else True
-                        )
-                    ).scalar_one()
+                cycle = str(ref) if ref else latest
                 row = reads.current_row(conn, base, cycle) if cycle is not None else None
         if row is None:
             known = self.versions(plan)

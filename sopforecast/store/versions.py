@@ -14,7 +14,7 @@ from ..errors import SopforecastError
 
 __all__ = ["PlanVersion", "Snapshot", "PlanNotFound", "StaleVersion", "parse_version_name"]
 
-_NAME = re.compile(r"^\s*(?P<cycle>\S.*?)\s*v(?P<number>\d+)\s*$")
+_NAME = re.compile(r"^\s*(?P<cycle>\S.*?)?\s*v(?P<number>\d+)\s*(\[[^\]]*\])?\s*$")
 
 
 class PlanNotFound(SopforecastError):
@@ -25,10 +25,12 @@ class StaleVersion(SopforecastError):
     """A write was computed from a version that changed since it was read."""
 
 
-def parse_version_name(text: str) -> tuple[str, int] | None:
-    """``("2026-01", 2)`` from a version's name ``2026-01 v2``; ``None`` for anything else."""
+def parse_version_name(text: str) -> tuple[str | None, int] | None:
+    """``("2026-01", 2)`` from a version's name ``2026-01 v2`` (a branch's ``[what-if]`` after
+    it is allowed); ``(None, 2)`` from a bare ``v2`` (of the latest cycle); ``None`` for
+    anything else."""
     match = _NAME.match(str(text))
-    return (match["cycle"], int(match["number"])) if match else None
+    return (match["cycle"] or None, int(match["number"])) if match else None
 
 
 @dataclass(frozen=True)
