@@ -38,8 +38,8 @@ PlanOption = Annotated[
 VersionArg = Annotated[
     str | None,
     typer.Argument(
-        help="Version: its name ('2026-01 v2'; v2 alone: of the latest cycle), id, or a cycle (its current version) "
-        "[default: the current version of the latest cycle]."
+        help="Version: its name ('2026-01 v2'; v2 alone: of the latest cycle), id, or a cycle "
+        "(its current version) [default: the current version of the latest cycle]."
     ),
 ]
 ReopenOption = Annotated[
