@@ -24,3 +24,19 @@ def smooth_and_sporadic(n_smooth: int = 3, periods: int = 48, seed: int = 0) -> 
     sporadic = rng.poisson(0.25, periods) * rng.integers(1, 8, periods)
     parts.append(pd.DataFrame({"unique_id": "sporadic", "ds": ds, "y": sporadic.astype(float)}))
     return pd.concat(parts, ignore_index=True)
+
+
+def plan_lines(
+    S: pd.DataFrame, levels: pd.Series, values: np.ndarray, months: pd.DatetimeIndex
+) -> pd.DataFrame:
+    """Plan lines of every series of ``S`` (rows of ``values``, one column per month): the
+    statistical forecast as the final plan, no override yet."""
+    lines = pd.DataFrame(
+        {
+            "unique_id": np.repeat(S.index.to_numpy(), len(months)),
+            "level": np.repeat(levels.to_numpy(), len(months)),
+            "ds": np.tile(months, len(S)),
+            "statistical": values.ravel(),
+        }
+    )
+    return lines.assign(naive=1.0, consensus=np.nan, final=lines["statistical"], author=None)

@@ -7,6 +7,7 @@ import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
+from synthetic import plan_lines
 
 from sopforecast.errors import SopforecastError
 from sopforecast.exports import read_text_table, write_table
@@ -29,18 +30,7 @@ def plan():
     values = S.to_numpy() @ np.array(
         [[10.4, 20.5, 30.6], [1.25, 2.5, 3.75], [0.0, 5.0, 7.0], [100.49, 0.5, 1.5]]
     )
-    lines = pd.DataFrame(
-        {
-            "unique_id": np.repeat(S.index.to_numpy(), 3),
-            "level": np.repeat(levels.to_numpy(), 3),
-            "ds": np.tile(months, len(S)),
-            "statistical": values.ravel(),
-        }
-    )
-    lines["naive"] = 1.0
-    lines["consensus"] = np.nan
-    lines["final"] = lines["statistical"]
-    lines["author"] = None
+    lines = plan_lines(S, levels, values, months)
     first = lines["unique_id"].eq("NA/00101")
     lines.loc[first, "author"] = INJECTION
     lines.loc[lines["unique_id"].eq("NA/-7"), "author"] = "@bob"

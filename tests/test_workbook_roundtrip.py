@@ -7,6 +7,7 @@ import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
+from synthetic import plan_lines
 
 from sopforecast.errors import DataError
 from sopforecast.planning.layouts import write_plan
@@ -36,18 +37,7 @@ def plan():
     months = pd.date_range("2026-01-01", periods=4, freq="MS")
     rng = np.random.default_rng(5)
     values = S.to_numpy() @ rng.uniform(10, 100, (len(bottom), len(months)))
-    lines = pd.DataFrame(
-        {
-            "unique_id": np.repeat(S.index.to_numpy(), len(months)),
-            "level": np.repeat(levels.to_numpy(), len(months)),
-            "ds": np.tile(months, len(S)),
-            "statistical": values.ravel(),
-        }
-    )
-    lines["naive"] = 1.0
-    lines["consensus"] = np.nan
-    lines["final"] = lines["statistical"]
-    lines["author"] = None
+    lines = plan_lines(S, levels, values, months)
     past = pd.date_range("2025-01-01", periods=12, freq="MS")
     hist = S.to_numpy() @ rng.uniform(10, 100, (len(bottom), len(past)))
     history = pd.DataFrame(
