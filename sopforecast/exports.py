@@ -26,7 +26,6 @@ __all__ = [
     "safe_name",
     "inside",
     "write_table",
-    "read_text_table",
 ]
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -97,63 +96,3 @@ def write_table(frame: pd.DataFrame, path: str | Path, *, index: bool = False, *
     else:
         neutralise(frame).to_csv(path, index=index, **kwargs)
     return path
-
-
-def read_text_table(path: str | Path, *, sheet: str | int | None = None) -> pd.DataFrame:
-    """Read a CSV or Excel file a person filled in with every cell as the text written there.
-
-    Ids stay as written: ``00101`` keeps its zeros, ``NA``, ``NULL`` and ``None`` stay text,
-    an empty cell is ``""``. Numbers come as their text (``"1200.5"``) for the caller to
-    check. CSV may be UTF-8 (with or without a BOM) or UTF-16 with a BOM.
-
-    Parameters
-    ----------
-    path : str or Path
-        A ``.csv``, ``.txt`` (any delimiter), ``.xlsx`` or ``.xlsm`` file; other types are
-        read by :func:`sopforecast.data.io.read_source` as they are.
-    sheet : str or int, optional
-        Excel sheet name or index; default the first sheet.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The file's rows, columns as in the header.
-
-    Raises
-    ------
-    sopforecast.errors.DataError
-        When the file is missing, empty or unreadable (the message of ``read_source``).
-    """
-    from .data.io import read_source
-
-    path = Path(path).expanduser()
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".txt", ".xlsx", ".xlsm") or not path.is_file():
-        return read_source(path, sheet=sheet)
-    try:
-        if suffix in (".xlsx", ".xlsm"):
-            frame = pd.read_excel(path, sheet_name=sheet or 0, dtype=str, keep_default_na=False)
-        else:
-            frame = pd.read_csv(
-                path,
-                dtype=str,
-                keep_default_na=False,
-                encoding=_encoding(path),
-                sep=None if suffix == ".txt" else ",",
-                engine="python" if suffix == ".txt" else "c",
-            )
-    except Exception:  # read_source explains every unreadable file, naming it and the fix
-        read_source(path, sheet=sheet)
-        raise
-    if frame.shape[0] == 0:
-        return read_source(path, sheet=sheet)  # raises: a header without rows
-    return frame
-
-
-def _encoding(path: Path) -> str:
-    """The text encoding a CSV's byte-order mark announces (UTF-8 without one)."""
-    with path.open("rb") as handle:
-        head = handle.read(4)
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "utf-16"
-    return "utf-8-sig"

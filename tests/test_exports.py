@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from synthetic import plan_lines
 
+from sopforecast.data.io import read_source
 from sopforecast.errors import SopforecastError
-from sopforecast.exports import read_text_table, write_table
+from sopforecast.exports import write_table
 from sopforecast.planning.fva import fva_by_author
 from sopforecast.planning.layouts import ERP_DECIMALS, long_layout, wide_layout, write_plan
 from sopforecast.planning.lines import series_keys, summing
@@ -169,16 +170,16 @@ def test_wide_layout_rounds_for_erp_and_filters_levels(tmp_path, plan):
         write_plan(lines, tmp_path / "p.xlsx", layout="planner", keys=keys, history=plan[2], decimals=0)
 
 
-def test_read_text_table_keeps_ids_and_reads_utf16(tmp_path):
+def test_reading_as_text_keeps_ids_and_reads_utf16(tmp_path):
     frame = pd.DataFrame({"key": ["00101", "NA", "NULL", "None", "1e5"], "value": ["1", "2", "", "3", "4"]})
     path = tmp_path / "ids.csv"
     frame.to_csv(path, index=False, encoding="utf-16")
-    got = read_text_table(path)
+    got = read_source(path, as_text=True)
     assert got["key"].tolist() == ["00101", "NA", "NULL", "None", "1e5"]
     assert got["value"].tolist() == ["1", "2", "", "3", "4"]
     xlsx = tmp_path / "ids.xlsx"
     frame.to_excel(xlsx, index=False)
-    assert read_text_table(xlsx)["key"].tolist() == ["00101", "NA", "NULL", "None", "1e5"]
+    assert read_source(xlsx, as_text=True)["key"].tolist() == ["00101", "NA", "NULL", "None", "1e5"]
 
 
 def test_price_and_budget_files_keep_ids_as_written(tmp_path):

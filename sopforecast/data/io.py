@@ -73,8 +73,10 @@ def read_source(
     query: str | None = None,
     sheet: str | int | None = None,
     text_columns: Iterable[str] = (),
+    as_text: bool = False,
 ) -> pd.DataFrame:
-    """Read demand history from a CSV, Parquet or Excel file or a SQL database.
+    """Read demand history (or any table a person filled in) from a CSV, Parquet or Excel
+    file or a SQL database.
 
     Parameters
     ----------
@@ -91,6 +93,9 @@ def read_source(
         Columns of a CSV or Excel file to keep as text whatever they hold (the series keys,
         when the caller knows them). The other columns are typed by their cells
         (:func:`type_columns`), which already keeps any column of codes as text.
+    as_text : bool, default False
+        Every CSV or Excel cell as the text written there (an empty cell is ``""``), for a
+        reader that checks each cell itself (overrides, prices, budgets).
 
     Returns
     -------
@@ -109,7 +114,7 @@ def read_source(
         where = f"{redact_url(str(source))} ({'query' if query else f'table {table!r}'})"
     else:
         path = Path(source).expanduser()
-        frame = _read_file(path, sheet=sheet, text_columns=frozenset(text_columns))
+        frame = _read_file(path, sheet=sheet, text_columns=frozenset(text_columns), as_text=as_text)
         where = str(path)
     # a query (SELECT a.y, b.y) or a Parquet file; text files were checked on their header
     _refuse_repeated_names([str(c) for c in frame.columns], where, what="the source's columns name")
@@ -124,7 +129,9 @@ def read_source(
     return frame
 
 
-def _read_file(path: Path, *, sheet: str | int | None, text_columns: frozenset[str]) -> pd.DataFrame:
+def _read_file(
+    path: Path, *, sheet: str | int | None, text_columns: frozenset[str], as_text: bool = False
+) -> pd.DataFrame:
     if not path.exists():
         hint = ""
         if path.parent.exists():
@@ -157,7 +164,10 @@ def _read_file(path: Path, *, sheet: str | int | None, text_columns: frozenset[s
                 header = book.parse(name, header=None, nrows=1, dtype=object, keep_default_na=False)
                 _refuse_repeated_names([_header_cell(v) for v in header.iloc[0]] if len(header) else [], path)
                 cells = book.parse(name, dtype=object, keep_default_na=False)
-        return type_columns(_drop_trailing_blank(cells), text_columns=text_columns)
+        cells = _drop_trailing_blank(cells)
+        if as_text:
+            return cells.astype(str)
+        return type_columns(cells, text_columns=text_columns)
     except DataError:
         raise
     except pd.errors.EmptyDataError as exc:

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from ..data.hierarchy import PATH_SEP
+from ..data.io import read_source
 from ..errors import DataError, format_examples, format_rows
-from ..exports import read_text_table
 from .lines import rollup
 
 __all__ = ["prices_from_history", "prices_from_cost", "read_prices", "attach_prices", "revenue"]
@@ -253,7 +253,7 @@ def _read(path: str | Path, needed: list[str]) -> tuple[pd.DataFrame, str]:
     Cells are read as written, so keys stay text (``00101``, ``NA``); empty cells of the
     amount and month columns are missing values.
     """
-    raw = read_text_table(path)
+    raw = read_source(path, as_text=True)
     raw.columns = [str(c).strip() for c in raw.columns]
     # the fixed column names may come in any case from a spreadsheet; key columns keep theirs
     fixed = {"unique_id", "price", "unit_cost", "month", "key", "revenue", "units"}

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.io import read_source
 from ..data.schema import MAX_ABS_VALUE
 from ..errors import DataError, format_problems
-from ..exports import read_text_table
 
 __all__ = ["OverrideError", "OVERRIDE_COLUMNS", "read_overrides", "validate_overrides"]
 
@@ -58,7 +58,7 @@ def read_overrides(path: str | Path) -> pd.DataFrame:
     -------
     pandas.DataFrame
         The file's rows, every cell as the text written there (ids such as ``00101`` or
-        ``NA`` stay as they are; see :func:`sopforecast.exports.read_text_table`), with
+        ``NA`` stay as they are; see :func:`sopforecast.data.io.read_source` with ``as_text``), with
         lower-case column names (``value`` or ``change_pct`` added
         empty when the file has only the other), ``row`` (1 = first data row of the file)
         and ``source`` (the file name). Rows left entirely blank are dropped.
@@ -71,7 +71,7 @@ def read_overrides(path: str | Path) -> pd.DataFrame:
         When the file is missing, empty or unreadable.
     """
     path = Path(path)
-    frame = _normalise(read_text_table(path), str(path))
+    frame = _normalise(read_source(path, as_text=True), str(path))
     frame.insert(0, "row", np.arange(1, len(frame) + 1))
     frame["source"] = path.name
     # spreadsheets often carry formatted but empty rows below the data: they are no overrides
