@@ -108,8 +108,9 @@ def demo(
     console.print(table)
     if result.plan is not None:
         console.print(
-            f"Published demand plan {escape(result.plan.label)}: 'sopforecast plan show' to read it, "
-            "'sopforecast plan export --layout planner -o plan.xlsx' to edit it in Excel.",
+            f"Published demand plan {escape(result.plan.plan)} {escape(result.plan.name)}: "
+            "'sopforecast plan show' to read it, 'sopforecast plan export --layout planner -o plan.xlsx' "
+            "to edit it in Excel.",
             highlight=False,
         )
     console.print(f"Work directory: {wd.root}")
