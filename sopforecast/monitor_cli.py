@@ -102,7 +102,7 @@ def monitor_exceptions(
     or ``json`` for scripts: every exception, keys in full)."""
     plans, _, row = _latest_run(workdir, store, plan)
     frame = plans.monitor_exceptions(int(row["id"]))
-    currency = _settings(pipeline).currency
+    currency = _currency(row, pipeline)
     if fmt == "table" and output is None:
         _print_exceptions(frame, 20 if top is None else top, currency)
         return
@@ -159,7 +159,7 @@ def report_send(
         row["cycle"],
         plans.monitor_kpis(run_id),
         plans.monitor_exceptions(run_id),
-        _settings(pipeline).currency,
+        _currency(row, pipeline),
     )
     send_report(
         settings,
@@ -170,6 +170,12 @@ def report_send(
         summary_html=summary,
     )
     console.print(f"Sent the {row['cycle']} report of {name} to {', '.join(to)}", highlight=False)
+
+
+def _currency(row, pipeline) -> str:
+    """The currency a monitoring run's money is in: as stored with it, else the pipeline's."""
+    stored = row.get("currency") if hasattr(row, "get") else None
+    return stored if isinstance(stored, str) and stored else _settings(pipeline).currency
 
 
 def _latest_run(workdir, store, plan):

@@ -657,6 +657,7 @@ def test_exceptions_as_csv_and_json_list_the_planted_shift_in_full(demo_workdir,
     assert len(rows) == len(stored)  # every exception, not a top
     assert [r["key"] for r in rows] == stored["key"].tolist()
     assert {r["currency"] for r in rows} == {"EUR"}
+    assert latest_run(plans)["currency"] == "EUR"  # kept with the run: its money's currency
     paper = [r for r in rows if r["key"] == SHIFTED]
     assert {"drift of demand", "bias"} <= {r["metric"] for r in paper}
     assert [line for line in out.splitlines() if line.split(",")[1] == SHIFTED]  # grep-able

@@ -51,6 +51,7 @@ def record(
     actuals_to,
     report: str | None,
     kpis: pd.DataFrame,
+    currency: str | None = None,
     levels: pd.DataFrame,
     trend: pd.DataFrame,
     series: pd.DataFrame,
@@ -68,6 +69,7 @@ def record(
             actuals_to=pd.Timestamp(actuals_to).date() if actuals_to is not None else None,
             report=report,
             kpis=kpis.to_json(orient="records"),
+            currency=currency,
         )
     ).inserted_primary_key[0]
     seg = segments.assign(key=_segment_keys(segments)) if len(segments) else segments

@@ -438,6 +438,7 @@ class PlanStore:
                 actuals_to=pd.Timestamp(result.cycle),
                 report=str(result.report) if result.report else None,
                 kpis=result.kpis,
+                currency=getattr(result, "currency", None),
                 levels=result.levels,
                 trend=result.trend,
                 series=result.series,

@@ -140,6 +140,7 @@ monitor_runs = Table(
     Column("report", Text),
     Column("kpis", Text),
     Column("mlflow_run_id", String(64)),
+    Column("currency", String(3)),
 )
 
 monitor_metrics = Table(

@@ -1,6 +1,7 @@
 """Plan versions carry a row counter (optimistic concurrency), a branch name and the
 reason a closed cycle was reopened; at most one open draft per plan, cycle and branch;
-overrides keep their origin across versions and the reason they were reverted.
+overrides keep their origin across versions and the reason they were reverted; a
+monitoring run keeps the currency of its money.
 
 Revision ID: 0003
 Revises: 0002
@@ -25,6 +26,8 @@ def upgrade() -> None:
     with op.batch_alter_table("overrides") as batch:
         batch.add_column(sa.Column("origin_id", sa.Integer))  # the override a copy carries on
         batch.add_column(sa.Column("revert_reason", sa.Text))
+    with op.batch_alter_table("monitor_runs") as batch:
+        batch.add_column(sa.Column("currency", sa.String(3)))  # the money of its figures
     # stores made before this revision may hold several drafts of a cycle (silent branches):
     # the newest stays the cycle's draft, the others are kept as superseded
     op.execute(
@@ -43,6 +46,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("uq_plan_versions_open_draft", table_name="plan_versions")
+    with op.batch_alter_table("monitor_runs") as batch:
+        batch.drop_column("currency")
     with op.batch_alter_table("overrides") as batch:
         batch.drop_column("revert_reason")
         batch.drop_column("origin_id")
