@@ -7,6 +7,7 @@ readers in :mod:`~sopforecast.supply.inputs` are the only ones that read files.
 """
 
 from .capacity import capacity_exceptions, capacity_load, resource_load, utilisation
+from .constrained import ALLOCATION_RULE, ConstrainedPlan, constrained_plan, greedy_plan
 from .inputs import (
     CAPACITY_COLUMNS,
     INVENTORY_COLUMNS,
@@ -39,6 +40,11 @@ __all__ = [
     "resource_load",
     "utilisation",
     "capacity_exceptions",
+    # constrained plan
+    "ALLOCATION_RULE",
+    "ConstrainedPlan",
+    "constrained_plan",
+    "greedy_plan",
     # safety stock and projected inventory
     "REVIEW_MONTHS",
     "lead_time_errors",
