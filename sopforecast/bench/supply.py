@@ -143,6 +143,7 @@ def run_size(size: tuple[int, int, int], time_limit: float = 600.0, seed: int = 
         "fallback_reason": s["fallback_reason"],
         "seconds": round(s["seconds"], 3),
         "build_s": round(s["timings"]["build"], 3),
+        "highs_s": round(s["timings"]["highs"], 3),
         "solve_s": round(s["timings"]["solve"], 3),
         "frames_s": round(s["timings"]["frames"], 3),
         "generate_s": round(generated, 3),

@@ -58,8 +58,9 @@ class ConstrainedPlan:
         where none is given: unlimited).
     summary : dict
         ``unmet_units``, ``revenue_at_stake``, ``binding_resource_months``, ``solver``
-        (``highs-lp``, ``highs-milp`` or ``greedy``), ``status``, ``seconds`` (with the
-        ``build``/``solve``/``frames`` split in ``timings``), ``priority_gap`` and ``rule``.
+        (``highs-lp``, ``highs-milp`` or ``greedy``), ``status``, ``fallback_reason``,
+        ``seconds`` (split in ``timings``: ``build``, ``highs``, ``solve`` = HiGHS and any
+        fallback, ``frames``), ``priority_gap`` and ``rule``.
     """
 
     supply: pd.DataFrame
@@ -382,6 +383,7 @@ def constrained_plan(
         ``resource, ds, capacity``; a resource-month without a row is unlimited.
     routing : pandas.DataFrame
         ``key, resource, rate, priority``: resource units per unit of demand, 1 = served first.
+        A key may load several resources; a key in ``inventory`` but not here loads none.
     inventory : pandas.DataFrame, optional
         ``key, on_hand`` and optionally ``shelf_life`` (months; empty = no limit) and
         ``batch_size`` (production in whole batches: solved with ``milp``). Default none.
@@ -411,6 +413,7 @@ def constrained_plan(
         solution, solver, status = _solve(pb, built, time_limit)
     except (ValueError, MemoryError) as exc:  # HiGHS refused the problem: the fallback plans
         solution, solver, status = None, "highs", f"error: {exc}"
+    timings["highs"] = time.perf_counter() - mark
     fallback = None
     if solution is None:
         logger.warning("HiGHS gave no plan (%s, %s); the greedy rule plans instead", solver, status)
