@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -165,9 +166,9 @@ def _sqlite(url: str, seconds: float, *, write: bool) -> Engine:
         dbapi_connection.isolation_level = None  # SQLAlchemy's BEGIN below, not pysqlite's
         cursor = dbapi_connection.cursor()
         try:
-            if write:
-                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+            if write:
+                _wal(cursor, seconds)
         finally:
             cursor.close()
 
@@ -176,6 +177,26 @@ def _sqlite(url: str, seconds: float, *, write: bool) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _wal(cursor, seconds: float) -> None:
+    """Switch the database to WAL (once; it persists in the file). The switch needs the file
+    to itself and SQLite may refuse it at once, without waiting, while other connections open
+    a new database at the same moment: retry for up to the store timeout, then go on in the
+    default journal mode (another connection makes the switch later)."""
+    import sqlite3
+
+    deadline = time.monotonic() + max(seconds, 1.0)
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
 
 
 def _holder_file(engine: Engine) -> Path | None:
