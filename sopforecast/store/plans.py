@@ -219,18 +219,23 @@ class PlanStore:
             base = base.where(plan_versions.c.plan == plan)
         named = parse_version_name(ref) if isinstance(ref, str) and not ref.strip().isdigit() else None
         with self.reader.connect() as conn:
-            latest = conn.execute(
-                select(func.max(plan_versions.c.cycle)).where(plan_versions.c.plan == plan if plan else True)
-            ).scalar_one()
+
+            def latest() -> str | None:  # only when no cycle is named: a lookup by id needs none
+                return conn.execute(
+                    select(func.max(plan_versions.c.cycle)).where(
+                        plan_versions.c.plan == plan if plan else True
+                    )
+                ).scalar_one()
+
             if isinstance(ref, int) or (isinstance(ref, str) and ref.strip().isdigit()):
                 row = conn.execute(base.where(plan_versions.c.id == int(ref))).first()
             elif named is not None:
                 query = base.where(
-                    and_(plan_versions.c.cycle == (named[0] or latest), plan_versions.c.number == named[1])
+                    and_(plan_versions.c.cycle == (named[0] or latest()), plan_versions.c.number == named[1])
                 )
                 row = conn.execute(query).first()
             else:
-                cycle = str(ref) if ref else latest
+                cycle = str(ref) if ref else latest()
                 row = reads.current_row(conn, base, cycle) if cycle is not None else None
         if row is None:
             known = self.versions(plan)

@@ -259,8 +259,7 @@ def read_capacity(path: str | Path, *, table: str | None = None, sheet: str | in
     pandas.DataFrame
         As :func:`validate_capacity` returns it.
     """
-    raw = read_source(path, table=table, sheet=sheet, text_columns=_TEXT["capacity"])
-    return validate_capacity(raw, source=raw.attrs.get("source"))
+    return _read("capacity", validate_capacity, path, table=table, sheet=sheet)
 
 
 def read_routing(
@@ -277,8 +276,7 @@ def read_routing(
     pandas.DataFrame
         As :func:`validate_routing` returns it.
     """
-    raw = read_source(path, table=table, sheet=sheet, text_columns=_TEXT["routing"])
-    return validate_routing(raw, source=raw.attrs.get("source"), plan_keys=plan_keys)
+    return _read("routing", validate_routing, path, table=table, sheet=sheet, plan_keys=plan_keys)
 
 
 def read_inventory(
@@ -295,8 +293,13 @@ def read_inventory(
     pandas.DataFrame
         As :func:`validate_inventory` returns it.
     """
-    raw = read_source(path, table=table, sheet=sheet, text_columns=_TEXT["inventory"])
-    return validate_inventory(raw, source=raw.attrs.get("source"), plan_keys=plan_keys)
+    return _read("inventory", validate_inventory, path, table=table, sheet=sheet, plan_keys=plan_keys)
+
+
+def _read(what: str, validate, path, *, table, sheet, **options) -> pd.DataFrame:
+    """One supply table read with its keys as text, then validated (naming its source)."""
+    raw = read_source(path, table=table, sheet=sheet, text_columns=_TEXT[what])
+    return validate(raw, source=raw.attrs.get("source"), **options)
 
 
 def _start(raw: pd.DataFrame, source: str | None, what: str) -> tuple[str, pd.DataFrame, list[str]]:
