@@ -75,7 +75,7 @@ def changed_cells(exported: pd.DataFrame, lines: pd.DataFrame, *, rtol: float = 
     Parameters
     ----------
     exported : pandas.DataFrame
-        ``key, month, value`` as :func:`read_workbook_export` returns it.
+        ``key, month, value`` as :func:`~.workbook.read_workbook` returns it.
     lines : pandas.DataFrame
         The version's current lines (``unique_id, ds, final``).
     rtol : float, default 1e-6
@@ -112,7 +112,7 @@ def stale_error(
     source : str
         The workbook's file name.
     meta : dict
-        Its meta (:func:`read_workbook_export`).
+        Its meta (:func:`~.workbook.read_workbook`).
     changes : pandas.DataFrame
         :func:`changed_cells` of its export against the version's current lines.
     revision : int, optional

@@ -42,6 +42,7 @@ __all__ = [
     "write_planner_workbook",
     "read_planner_workbook",
     "read_workbook_export",
+    "read_workbook",
 ]
 
 PLAN_SHEET, README_SHEET, EXPORT_SHEET = "Plan", "Read me", "_export"
@@ -161,6 +162,13 @@ def read_planner_workbook(path: str | Path, *, author: str, reason: str) -> tupl
         consensus cell of a history month), a header renamed or added, an unknown or
         repeated series, a consensus cell blank or not a number.
     """
+    raw, meta, _ = read_workbook(path, author=author, reason=reason)
+    return raw, meta
+
+
+def read_workbook(path: str | Path, *, author: str, reason: str) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """:func:`read_planner_workbook`'s edits and meta, and :func:`read_workbook_export`'s
+    exported values, from one reading of the file (a demo-sized workbook takes seconds)."""
     path = Path(path)
     wb = _open(path)
     try:
@@ -174,7 +182,7 @@ def read_planner_workbook(path: str | Path, *, author: str, reason: str) -> tupl
         raise DataError(_problems_message(path.name, problems))
     out = pd.DataFrame(changes, columns=["key", "month", "value", "row"]).astype({"value": float, "row": int})
     out = out.assign(author=author, reason=reason, source=path.name)
-    return out[["key", "month", "value", "author", "reason", "row", "source"]], export.meta
+    return out[["key", "month", "value", "author", "reason", "row", "source"]], export.meta, _exported(export)
 
 
 def read_workbook_export(path: str | Path) -> tuple[dict, pd.DataFrame]:
@@ -193,10 +201,15 @@ def read_workbook_export(path: str | Path) -> tuple[dict, pd.DataFrame]:
         export = _read_export(wb, path)
     finally:
         wb.close()
+    return export.meta, _exported(export)
+
+
+def _exported(export) -> pd.DataFrame:
+    """``key, month, value``: the consensus of every series and plan month as exported."""
     plan = set(export.plan_months)
     rows = [(u, m, v[0]) for (u, m), v in export.values.items() if m in plan]
     frame = pd.DataFrame(rows, columns=["key", "month", "value"]).astype({"key": object, "value": float})
-    return export.meta, frame.sort_values(["key", "month"]).reset_index(drop=True)
+    return frame.sort_values(["key", "month"]).reset_index(drop=True)
 
 
 @dataclass

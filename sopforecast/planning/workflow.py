@@ -23,7 +23,7 @@ from .layouts import write_plan
 from .lines import rollup
 from .overrides import read_overrides, validate_overrides
 from .staleness import changed_cells, is_stale, stale_error
-from .workbook import read_planner_workbook, read_workbook_export
+from .workbook import read_workbook
 
 __all__ = [
     "plan_name",
@@ -142,7 +142,7 @@ def apply_override_file(
                 setting="reason",
             )
         by = who(author, action="edited the workbook")
-        meta, exported_cells = read_workbook_export(path)
+        raw, meta, exported_cells = read_workbook(path, author=by, reason=reason)
         name = meta.get("plan") or plan_name(plans, plan)
         exported = _exported_version(plans, meta, name)
         # the change lands on the cycle's current version (a published one's draft continues it)
@@ -150,7 +150,6 @@ def apply_override_file(
         target = plans.version(version, name) if version else current
         if not rebase:
             refuse_stale(plans, path, meta, exported_cells, current)
-        raw, meta = read_planner_workbook(path, author=by, reason=reason)
         if raw.empty:
             logger.info("%s: no consensus cell differs from the export; nothing to apply", path.name)
     else:
