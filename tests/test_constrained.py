@@ -80,9 +80,10 @@ def test_shelf_life_zero_means_no_prebuild():
     assert plan.supply.groupby("ds")["supply"].sum().tolist() == pytest.approx([6, 10])
 
 
-def test_a_storage_limit_caps_the_prebuild():
+@pytest.mark.parametrize("planner", [constrained_plan, greedy_plan])
+def test_a_storage_limit_caps_the_prebuild(planner):
     demand, cap, routing, inventory = _tiny()
-    plan = constrained_plan(demand, cap, routing, inventory=inventory, storage=2.0)
+    plan = planner(demand, cap, routing, inventory=inventory, storage=2.0)
     assert plan.inventory.groupby("ds")["closing"].sum().tolist() == pytest.approx([2, 0])
     assert _by(plan.unmet, "unmet")[("B", FEB)] == pytest.approx(4)
     _check_feasible(plan)
@@ -192,3 +193,104 @@ def test_missing_columns_are_named():
     demand, cap, routing, _ = _tiny()
     with pytest.raises(ValueError, match=r"routing frame lacks the columns \['priority'\]"):
         constrained_plan(demand, cap, routing.drop(columns="priority"))
+
+
+def _clusters(seed=5):
+    """90 series on 6 resources in 3 families: three groups that share no resource; capacity
+    cut to 70% so that more than the last priority class goes short."""
+    data = synthetic_supply(n_series=90, months=12, n_resources=6, seed=seed, families=3)
+    inputs = {"inventory": data["inventory"], "safety": data["safety"]}
+    capacity = data["capacity"].assign(capacity=0.7 * data["capacity"]["capacity"])
+    return (data["demand"], capacity, data["routing"]), inputs
+
+
+def _at_stake_by_priority(plan, routing):
+    priority = routing.groupby("key")["priority"].min()
+    return plan.unmet.groupby(plan.unmet["key"].map(priority))[["unmet", "revenue_at_stake"]].sum()
+
+
+@pytest.mark.parametrize("seed", [5, 11])
+def test_one_lp_per_group_gives_the_single_lp_plan(monkeypatch, seed):
+    frames, inputs = _clusters(seed)
+    monkeypatch.setattr(constrained, "_MIN_VARIABLES", 0)  # every group its own HiGHS call
+    split = constrained_plan(*frames, **inputs)
+    monkeypatch.setattr(constrained, "_MIN_VARIABLES", 10**9)  # all groups in one LP, as before
+    whole = constrained_plan(*frames, **inputs)
+    assert (split.summary["groups"], split.summary["solves"]) == (3, 3)
+    assert (whole.summary["groups"], whole.summary["solves"]) == (3, 1)
+    assert split.summary["solver"] == whole.summary["solver"] == "highs-lp"
+    assert split.summary["priority_gap"] == whole.summary["priority_gap"]  # one rule for all groups
+    assert split.summary["binding_resource_months"] > 0  # the case is constrained
+    assert split.summary["unmet_units"] == pytest.approx(whole.summary["unmet_units"], rel=1e-5)
+    assert split.summary["revenue_at_stake"] == pytest.approx(whole.summary["revenue_at_stake"], rel=1e-5)
+    by_split, by_whole = (_at_stake_by_priority(p, frames[2]) for p in (split, whole))
+    np.testing.assert_allclose(by_split, by_whole, rtol=1e-5, atol=1e-4)
+    _check_feasible(split, on_hand=inputs["inventory"].set_index("key")["on_hand"])
+
+
+def test_groups_are_counted_and_small_ones_packed():
+    frames, inputs = _clusters()
+    plan = constrained_plan(*frames, **inputs)
+    # 30 series x 12 months x 4 columns = 1,440 variables a group: two fit in one call
+    assert plan.summary["groups"] == 3 and plan.summary["solves"] == 2
+    assert plan.summary["fallback_groups"] == 0 and plan.summary["fallback_reason"] is None
+    assert len(plan.supply) == 90 * 12 and plan.unmet["key"].nunique() == 90
+    # keys in the inventory without routing load nothing: one more group, planned by HiGHS too
+    extra = inputs["inventory"].head(5).assign(key=[f"X{i}" for i in range(5)])
+    lines = frames[0].head(12 * 5).assign(unique_id=np.repeat(extra["key"].to_numpy(), 12))
+    demand = pd.concat([frames[0], lines], ignore_index=True)
+    inventory = pd.concat([inputs["inventory"], extra], ignore_index=True)
+    plan = constrained_plan(demand, *frames[1:], inventory=inventory, safety=inputs["safety"])
+    assert plan.summary["groups"] == 4 and plan.summary["keys"] == 95
+    free = plan.unmet[plan.unmet["key"].str.startswith("X")]
+    assert free["unmet"].abs().max() == pytest.approx(0)  # no capacity: all served
+
+
+def test_a_total_storage_limit_keeps_one_lp():
+    frames, inputs = _clusters()
+    plan = constrained_plan(*frames, **inputs, storage=1_000.0)
+    assert plan.summary["groups"] == 1 and plan.summary["solves"] == 1
+    assert plan.inventory.groupby("ds")["closing"].sum().max() <= 1_000.0 + 1e-6
+    per_key = pd.DataFrame({"key": frames[2]["key"].unique(), "max_stock": 50.0})
+    assert constrained_plan(*frames, **inputs, storage=per_key).summary["groups"] == 3  # links none
+
+
+def test_only_the_group_whose_solve_fails_falls_back(monkeypatch):
+    frames, inputs = _clusters()
+    monkeypatch.setattr(constrained, "_MIN_VARIABLES", 0)
+    calls, real = [], constrained.linprog
+
+    class Failed:
+        status, message, x = 1, "Time limit reached", None
+
+    def second_fails(*args, **kwargs):
+        calls.append(1)
+        return Failed() if len(calls) == 2 else real(*args, **kwargs)
+
+    monkeypatch.setattr(constrained, "linprog", second_fails)
+    plan = constrained_plan(*frames, **inputs)
+    s = plan.summary
+    assert s["solver"] == "highs-lp+greedy" and (s["groups"], s["fallback_groups"]) == (3, 1)
+    assert s["fallback_reason"].startswith("1 of 3 groups: highs-lp 1: Time limit")
+    assert "priority 1 first" in s["rule"] and "Greedy fallback" in s["rule"]
+    _check_feasible(plan, on_hand=inputs["inventory"].set_index("key")["on_hand"])
+
+
+def test_the_time_limit_is_for_all_groups_together():
+    frames, inputs = _clusters()
+    plan = constrained_plan(*frames, **inputs, time_limit=0.0)  # no time left for any group
+    assert plan.summary["solver"] == "greedy" and plan.summary["fallback_groups"] == 3
+    assert "before this group's turn" in plan.summary["fallback_reason"]
+    greedy = greedy_plan(*frames, **inputs)
+    np.testing.assert_allclose(plan.unmet["unmet"], greedy.unmet["unmet"], atol=1e-9)
+
+
+def test_a_milp_group_leaves_time_for_the_others():
+    # MILPs rarely prove optimality in time: one given all that is left would leave the
+    # other groups to the fallback; each gets its share and keeps its best plan instead
+    frames, inputs = _clusters()
+    inventory = inputs["inventory"].assign(batch_size=10.0)
+    plan = constrained_plan(*frames, inventory=inventory, safety=inputs["safety"], time_limit=2.0)
+    assert plan.summary["solver"] == "highs-milp" and plan.summary["fallback_groups"] == 0
+    assert plan.summary["seconds"] < 4
+    _check_feasible(plan, on_hand=inventory.set_index("key")["on_hand"])

@@ -1,13 +1,17 @@
 """How the constrained supply plan (SciPy HiGHS LP) grows: time and peak memory by size.
 
-A seeded synthetic panel per size (series x months x resources): gamma demand with a season,
-one or two resources per series, three priority classes, shelf lives of 1-3 months or none,
-safety stock on a third of the series, and capacity a little under the average load with a
-shutdown month per resource, so capacity binds and pre-build pays. Each size runs in a fresh
-process so its peak resident memory is its own (HiGHS allocates outside Python).
+A seeded synthetic panel per size (series x months x resources x families): gamma demand
+with a season, one or two resources per series, three priority classes, shelf lives of 1-3
+months or none, safety stock on a third of the series, and capacity a little under the
+average load with a shutdown month per resource, so capacity binds and pre-build pays. By
+default the resources come in independent families, each serving one product category, as
+real routings do (the plan splits into that many groups); ``--routing shared`` lets a
+series' second resource be any other, so the plan is one LP (the case measured first). Each
+size runs in a fresh process so its peak resident memory is its own (HiGHS allocates outside
+Python).
 
-Run ``python -m sopforecast.bench.supply [--sizes 500x18x5,2000x24x20,10000x36x50]
-[--time-limit 180] --output DIR``.
+Run ``python -m sopforecast.bench.supply [--sizes 500x18x5x5,2000x24x20x10,10000x36x50x25]
+[--routing clustered|shared] [--time-limit 180] --output DIR``.
 """
 
 from __future__ import annotations
@@ -29,11 +33,47 @@ __all__ = ["synthetic_supply", "run_size", "growth", "main"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SIZES = "500x18x5,2000x24x20,10000x36x50"
+# series x months x resources x families: one resource a family at the demo's size, two above
+DEFAULT_SIZES = "500x18x5x5,2000x24x20x10,10000x36x50x25"
 
 
-def synthetic_supply(n_series: int = 500, months: int = 18, n_resources: int = 5, seed: int = 0) -> dict:
+def _routes(rng, n_series: int, n_resources: int, families: int | None):
+    """Primary resource of each series, whether it has a second one, and which."""
+    if families is None:  # any series may load any resource: one connected group
+        primary = np.arange(n_series) % n_resources
+        second = rng.random(n_series) < 0.3
+        other = (primary + 1 + rng.integers(0, max(n_resources - 1, 1), n_series)) % n_resources
+        return primary, second, other
+    # a category's series load only its family of resources (consecutive resource numbers)
+    bounds = np.linspace(0, n_resources, families + 1).round().astype(int)
+    category = np.arange(n_series) % families
+    first, size = bounds[category], np.diff(bounds)[category]
+    place = (np.arange(n_series) // families) % size
+    second = (rng.random(n_series) < 0.3) & (size > 1)
+    other = first + (place + 1 + rng.integers(0, np.maximum(size - 1, 1))) % size
+    return first + place, second, other
+
+
+def synthetic_supply(
+    n_series: int = 500,
+    months: int = 18,
+    n_resources: int = 5,
+    seed: int = 0,
+    families: int | None = None,
+) -> dict:
     """Demand plan lines, capacity, routing, inventory and safety stock of a seeded panel.
+
+    Parameters
+    ----------
+    n_series, months, n_resources : int, default 500, 18, 5
+        Size of the panel.
+    seed : int, default 0
+        Seed of the local generator.
+    families : int, optional
+        Split the resources into this many families of consecutive resources, each serving
+        one product category (series ``i`` is of category ``i % families``) and no other: the
+        plan falls into ``families`` independent groups, as real routings do. Default none:
+        a series' second resource may be any other, so all series share one group.
 
     Returns
     -------
@@ -62,9 +102,7 @@ def synthetic_supply(n_series: int = 500, months: int = 18, n_resources: int = 5
             "unit_cost": np.repeat((price * 0.6).round(2), months),
         }
     )
-    primary = np.arange(n_series) % n_resources
-    second = rng.random(n_series) < 0.3
-    other = (primary + 1 + rng.integers(0, max(n_resources - 1, 1), n_series)) % n_resources
+    primary, second, other = _routes(rng, n_series, n_resources, families)
     route_key = np.concatenate([keys, keys[second]])
     route_res = np.concatenate([primary, other[second]])
     priority = rng.choice([1, 2, 3], n_series, p=[0.2, 0.5, 0.3])
@@ -113,11 +151,13 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def run_size(size: tuple[int, int, int], time_limit: float = 600.0, seed: int = 0) -> dict:
-    """Time and memory of one constrained plan of ``(series, months, resources)``."""
-    n, months, n_res = size
+def run_size(size: tuple[int, ...], time_limit: float = 600.0, seed: int = 0, shared: bool = False) -> dict:
+    """Time and memory of one constrained plan of ``(series, months, resources[, families])``
+    (families default to one per resource; ``shared`` routing ignores them)."""
+    n, months, n_res = size[:3]
+    families = None if shared else (size[3] if len(size) > 3 else n_res)
     start = time.perf_counter()
-    data = synthetic_supply(n, months, n_res, seed=seed)
+    data = synthetic_supply(n, months, n_res, seed=seed, families=families)
     generated = time.perf_counter() - start
     before = _peak_mb()
     plan = constrained_plan(
@@ -138,8 +178,12 @@ def run_size(size: tuple[int, int, int], time_limit: float = 600.0, seed: int = 
         "series": n,
         "months": months,
         "resources": n_res,
+        "families": families,
         "variables": 4 * n * months,
         "solver": s["solver"],
+        "groups": s["groups"],
+        "solves": s["solves"],
+        "fallback_groups": s["fallback_groups"],
         "fallback_reason": s["fallback_reason"],
         "seconds": round(s["seconds"], 3),
         "build_s": round(s["timings"]["build"], 3),
@@ -157,9 +201,9 @@ def run_size(size: tuple[int, int, int], time_limit: float = 600.0, seed: int = 
     }
 
 
-def _in_fresh_process(size, time_limit, seed) -> dict:
+def _in_fresh_process(size, time_limit, seed, shared) -> dict:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(run_size, (size, time_limit, seed))
+        return pool.apply(run_size, (size, time_limit, seed, shared))
 
 
 def growth(table: pd.DataFrame) -> pd.DataFrame:
@@ -178,8 +222,16 @@ def growth(table: pd.DataFrame) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sopforecast.bench.supply", description=__doc__)
-    parser.add_argument("--sizes", default=DEFAULT_SIZES, help="series x months x resources, comma-separated")
-    parser.add_argument("--time-limit", type=float, default=180.0, help="HiGHS seconds before the fallback")
+    parser.add_argument(
+        "--sizes", default=DEFAULT_SIZES, help="series x months x resources [x families], comma-separated"
+    )
+    parser.add_argument(
+        "--routing",
+        choices=["clustered", "shared"],
+        default="clustered",
+        help="resource families serving one category each, or any resource for any series",
+    )
+    parser.add_argument("--time-limit", type=float, default=180.0, help="HiGHS seconds for all groups")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="sopforecast-work/benchmarks/supply")
     args = parser.parse_args(argv)
@@ -187,14 +239,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for text in args.sizes.split(","):
         size = tuple(int(v) for v in text.lower().split("x"))
-        logger.info("constrained plan of %d series x %d months x %d resources ...", *size)
-        rows.append(_in_fresh_process(size, args.time_limit, args.seed))
+        logger.info("constrained plan of %s (%s routing) ...", text, args.routing)
+        rows.append(_in_fresh_process(size, args.time_limit, args.seed, args.routing == "shared"))
         logger.info("  %s", rows[-1])
     table = pd.DataFrame(rows)
     ratios = growth(table)
-    table.to_csv(out / "supply_lp.csv", index=False)
-    ratios.to_csv(out / "supply_lp_growth.csv", index=False)
-    (out / "supply_lp.json").write_text(
+    name = "supply_lp" if args.routing == "clustered" else "supply_lp_shared"
+    table.to_csv(out / f"{name}.csv", index=False)
+    ratios.to_csv(out / f"{name}_growth.csv", index=False)
+    (out / f"{name}.json").write_text(
         json.dumps({"sizes": rows, "growth": ratios.to_dict(orient="records")}, indent=2)
     )
     logger.info("\n%s", table.to_string(index=False))

@@ -1,8 +1,8 @@
 """The greedy fallback of the constrained plan: a rule a planner can follow by hand.
 
-Used only when HiGHS fails or runs out of time (the summary says so). Feasible but myopic: a
-month's capacity is handed out before later months are seen, so a later higher priority can
-pre-build only into what earlier months left over.
+Used only for a group of keys where HiGHS fails or runs out of time (the summary says so).
+Feasible but myopic: a month's capacity is handed out before later months are seen, so a
+later higher priority can pre-build only into what earlier months left over.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def allocate_greedily(pb) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     order = np.lexsort((-pb.price.mean(1), pb.priority))
     stock = pb.on_hand.copy()
     limit = pb.storage_total if pb.storage_total is not None else np.full(T, np.inf)
+    held = np.zeros(T)  # total closing stock by month, kept up to date with C
 
     def make(i, s, want):
         q = min([want] + [spare[r, s] / rate for r, rate in routes[i]])
@@ -75,10 +76,11 @@ def allocate_greedily(pb) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             for s in range(t - 1, max(-1, t - 1 - int(min(pb.shelf[i], T))), -1):
                 if need <= _TOL:
                     break
-                room = min((pb.closing_ub[i, s:t] - C[i, s:t]).min(), (limit[s:t] - C[:, s:t].sum(0)).min())
+                room = min((pb.closing_ub[i, s:t] - C[i, s:t]).min(), (limit[s:t] - held[s:t]).min())
                 q = make(i, s, min(need, max(room, 0.0)))
                 P[i, s] += q
                 C[i, s:t] += q
+                held[s:t] += q
                 need -= q
             U[i, t] = max(need, 0.0)
         for i in order[pb.safety[order] > stock[order]]:
@@ -86,4 +88,5 @@ def allocate_greedily(pb) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             P[i, t] += q
             stock[i] += q
         C[:, t] += stock
+        held[t] = C[:, t].sum()
     return P, C, U
