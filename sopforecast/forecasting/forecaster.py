@@ -190,10 +190,10 @@ class Forecaster:
             fitted_ml = ml_fit(panel.Y, engine.ml_settings(panel.Y, config)) if use_ml else None
             selection, wide, short = self._cover_ml_gaps(panel.Y, selection, wide, short, fitted_ml)
         advance("score levels")
-        accuracy, errors = None, None
+        accuracy, errors, delivered = None, None, None
         if backtest is not None and backtest.chosen_cv is not None:
             with stage("accuracy"):
-                accuracy, errors = self._score(backtest.chosen_cv, panel)
+                accuracy, errors, delivered = self._score(backtest.chosen_cv, panel)
         if panel.discontinued:
             logger.info(
                 "%d series have stopped selling (discontinued): forecast at zero: %s",
@@ -204,6 +204,7 @@ class Forecaster:
         self.panel_, self.classes_, self.backtest_ = panel, classes, backtest
         self.selection_, self.stats_wide_, self.short_ = selection, wide, short
         self.ml_, self.accuracy_, self.errors_ = fitted_ml, accuracy, errors
+        self.delivered_backtest_ = delivered  # unique_id, cutoff, ds, y, forecast as delivered
         self.timings_ = stage.seconds
         return self
 
@@ -222,7 +223,8 @@ class Forecaster:
         else:
             merged = chosen.assign(forecast=chosen["forecast"].clip(lower=0.0)) if config.clip else chosen
         errors = error_profile(merged, column, panel.levels, list(config.level)) if config.level else None
-        return accuracy, errors
+        delivered = merged[["unique_id", "cutoff", "ds", "y", column]].rename(columns={column: "forecast"})
+        return accuracy, errors, delivered
 
     def _cover_ml_gaps(self, Y, selection, wide, short, fitted_ml):
         """Series whose forecast would come from LightGBM alone but that are too short for

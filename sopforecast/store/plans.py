@@ -31,9 +31,9 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import SopforecastError, format_examples
 from ..workdir import Workdir
-from . import actuals, engine, monitoring, reads, rows, schema
+from . import actuals, engine, monitoring, reads, rows, schema, supply
 from .tables import actuals as actuals_table
-from .tables import overrides, plan_lines, plan_series, plan_versions
+from .tables import overrides, plan_backtest, plan_lines, plan_series, plan_versions
 from .versions import PlanNotFound, PlanVersion, Snapshot, StaleVersion, parse_version_name
 
 __all__ = [
@@ -399,7 +399,7 @@ class PlanStore:
         if version.status != "draft":
             raise SopforecastError(f"{version.label} is published; published versions are kept.")
         with self._writing() as conn:
-            for table in (overrides, plan_lines, plan_series):
+            for table in (overrides, plan_lines, plan_series, plan_backtest):
                 conn.execute(delete(table).where(table.c.version_id == version.id))
             conn.execute(delete(plan_versions).where(plan_versions.c.id == version.id))
             if version.parent_id is not None:
@@ -428,6 +428,130 @@ class PlanStore:
     def actual_revisions(self, plan: str) -> pd.DataFrame:
         """Every stored actual of ``plan``, restated months with all their revisions."""
         return actuals.revisions(self.reader, plan)
+
+    # ------------------------------------------------------------------- supply
+    def save_backtest(self, version: PlanVersion, frame: pd.DataFrame) -> int:
+        """Keep the delivered forecast's backtest with ``version`` (``unique_id, cutoff, ds,
+        y, forecast``): safety stock is computed from its errors."""
+        with self._writing() as conn:
+            return supply.save_backtest(conn, version.id, frame)
+
+    def backtest(self, version: PlanVersion) -> pd.DataFrame:
+        """The backtest the version's forecast was delivered with; a version made from another
+        (an override's draft) has its parent's."""
+        with self.reader.connect() as conn:
+            vid: int | None = version.id
+            while vid is not None:
+                found = supply.backtest(conn, vid)
+                if len(found):
+                    return found
+                vid = conn.execute(
+                    select(plan_versions.c.parent_id).where(plan_versions.c.id == vid)
+                ).scalar_one_or_none()
+        return found
+
+    def add_scenario(
+        self,
+        version: PlanVersion,
+        name: str,
+        *,
+        kind: str,
+        params: dict,
+        description: str,
+        lines: pd.DataFrame | None,
+        seconds: float,
+        by: str | None = None,
+    ) -> int:
+        """Store scenario ``name`` of ``version``'s plan with the bottom lines it changes.
+
+        Raises
+        ------
+        SopforecastError
+            A scenario of that name exists for the plan (nothing is written).
+        """
+        try:
+            with self._writing() as conn:
+                return supply.add_scenario(
+                    conn,
+                    plan=version.plan,
+                    name=name,
+                    version_id=version.id,
+                    kind=kind,
+                    params=params,
+                    description=description,
+                    created_by=by or user(),
+                    seconds=seconds,
+                    lines=lines,
+                )
+        except IntegrityError as exc:
+            if self.scenarios(version.plan, name).empty:
+                raise
+            raise SopforecastError(
+                f"plan {version.plan!r} already has a scenario named {name!r}; delete it first "
+                "(scenario delete) or choose another name."
+            ) from exc
+
+    def scenarios(self, plan: str | None = None, name: str | None = None) -> pd.DataFrame:
+        """Scenarios (``id, plan, name, version_id, kind, params, description, created_at,
+        created_by, seconds``), oldest first."""
+        with self.reader.connect() as conn:
+            return supply.scenario_rows(conn, plan, name)
+
+    def scenario(self, plan: str, name: str) -> dict:
+        """One scenario's row; a clear error naming the plan's scenarios when it is not there."""
+        found = self.scenarios(plan, name)
+        if found.empty:
+            names = self.scenarios(plan)["name"].tolist()
+            listed = format_examples(names) if names else "none yet (scenario create)"
+            raise PlanNotFound(f"plan {plan!r} has no scenario named {name!r}; its scenarios: {listed}.")
+        return found.iloc[0].to_dict()
+
+    def scenario_lines(self, scenario_id: int) -> pd.DataFrame:
+        """The bottom lines a scenario changes or adds."""
+        with self.reader.connect() as conn:
+            return supply.changed_lines(conn, scenario_id)
+
+    def delete_scenario(self, plan: str, name: str) -> None:
+        """Remove a scenario, its lines and its balance reviews."""
+        row = self.scenario(plan, name)
+        with self._writing() as conn:
+            supply.drop_scenario(conn, int(row["id"]))
+
+    def record_balance(self, version: PlanVersion, result, **details) -> int:
+        """Keep a balance review (:class:`~sopforecast.supply.balance.Balance`) of ``version``
+        (or of a scenario: ``scenario_id``): figures, resources, month totals, decisions."""
+        planned = result.plan.resources.rename(columns={"load": "planned_load"})[
+            ["resource", "ds", "planned_load"]
+        ]
+        resources = result.utilisation.merge(planned, on=["resource", "ds"], how="left")
+        with self._writing() as conn:
+            return supply.record_balance(
+                conn,
+                plan=version.plan,
+                version_id=version.id,
+                scenario_id=details.get("scenario_id"),
+                created_by=details.get("by") or user(),
+                source=details.get("source"),
+                solver=str(result.plan.summary.get("solver")),
+                rule=result.rule,
+                figures=result.figures,
+                resources=resources,
+                months=result.monthly(),
+                decisions=result.decisions,
+                mlflow_run_id=details.get("mlflow_run_id"),
+            )
+
+    def balances(
+        self, plan: str | None = None, version: PlanVersion | None = None, run_id: int | None = None
+    ) -> pd.DataFrame:
+        """Balance reviews, newest first, with their ``figures`` (a dict each)."""
+        with self.reader.connect() as conn:
+            return supply.balance_rows(conn, plan, version.id if version else None, run_id)
+
+    def balance_table(self, run_id: int, which: str) -> pd.DataFrame:
+        """A balance review's ``resources``, ``months`` or ``decisions``."""
+        with self.reader.connect() as conn:
+            return supply.balance_table(conn, run_id, which)
 
     # --------------------------------------------------------------- monitoring
     def record_monitor(self, result, *, versions: int) -> int:

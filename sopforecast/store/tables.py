@@ -25,6 +25,8 @@ from sqlalchemy import (
 
 __all__ = ["metadata", "plan_versions", "plan_series", "plan_lines", "overrides", "actuals", "pipeline_runs"]
 __all__ += ["monitor_runs", "monitor_metrics", "monitor_exceptions"]
+__all__ += ["plan_backtest", "scenarios", "scenario_lines", "balance_runs", "balance_resources"]
+__all__ += ["balance_months", "balance_decisions"]
 
 metadata = MetaData()
 
@@ -180,6 +182,103 @@ monitor_exceptions = Table(
     Column("direction", String(20)),
     Column("action", Text),
     Column("at_stake", Float),
+)
+
+plan_backtest = Table(  # the delivered forecast's backtest: safety stock from its errors
+    "plan_backtest",
+    metadata,
+    Column("version_id", Integer, ForeignKey("plan_versions.id"), primary_key=True),
+    Column("unique_id", String(500), primary_key=True),
+    Column("cutoff", Date, primary_key=True),
+    Column("ds", Date, primary_key=True),
+    Column("y", Float),
+    Column("forecast", Float),
+)
+
+scenarios = Table(
+    "scenarios",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("plan", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("version_id", Integer, ForeignKey("plan_versions.id"), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("params", Text, nullable=False),  # JSON: the change
+    Column("description", Text),
+    Column("created_at", DateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("seconds", Float),
+    UniqueConstraint("plan", "name", name="uq_scenarios_name"),
+)
+
+scenario_lines = Table(  # the bottom lines a demand scenario changes (or adds)
+    "scenario_lines",
+    metadata,
+    Column("scenario_id", Integer, ForeignKey("scenarios.id"), primary_key=True),
+    Column("unique_id", String(500), primary_key=True),
+    Column("ds", Date, primary_key=True),
+    Column("final", Float, nullable=False),
+    Column("price", Float),
+    Column("unit_cost", Float),
+    Column("keys", Text),  # JSON key columns of a launched item (null for existing series)
+)
+
+balance_runs = Table(
+    "balance_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("plan", String(200), nullable=False, index=True),
+    Column("version_id", Integer, ForeignKey("plan_versions.id"), nullable=False),
+    Column("scenario_id", Integer, ForeignKey("scenarios.id")),
+    Column("created_at", DateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("source", String(500)),  # pipeline run id, or the command
+    Column("solver", String(40)),
+    Column("rule", Text),
+    Column("figures", Text, nullable=False),  # JSON
+    Column("mlflow_run_id", String(64)),
+)
+
+balance_resources = Table(
+    "balance_resources",
+    metadata,
+    Column("run_id", Integer, ForeignKey("balance_runs.id"), nullable=False, index=True),
+    Column("resource", String(200), nullable=False),
+    Column("ds", Date, nullable=False),
+    Column("load", Float),  # of the unconstrained final plan
+    Column("capacity", Float),
+    Column("utilisation", Float),
+    Column("planned_load", Float),  # of the constrained supply plan
+)
+
+balance_months = Table(
+    "balance_months",
+    metadata,
+    Column("run_id", Integer, ForeignKey("balance_runs.id"), nullable=False, index=True),
+    Column("ds", Date, nullable=False),
+    Column("demand", Float),
+    Column("served", Float),
+    Column("unmet", Float),
+    Column("revenue_at_stake", Float),
+    Column("closing", Float),
+    Column("safety_stock", Float),
+    Column("stockouts", Integer),
+    Column("below_safety", Integer),
+)
+
+balance_decisions = Table(
+    "balance_decisions",
+    metadata,
+    Column("run_id", Integer, ForeignKey("balance_runs.id"), nullable=False, index=True),
+    Column("rank", Integer, nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("subject", String(500), nullable=False),
+    Column("ds", Date),
+    Column("last", Date),
+    Column("gap", Float),
+    Column("at_stake", Float),
+    Column("action", Text),
+    Column("detail", Text),
 )
 
 pipeline_runs = Table(
