@@ -138,15 +138,34 @@ def test_safety_stock_is_built_only_with_spare_capacity():
     _check_feasible(plan)
 
 
-def test_batch_sizes_make_whole_batches_with_milp():
+@pytest.mark.parametrize(("batches", "solver"), [("round", "highs-lp+batches"), ("milp", "highs-milp")])
+def test_batch_sizes_make_whole_batches(batches, solver):
     demand, cap, routing, inventory = _tiny(capacity=20.0, shelf_life=np.nan)
-    plan = constrained_plan(demand, cap, routing, inventory=inventory.assign(batch_size=4.0))
-    assert plan.summary["solver"] == "highs-milp"
+    plan = constrained_plan(demand, cap, routing, inventory=inventory.assign(batch_size=4.0), batches=batches)
+    assert plan.summary["solver"] == solver
+    assert ("Batch sizes" in plan.summary["rule"]) == (batches == "round")
     assert np.allclose(plan.supply["supply"] % 4, 0, atol=1e-6) or np.allclose(
         (plan.supply["supply"] / 4).round() * 4, plan.supply["supply"], atol=1e-6
     )
     assert plan.summary["unmet_units"] == pytest.approx(0)
     _check_feasible(plan)
+
+
+def test_batch_rounding_goes_down_where_capacity_binds_and_up_where_it_has_room():
+    # one key at 1 hour a unit, 8 then 7 hours, demand 7 then 7, batches of 4. The LP makes
+    # 7 and 7. January rounds 7 up to 8 (one spare hour: fits, 1 unit left in stock);
+    # February's cumulative 14 would round up to 16 (8 more, 7 hours: no room), so down to
+    # 12: 4 more, with the 1 in stock 5 of 7 served, 2 unmet; all within capacity.
+    months = pd.to_datetime(["2026-01-01", "2026-02-01"])
+    demand = pd.DataFrame({"unique_id": "A", "ds": months, "final": [7.0, 7.0], "price": 1.0})
+    cap = pd.DataFrame({"resource": "R", "ds": months, "capacity": [8.0, 7.0]})
+    routing = pd.DataFrame({"key": ["A"], "resource": ["R"], "rate": [1.0], "priority": [1]})
+    inventory = pd.DataFrame({"key": ["A"], "on_hand": [0.0], "batch_size": [4.0]})
+    plan = constrained_plan(demand, cap, routing, inventory=inventory)
+    assert plan.supply["supply"].tolist() == pytest.approx([8.0, 4.0])
+    assert plan.unmet["unmet"].tolist() == pytest.approx([0.0, 2.0])
+    assert plan.inventory["closing"].tolist() == pytest.approx([1.0, 0.0])
+    assert (plan.resources["load"] <= plan.resources["capacity"] + 1e-9).all()
 
 
 def test_greedy_fallback_plans_the_tiny_case_feasibly():
@@ -290,7 +309,9 @@ def test_a_milp_group_leaves_time_for_the_others():
     # other groups to the fallback; each gets its share and keeps its best plan instead
     frames, inputs = _clusters()
     inventory = inputs["inventory"].assign(batch_size=10.0)
-    plan = constrained_plan(*frames, inventory=inventory, safety=inputs["safety"], time_limit=2.0)
+    plan = constrained_plan(
+        *frames, inventory=inventory, safety=inputs["safety"], time_limit=2.0, batches="milp"
+    )
     assert plan.summary["solver"] == "highs-milp" and plan.summary["fallback_groups"] == 0
     assert plan.summary["seconds"] < 4
     _check_feasible(plan, on_hand=inventory.set_index("key")["on_hand"])

@@ -42,8 +42,8 @@ def generate_supply(
     *,
     start: str | pd.Timestamp,
     months: int = 18,
-    headroom: float = 1.1,
-    shutdown: tuple[int, float] = (2, 0.4),
+    headroom: float = 1.0,
+    shutdown: tuple[int, float] = (1, 0.2),
     seed: int = 0,
 ) -> DemoSupply:
     """Supply inputs that fit a demo history (:func:`~.datasets.generate_plan`'s).
@@ -56,10 +56,10 @@ def generate_supply(
         The first plan month: capacity is given for ``months`` months from it.
     months : int, default 18
         Months of capacity.
-    headroom : float, default 1.1
+    headroom : float, default 1.0
         Each line's capacity as a multiple of its busiest month's load in the last 12
         months of history: growth beyond that and the planned shutdown bind.
-    shutdown : (int, float), default (2, 0.4)
+    shutdown : (int, float), default (1, 0.2)
         A planned shutdown: in plan month ``shutdown[0]`` (0 = the first) the busiest line
         runs at ``shutdown[1]`` of its capacity.
     seed : int, default 0

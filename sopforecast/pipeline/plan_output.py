@@ -39,10 +39,15 @@ ACTUALS_SETTINGS = {
 
 
 def store(
-    plans: PlanStore, spec: PipelineSpec, run_id: str, draft: tuple, history: pd.DataFrame
+    plans: PlanStore,
+    spec: PipelineSpec,
+    run_id: str,
+    draft: tuple,
+    history: pd.DataFrame,
+    backtest: pd.DataFrame | None = None,
 ) -> PlanVersion:
-    """Write the draft version of the run's plan, then keep the history it was made from as
-    actuals (a restated month becomes a revision)."""
+    """Write the draft version of the run's plan with the delivered forecast's backtest
+    (``unique_id, cutoff, ds, y, forecast``: safety stock is computed from its errors)."""
     lines, bottom = draft
     name = plan_name(spec)
     version = service.create_version(
@@ -57,6 +62,12 @@ def store(
         history_end=history["ds"].max(),
         data_config=spec.data.model_dump(mode="json", include=ACTUALS_SETTINGS, exclude_none=True),
     )
+    if backtest is not None and len(backtest):
+        try:
+            plans.save_backtest(version, backtest)
+        except BaseException:
+            plans.delete_draft(version)
+            raise
     logger.info("Draft plan %s stored", version.label)
     return version
 

@@ -37,7 +37,7 @@ from ..errors import ConfigError
 from ..notices import library_warnings
 from ..store.plans import PlanStore, PlanVersion
 from ..workdir import Workdir
-from . import monitor_output, plan_output, registry, steps
+from . import balance_output, monitor_output, plan_output, registry, steps
 from .history import RunHistory, pipeline_lock
 from .model import input_example, model_signature, save_artifacts
 from .sources import History, fingerprint
@@ -181,6 +181,8 @@ def _run(
 
         clock = time.perf_counter()
         data = steps.load(spec, workdir)
+        # the supply files are checked before anything is forecast: a bad one stores nothing
+        supply = balance_output.inputs(spec, workdir, data) if spec.balance.enabled else None
         seconds = {"load_validate": time.perf_counter() - clock}
         for note in data.report.notes():
             logger.info("Validation: %s", note)
@@ -242,6 +244,23 @@ def _run(
         if spec.plan.enabled:
             plans = PlanStore.open(workdir, configured=spec.plan.store_uri)
             plan_output.keep_history(plans, spec, run_id, data.frame)
+            if supply is not None and plan is not None:
+                clock = time.perf_counter()
+                balance_output.run_step(
+                    client,
+                    run_id,
+                    spec,
+                    workdir,
+                    plans,
+                    plan,
+                    supply,
+                    forecaster=ev.forecaster,
+                    future=data.future,
+                    reports=workdir.reports,
+                )
+                log_batch(
+                    client, run_id, metrics=metric_list({"time_balance_seconds": time.perf_counter() - clock})
+                )
             if spec.monitor.enabled:
                 monitored = monitor_output.run_step(
                     client, run_id, experiment_id, spec, workdir, plans, store
@@ -403,7 +422,8 @@ def _deliver(
             staged[label] = (stage_frame(frame, final), final)
         if draft is not None and delivered:
             plans = PlanStore.open(workdir, configured=spec.plan.store_uri)
-            version = plan_output.store(plans, spec, run_id, draft, data.frame)
+            backtest = getattr(ev.forecaster, "delivered_backtest_", None)
+            version = plan_output.store(plans, spec, run_id, draft, data.frame, backtest)
         if decision is not None:
             registry.promote(client, decision)
             tags = {

@@ -37,6 +37,8 @@ __all__ = [
     "PlanStep",
     "PlanPrices",
     "MonitorStep",
+    "BalanceStep",
+    "ScenarioSpec",
     "load_pipeline",
     "apply_overrides",
     "check_columns",
@@ -188,6 +190,72 @@ class TrackingConfig(_Strict):
         return None if value is None else check_name(value)
 
 
+class ScenarioSpec(_Strict):
+    """A named what-if the balance step creates on the run's plan and compares with the base."""
+
+    name: str = Field(..., description=f"Scenario name. Allowed: {NAME_RULE}.")
+    change: dict[str, Any] = Field(
+        ...,
+        description="What it changes: kind (uplift, promotion, launch, price, capacity, delay) and its "
+        "settings, e.g. {kind: capacity, resource: Line Snacks, pct: 20}.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_safe(cls, value: str) -> str:
+        return check_name(value)
+
+    @field_validator("change")
+    @classmethod
+    def _change_valid(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from ..supply.scenarios import parse_change
+
+        parse_change(value)  # a bad change fails with the pipeline, before anything runs
+        return value
+
+
+class BalanceStep(_Strict):
+    """Hold the run's plan against capacity and inventory, with what-if scenarios side by side."""
+
+    enabled: bool = False
+    capacity: str | None = Field(
+        None, description="Capacity file (resource, ds, capacity[, unit]); the demo makes its own."
+    )
+    routing: str | None = Field(
+        None, description="Routing file (key, resource, rate[, priority]); the demo makes its own."
+    )
+    inventory: str | None = Field(
+        None,
+        description="Inventory file (key, on_hand, lead_time, service_level[, batch_size, shelf_life]); "
+        "the demo makes its own.",
+    )
+    over: float = Field(1.0, gt=0, description="Utilisation above which a resource-month is overloaded.")
+    under: float = Field(0.5, ge=0, description="Utilisation below which a resource-month is under-used.")
+    storage: float | None = Field(None, gt=0, description="Most stock held at any month end, units.")
+    time_limit: float = Field(60.0, gt=0, description="Seconds for the LP before the greedy fallback.")
+    scenarios: list[ScenarioSpec] = Field(
+        default_factory=list, description="What-ifs created on the run's plan and compared with it."
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> BalanceStep:
+        names = [s.name for s in self.scenarios]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"scenario names must differ: {twice} given twice")
+        if self.under >= self.over:
+            raise ValueError(f"under ({self.under}) must be below over ({self.over})")
+        return self
+
+    def settings(self):
+        """The supply package's :class:`~sopforecast.supply.balance.BalanceSettings`."""
+        from ..supply.balance import BalanceSettings
+
+        return BalanceSettings(
+            over=self.over, under=self.under, storage=self.storage, time_limit=self.time_limit
+        )
+
+
 class PipelineSpec(_Strict):
     """A pipeline: data, forecast, targets, plan, monitor, tracking."""
 
@@ -197,6 +265,7 @@ class PipelineSpec(_Strict):
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)
     targets: Targets = Field(default_factory=Targets)
     plan: PlanStep = Field(default_factory=PlanStep)
+    balance: BalanceStep = Field(default_factory=BalanceStep)
     monitor: MonitorStep = Field(default_factory=MonitorStep)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     output: str | None = Field(None, description="Forecast file to write; default <workdir>/forecasts/.")
@@ -263,6 +332,19 @@ class PipelineSpec(_Strict):
                 f"plan.prices.source is driver but {prices.column!r} is not among data.drivers "
                 f"{self.data.drivers}; add it there, or set plan.prices.column / plan.prices.source",
                 setting="plan.prices.column",
+            )
+        if self.balance.enabled and not self.plan.enabled:
+            raise ConfigError(
+                "balance.enabled needs plan.enabled: the balance holds the run's plan against supply",
+                setting="balance.enabled",
+            )
+        given_files = [f for f in ("capacity", "routing", "inventory") if getattr(self.balance, f)]
+        if self.balance.enabled and self.data.dataset != "demo" and len(given_files) < 3:
+            missing = [f"balance.{f}" for f in ("capacity", "routing", "inventory") if f not in given_files]
+            raise ConfigError(
+                f"balance.enabled needs the supply files: name {', '.join(missing)} (only the demo "
+                "makes its own)",
+                setting=missing[0],
             )
         if self.monitor.enabled and not self.plan.enabled:
             raise ConfigError(

@@ -342,6 +342,7 @@ def compare(
     settings: BalanceSettings | None = None,
     record: bool = True,
     source: str | None = None,
+    mlflow_run_id: str | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Balance]]:
     """The base plan and each scenario balanced and side by side.
 
@@ -355,7 +356,14 @@ def compare(
     started = time.perf_counter()
     for name in [None, *names]:
         result, _ = balance_plan(
-            store, version, supply, scenario=name, settings=settings, record=record, source=source
+            store,
+            version,
+            supply,
+            scenario=name,
+            settings=settings,
+            record=record,
+            source=source,
+            mlflow_run_id=mlflow_run_id,
         )
         results[name or BASE] = result
     table = what_if.compare({name: r.figures for name, r in results.items()}, base=BASE)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -79,6 +80,10 @@ class BalanceSettings(BaseModel):
     )
     time_limit: float = Field(
         60.0, gt=0, description="Seconds HiGHS may take before the greedy fallback plans instead."
+    )
+    batches: Literal["round", "milp"] = Field(
+        "round",
+        description="Batch sizes: the LP rounded to whole batches (fast), or milp (exact, slow).",
     )
 
     @model_validator(mode="after")
@@ -314,6 +319,7 @@ def balance(
         safety=safety[["key", "safety_stock"]],
         storage=settings.storage,
         time_limit=settings.time_limit,
+        batches=settings.batches,
     )
     projection = project_inventory(bottom, inventory, safety[["key", "safety_stock"]], supply=plan.supply)
     priced = bottom[["unique_id", "ds", "price"]] if "price" in bottom else None

@@ -1,0 +1,265 @@
+"""The balance step's side of a run (and of ``sopforecast balance run``): read the supply
+files, hold the plan (and its scenarios) against them, write the tables and charts, log the
+key figures to MLflow.
+
+The supply files are read and checked before the run forecasts anything (:func:`inputs`), so
+a bad capacity, routing or inventory file fails the run with nothing stored. The demo makes
+its own supply files beside its demand data (``data/demo_capacity.csv`` ...), sized to the
+demand so that capacity binds.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from ..exports import write_table
+from ..planning import scenarios as planning_scenarios
+from ..planning.lines import summing
+from ..planning.scenarios import BASE, SupplyInputs
+from ..supply.balance import FIGURES, Balance
+from ..supply.inputs import read_capacity, read_inventory, read_routing
+from .tracking import log_batch, metric_list
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from ..store.plans import PlanStore, PlanVersion
+    from ..workdir import Workdir
+    from .sources import History
+    from .spec import PipelineSpec
+
+__all__ = [
+    "inputs",
+    "read_inputs",
+    "demo_files",
+    "run_step",
+    "write_tables",
+    "chart",
+    "log_to_mlflow",
+    "FOLDER",
+]
+
+logger = logging.getLogger(__name__)
+
+FOLDER = "balance"  # under reports/ and among the run's artifacts
+_DEMO_FILES = {
+    "capacity": "demo_capacity.csv",
+    "routing": "demo_routing.csv",
+    "inventory": "demo_inventory.csv",
+}
+
+
+def plan_keys(bottom: pd.DataFrame, hierarchy: list[str]) -> set[str]:
+    """Every series id of the plan (any level): the keys a routing or inventory row may name."""
+    S, _ = summing(bottom, hierarchy)
+    return set(S.index.astype(str))
+
+
+def read_inputs(
+    capacity: str | Path, routing: str | Path, inventory: str | Path, keys: set[str] | None
+) -> SupplyInputs:
+    """The three supply files read and checked (unknown keys refused when ``keys`` is given).
+
+    Raises
+    ------
+    DataError
+        Naming the file, the column, the rows and the fix; nothing is read further.
+    """
+    return SupplyInputs(
+        read_capacity(capacity),
+        read_routing(routing, plan_keys=keys),
+        read_inventory(inventory, plan_keys=keys),
+        (str(capacity), str(routing), str(inventory)),
+    )
+
+
+def demo_files(
+    history: pd.DataFrame, workdir: Workdir, *, start: pd.Timestamp, months: int
+) -> dict[str, Path]:
+    """Write the demo's supply files into ``workdir/data`` (made from its history, so that
+    one line's seasonal peak and a planned shutdown bind) and return their paths."""
+    from ..data.io import write_frame
+    from ..data.supply_demo import generate_supply
+
+    made = generate_supply(history, start=start, months=months)
+    workdir.ensure(workdir.data)
+    return {what: write_frame(getattr(made, what), workdir.data / name) for what, name in _DEMO_FILES.items()}
+
+
+def inputs(spec: PipelineSpec, workdir: Workdir, data: History) -> SupplyInputs:
+    """The balance step's supply inputs: the files ``balance:`` names, or for the demo the
+    files it makes; read and checked before anything is forecast."""
+    settings = spec.balance
+    files = {"capacity": settings.capacity, "routing": settings.routing, "inventory": settings.inventory}
+    if not all(files.values()):  # only the demo may leave them out (the spec checks)
+        start = data.frame["ds"].max() + pd.offsets.MonthBegin(1)
+        made = demo_files(data.frame, workdir, start=start, months=spec.plan.months or 18)
+        files = {what: files[what] or str(made[what]) for what in files}
+    keys = None
+    hierarchy = list(spec.data.hierarchy)
+    if hierarchy:
+        key_cols = [c for chain in hierarchy for c in chain.split("/") if c]
+        bottom = data.frame.drop_duplicates("unique_id")[["unique_id", *key_cols]]
+        keys = plan_keys(bottom, hierarchy)
+    else:
+        keys = set(data.frame["unique_id"].astype(str))
+    supply = read_inputs(files["capacity"], files["routing"], files["inventory"], keys)
+    logger.info(
+        "Supply inputs: %d resource(s) over %d month(s), %d routing row(s), %d inventory key(s)",
+        supply.capacity["resource"].nunique(),
+        supply.capacity["ds"].nunique(),
+        len(supply.routing),
+        len(supply.inventory),
+    )
+    return supply
+
+
+def _scenario_figures(table: pd.DataFrame) -> dict[str, float]:
+    """The compare table's figures as metrics: ``scenario/<name>/<figure>``."""
+    out = {}
+    for figure, row in table.iterrows():
+        for name, value in row.items():
+            if name == BASE or " vs " in str(name) or value is None or pd.isna(value):
+                continue
+            out[f"scenario/{name}/{figure}"] = float(value)
+    return out
+
+
+def write_tables(
+    result: Balance, folder: Path, *, table: pd.DataFrame | None = None, prefix: str = ""
+) -> dict[str, Path]:
+    """A balance review's tables as CSV files for people (spreadsheet-safe): utilisation,
+    capacity exceptions, safety stock, the constrained plan, unmet demand, projected
+    inventory, inventory exceptions, decisions; and the scenario table when given."""
+    folder.mkdir(parents=True, exist_ok=True)
+    plan = result.plan
+    frames = {
+        "utilisation": result.utilisation,
+        "capacity_exceptions": result.capacity_exceptions,
+        "safety_stock": result.safety,
+        "supply_plan": plan.supply,
+        "unmet_demand": plan.unmet[plan.unmet["unmet"] > 0],
+        "resource_plan": plan.resources,
+        "projected_inventory": result.projection,
+        "inventory_exceptions": result.inventory_exceptions,
+        "decisions": result.decisions,
+        "months": result.monthly(),
+    }
+    written = {name: write_table(frame, folder / f"{prefix}{name}.csv") for name, frame in frames.items()}
+    if table is not None:
+        written["scenarios"] = write_table(table.reset_index(), folder / f"{prefix}scenarios.csv")
+    return written
+
+
+def chart(balances: dict[str, Balance], path: Path) -> Path:
+    """The balance at a glance, as a PNG: utilisation per resource and month of the base plan
+    (the capacity line at 100%) and the scenarios' key figures side by side."""
+    from matplotlib.figure import Figure
+
+    base = balances[BASE]
+    util = base.utilisation.pivot_table(index="ds", columns="resource", values="utilisation")
+    fig = Figure(figsize=(12, 4.2))
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    for resource in util.columns:
+        left.plot(util.index, util[resource].to_numpy() * 100, marker="o", ms=3, lw=1.4, label=str(resource))
+    left.axhline(100, color="#c62828", lw=1, ls="--", label="capacity")
+    left.set_title("Capacity utilisation of the base plan, %", fontsize=10)
+    left.legend(fontsize=7, ncol=2, loc="upper left")
+    left.tick_params(labelsize=8)
+    names = list(balances)
+    shown = [("units", "Units"), ("unmet_units", "Unmet units"), ("closing_stock_end", "Closing stock")]
+    x = np.arange(len(shown))
+    width = 0.8 / max(len(names), 1)
+    for i, name in enumerate(names):
+        values = [balances[name].figures.get(key) or 0.0 for key, _ in shown]
+        scale = [max(abs(balances[n].figures.get(key) or 0.0) for n in names) or 1.0 for key, _ in shown]
+        right.bar(x + i * width, np.divide(values, scale) * 100, width, label=str(name))
+    right.set_xticks(x + width * (len(names) - 1) / 2, [label for _, label in shown], fontsize=8)
+    right.set_title("Scenarios side by side, % of the largest", fontsize=10)
+    right.legend(fontsize=7)
+    right.tick_params(labelsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def log_to_mlflow(
+    client: MlflowClient, run_id: str, base: Balance, table: pd.DataFrame, folder: Path
+) -> None:
+    """The base plan's key figures (``balance_<figure>``), each scenario's
+    (``scenario/<name>/<figure>``), and the tables and chart as artifacts (``balance/``)."""
+    metrics = {f"balance_{k}": float(v) for k, v in base.figures.items() if v is not None and k in FIGURES}
+    metrics.update(_scenario_figures(table))
+    log_batch(
+        client, run_id, metrics=metric_list(metrics), tags={"sopforecast.balance_rule": base.rule[:500]}
+    )
+    client.log_artifacts(run_id, str(folder), FOLDER)
+
+
+def run_step(
+    client: MlflowClient,
+    run_id: str,
+    spec: PipelineSpec,
+    workdir: Workdir,
+    plans: PlanStore,
+    version: PlanVersion,
+    supply: SupplyInputs,
+    *,
+    forecaster=None,
+    future: pd.DataFrame | None = None,
+    reports: Path | None = None,
+) -> tuple[pd.DataFrame, dict[str, Balance]]:
+    """A pipeline's balance step on the version the run drafted: create the configured
+    scenarios on it (a scenario of the same name is replaced: the pipeline owns it), balance
+    the base and each scenario, keep the reviews in the plan store, log and write them."""
+    settings = spec.balance
+    names = []
+    for wanted in settings.scenarios:
+        if not plans.scenarios(version.plan, wanted.name).empty:
+            plans.delete_scenario(version.plan, wanted.name)
+            logger.info("Scenario %r replaced by the pipeline's on %s", wanted.name, version.label)
+        planning_scenarios.create(
+            plans, version, wanted.name, wanted.change, forecaster=forecaster, future=future, by="pipeline"
+        )
+        names.append(wanted.name)
+    table, balances = planning_scenarios.compare(
+        plans,
+        version,
+        supply,
+        names,
+        settings=settings.settings(),
+        source=f"pipeline run {run_id}",
+        mlflow_run_id=run_id,
+    )
+    base = balances[BASE]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / FOLDER
+        write_tables(base, folder, table=table)
+        chart(balances, folder / "balance.png")
+        log_to_mlflow(client, run_id, base, table, folder)
+        if reports is not None:
+            target = reports / FOLDER
+            staged = reports / f".{FOLDER}.tmp"
+            shutil.rmtree(staged, ignore_errors=True)
+            shutil.copytree(folder, staged)
+            shutil.rmtree(target, ignore_errors=True)
+            staged.replace(target)
+    figures = base.figures
+    logger.info(
+        "Balance of %s: %d overloaded resource-month(s), %s units unmet (%s at stake), %d stock-out month(s); %s",
+        version.label,
+        figures["overloaded_resource_months"],
+        f"{figures['unmet_units']:,.0f}",
+        "n/a" if figures["revenue_at_stake"] is None else f"{figures['revenue_at_stake']:,.0f}",
+        figures["stockout_months"],
+        base.rule,
+    )
+    return table, balances
