@@ -146,3 +146,19 @@ def test_the_store_is_a_repository(path):
         + "; ".join(f"line {line}: {module}" for line, module in bad)
         + ". Compute in planning.service and hand the store the rows to write."
     )
+
+
+SUPPLY = [p for p in MODULES if _within(_module_name(p), f"{PACKAGE}.supply")]
+# the supply package is pure: frames in, frames out; files, the store, MLflow are the edges'
+_EDGES = (f"{PACKAGE}.store", f"{PACKAGE}.pipeline", "mlflow", "sqlalchemy")
+_FILE_IO = {"read_source", "write_frame", "stage_frame", "read_file"}
+
+
+def _edge(module: str, name: str | None) -> bool:
+    return any(_within(module, e) for e in _EDGES) or (module == f"{PACKAGE}.data.io" and name in _FILE_IO)
+
+
+@pytest.mark.parametrize("path", SUPPLY, ids=_ids(SUPPLY))
+def test_supply_reads_no_files_store_or_mlflow(path):
+    bad = sorted({(line, module) for line, module, name in _imports(path) if _edge(module, name)})
+    assert not bad, f"{_rel(path)} imports an edge module: " + ", ".join(f"line {n}: {m}" for n, m in bad)

@@ -5,14 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from sopforecast.data.supply_files import read_capacity, read_inventory, read_routing
 from sopforecast.errors import DataError
 from sopforecast.supply.inputs import (
     CAPACITY_COLUMNS,
     INVENTORY_COLUMNS,
     ROUTING_COLUMNS,
-    read_capacity,
-    read_inventory,
-    read_routing,
     validate_capacity,
     validate_inventory,
     validate_routing,

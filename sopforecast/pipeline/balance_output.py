@@ -24,7 +24,7 @@ from ..planning import scenarios as planning_scenarios
 from ..planning.lines import summing
 from ..planning.scenarios import BASE, SupplyInputs
 from ..supply.balance import FIGURES, Balance
-from ..supply.inputs import read_capacity, read_inventory, read_routing
+from ..data.supply_files import read_capacity, read_inventory, read_routing
 from .tracking import log_batch, metric_list
 
 if TYPE_CHECKING:
@@ -111,6 +111,7 @@ def inputs(spec: PipelineSpec, workdir: Workdir, data: History) -> SupplyInputs:
     else:
         keys = set(data.frame["unique_id"].astype(str))
     supply = read_inputs(files["capacity"], files["routing"], files["inventory"], keys)
+    check_scenarios(spec, keys, set(data.frame["unique_id"].astype(str)), supply)
     logger.info(
         "Supply inputs: %d resource(s) over %d month(s), %d routing row(s), %d inventory key(s)",
         supply.capacity["resource"].nunique(),
@@ -121,10 +122,41 @@ def inputs(spec: PipelineSpec, workdir: Workdir, data: History) -> SupplyInputs:
     return supply
 
 
+def check_scenarios(spec: PipelineSpec, keys: set[str], bottom: set[str], supply: SupplyInputs) -> None:
+    """Each configured scenario names series and resources that exist, checked before the run
+    forecasts (a scenario that cannot be made would fail the run after the plan is stored).
+
+    Raises
+    ------
+    ConfigError
+        Naming the setting (``balance.scenarios[i].change.node`` ...) and a few valid values.
+    """
+    from ..errors import ConfigError, format_examples
+    from ..supply.scenarios import parse_change
+
+    resources = set(supply.capacity["resource"])
+    for i, wanted in enumerate(spec.balance.scenarios):
+        change = parse_change(wanted.change)
+        field, value, known = None, None, None
+        if change.kind in ("uplift", "promotion", "price") and change.node not in keys:
+            field, value, known = "node", change.node, keys
+        elif change.kind == "launch" and change.like not in bottom:
+            field, value, known = "like", change.like, bottom
+        elif change.kind in ("capacity", "delay") and change.resource not in resources:
+            field, value, known = "resource", change.resource, resources
+        if field is not None:
+            raise ConfigError(
+                f"scenario {wanted.name!r} names {field} {value!r}, which the plan's "
+                f"{'supply' if field == 'resource' else 'series'} do not have; e.g. "
+                f"{format_examples(sorted(known), 4)}.",
+                setting=f"balance.scenarios[{i}].change.{field}",
+            )
+
+
 def _scenario_figures(table: pd.DataFrame) -> dict[str, float]:
     """The compare table's figures as metrics: ``scenario/<name>/<figure>``."""
     out = {}
-    for figure, row in table.iterrows():
+    for figure, row in table.set_index("figure").iterrows():
         for name, value in row.items():
             if name == BASE or " vs " in str(name) or value is None or pd.isna(value):
                 continue
@@ -154,7 +186,7 @@ def write_tables(
     }
     written = {name: write_table(frame, folder / f"{prefix}{name}.csv") for name, frame in frames.items()}
     if table is not None:
-        written["scenarios"] = write_table(table.reset_index(), folder / f"{prefix}scenarios.csv")
+        written["scenarios"] = write_table(table, folder / f"{prefix}scenarios.csv")
     return written
 
 
@@ -254,7 +286,8 @@ def run_step(
             staged.replace(target)
     figures = base.figures
     logger.info(
-        "Balance of %s: %d overloaded resource-month(s), %s units unmet (%s at stake), %d stock-out month(s); %s",
+        "Balance of %s: %d overloaded resource-month(s), %s units unmet (%s at stake), "
+        "%d stock-out month(s); %s",
         version.label,
         figures["overloaded_resource_months"],
         f"{figures['unmet_units']:,.0f}",

@@ -199,7 +199,7 @@ def _safety(backtest: pd.DataFrame | None, inventory: pd.DataFrame) -> pd.DataFr
             {"key": inventory["key"].astype(str), "safety_stock": np.nan, "method": "no backtest"}
         )
     lead = pd.Series(inventory["lead_time"].to_numpy(), index=inventory["key"].astype(str))
-    errors = lead_time_errors(backtest, lead_time=lead)
+    errors = lead_time_errors(backtest[backtest["unique_id"].isin(lead.index)], lead_time=lead)
     return safety_stock(errors, inventory)
 
 

@@ -1,8 +1,7 @@
 """Supply inputs: capacity, routing and inventory tables, checked once where they enter.
 
-Each table is a CSV or Excel file or a SQL table that a planner fills in; the readers
-(:func:`read_capacity`, :func:`read_routing`, :func:`read_inventory`) read it with
-:func:`sopforecast.data.io.read_source`, ids as text (``00101``, ``NA``), and the validators
+Each table is a CSV or Excel file or a SQL table that a planner fills in; the readers in
+:mod:`sopforecast.data.supply_files` read it, ids as text (``00101``, ``NA``), and the validators
 (:func:`validate_capacity`, :func:`validate_routing`, :func:`validate_inventory`) turn it into
 the frame every supply module uses, or raise one :class:`~sopforecast.errors.DataError` that
 lists every problem found: the file, the column, a few offending rows and the fix.
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data.io import blank_rows, read_source
+from ..data.io import blank_rows
 from ..errors import DataError, format_examples
 from .cells import (
     UNITS,
@@ -45,12 +44,10 @@ __all__ = [
     "ROUTING_COLUMNS",
     "INVENTORY_COLUMNS",
     "UNITS",
+    "TEXT_COLUMNS",
     "validate_capacity",
     "validate_routing",
     "validate_inventory",
-    "read_capacity",
-    "read_routing",
-    "read_inventory",
 ]
 
 logger = logging.getLogger(__name__)
@@ -69,7 +66,8 @@ _SPECS = {
     "routing": (["key", "resource", "rate"], ["priority"]),
     "inventory": (["key", "on_hand", "lead_time", "service_level"], ["batch_size", "shelf_life"]),
 }
-_TEXT = {"capacity": ["resource", "unit"], "routing": ["key", "resource"], "inventory": ["key"]}
+#: Columns read as text, whatever they hold.
+TEXT_COLUMNS = {"capacity": ["resource", "unit"], "routing": ["key", "resource"], "inventory": ["key"]}
 _ALIASES = {"month": "ds", "date": "ds", "period": "ds", "sku": "key", "unique_id": "key", "series": "key"}
 # a key with more parts than this is checked against its path prefixes only (2**n subsets)
 
@@ -249,57 +247,6 @@ def validate_inventory(
             unknown_keys(problems, frame, out["key"], plan_keys)
     raise_problems(where, problems)
     return _finish(out.astype({"lead_time": "int64"}), INVENTORY_COLUMNS, ["key"])
-
-
-def read_capacity(path: str | Path, *, table: str | None = None, sheet: str | int | None = None):
-    """Read and validate a capacity table (CSV, Excel, or a SQL URL with ``table``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        As :func:`validate_capacity` returns it.
-    """
-    return _read("capacity", validate_capacity, path, table=table, sheet=sheet)
-
-
-def read_routing(
-    path: str | Path,
-    *,
-    plan_keys: set[str] | None = None,
-    table: str | None = None,
-    sheet: str | int | None = None,
-):
-    """Read and validate a routing table (CSV, Excel, or a SQL URL with ``table``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        As :func:`validate_routing` returns it.
-    """
-    return _read("routing", validate_routing, path, table=table, sheet=sheet, plan_keys=plan_keys)
-
-
-def read_inventory(
-    path: str | Path,
-    *,
-    plan_keys: set[str] | None = None,
-    table: str | None = None,
-    sheet: str | int | None = None,
-):
-    """Read and validate an inventory table (CSV, Excel, or a SQL URL with ``table``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        As :func:`validate_inventory` returns it.
-    """
-    return _read("inventory", validate_inventory, path, table=table, sheet=sheet, plan_keys=plan_keys)
-
-
-def _read(what: str, validate, path, *, table, sheet, **options) -> pd.DataFrame:
-    """One supply table read with its keys as text, then validated (naming its source)."""
-    raw = read_source(path, table=table, sheet=sheet, text_columns=_TEXT[what])
-    return validate(raw, source=raw.attrs.get("source"), **options)
 
 
 def _start(raw: pd.DataFrame, source: str | None, what: str) -> tuple[str, pd.DataFrame, list[str]]:
