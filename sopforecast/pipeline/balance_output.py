@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ..data.supply_files import read_capacity, read_inventory, read_routing
 from ..exports import write_table
 from ..planning import scenarios as planning_scenarios
 from ..planning.lines import summing
 from ..planning.scenarios import BASE, SupplyInputs
 from ..supply.balance import FIGURES, Balance
-from ..data.supply_files import read_capacity, read_inventory, read_routing
 from .tracking import log_batch, metric_list
 
 if TYPE_CHECKING:
