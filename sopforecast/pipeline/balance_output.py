@@ -93,9 +93,10 @@ def demo_files(
     return {what: write_frame(getattr(made, what), workdir.data / name) for what, name in _DEMO_FILES.items()}
 
 
-def inputs(spec: PipelineSpec, workdir: Workdir, data: History) -> SupplyInputs:
-    """The balance step's supply inputs: the files ``balance:`` names, or for the demo the
-    files it makes; read and checked before anything is forecast."""
+def inputs(spec: PipelineSpec, workdir: Workdir, data: History) -> tuple[SupplyInputs, list]:
+    """The balance step's supply inputs (the files ``balance:`` names, or for the demo the
+    files it makes) and the scenarios it will run; read and checked before anything is
+    forecast (:func:`check_scenarios`)."""
     settings = spec.balance
     files = {"capacity": settings.capacity, "routing": settings.routing, "inventory": settings.inventory}
     if not all(files.values()):  # only the demo may leave them out (the spec checks)
@@ -111,7 +112,7 @@ def inputs(spec: PipelineSpec, workdir: Workdir, data: History) -> SupplyInputs:
     else:
         keys = set(data.frame["unique_id"].astype(str))
     supply = read_inputs(files["capacity"], files["routing"], files["inventory"], keys)
-    check_scenarios(spec, keys, set(data.frame["unique_id"].astype(str)), supply)
+    scenarios = check_scenarios(spec, keys, set(data.frame["unique_id"].astype(str)), supply)
     logger.info(
         "Supply inputs: %d resource(s) over %d month(s), %d routing row(s), %d inventory key(s)",
         supply.capacity["resource"].nunique(),
@@ -119,12 +120,14 @@ def inputs(spec: PipelineSpec, workdir: Workdir, data: History) -> SupplyInputs:
         len(supply.routing),
         len(supply.inventory),
     )
-    return supply
+    return supply, scenarios
 
 
-def check_scenarios(spec: PipelineSpec, keys: set[str], bottom: set[str], supply: SupplyInputs) -> None:
-    """Each configured scenario names series and resources that exist, checked before the run
-    forecasts (a scenario that cannot be made would fail the run after the plan is stored).
+def check_scenarios(spec: PipelineSpec, keys: set[str], bottom: set[str], supply: SupplyInputs) -> list:
+    """The configured scenarios, each checked to name series and resources that exist, before
+    the run forecasts (a scenario that cannot be made would fail the run after the plan is
+    stored). On the demo data, whose size ``--series`` changes, a scenario naming a category
+    the data does not have is left out with a warning; elsewhere it is an error.
 
     Raises
     ------
@@ -135,6 +138,7 @@ def check_scenarios(spec: PipelineSpec, keys: set[str], bottom: set[str], supply
     from ..supply.scenarios import parse_change
 
     resources = set(supply.capacity["resource"])
+    kept = []
     for i, wanted in enumerate(spec.balance.scenarios):
         change = parse_change(wanted.change)
         field, value, known = None, None, None
@@ -144,13 +148,18 @@ def check_scenarios(spec: PipelineSpec, keys: set[str], bottom: set[str], supply
             field, value, known = "like", change.like, bottom
         elif change.kind in ("capacity", "delay") and change.resource not in resources:
             field, value, known = "resource", change.resource, resources
-        if field is not None:
-            raise ConfigError(
-                f"scenario {wanted.name!r} names {field} {value!r}, which the plan's "
-                f"{'supply' if field == 'resource' else 'series'} do not have; e.g. "
-                f"{format_examples(sorted(known), 4)}.",
-                setting=f"balance.scenarios[{i}].change.{field}",
-            )
+        if field is None:
+            kept.append(wanted)
+            continue
+        problem = (
+            f"scenario {wanted.name!r} names {field} {value!r}, which the plan's "
+            f"{'supply' if field == 'resource' else 'series'} do not have; e.g. "
+            f"{format_examples(sorted(known), 4)}"
+        )
+        if spec.data.dataset != "demo":
+            raise ConfigError(f"{problem}.", setting=f"balance.scenarios[{i}].change.{field}")
+        logger.warning("%s (the demo data is small): the scenario is left out", problem)
+    return kept
 
 
 def _scenario_figures(table: pd.DataFrame) -> dict[str, float]:
@@ -192,30 +201,51 @@ def write_tables(
 
 def chart(balances: dict[str, Balance], path: Path) -> Path:
     """The balance at a glance, as a PNG: utilisation per resource and month of the base plan
-    (the capacity line at 100%) and the scenarios' key figures side by side."""
+    against the capacity line (months above 200% marked with their value), and each
+    scenario's change against the base in the figures a meeting decides on."""
     from matplotlib.figure import Figure
 
     base = balances[BASE]
-    util = base.utilisation.pivot_table(index="ds", columns="resource", values="utilisation")
-    fig = Figure(figsize=(12, 4.2))
+    util = base.utilisation.pivot_table(index="ds", columns="resource", values="utilisation") * 100
+    fig = Figure(figsize=(12, 4.4))
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    top = 200.0
     for resource in util.columns:
-        left.plot(util.index, util[resource].to_numpy() * 100, marker="o", ms=3, lw=1.4, label=str(resource))
+        values = util[resource]
+        (line,) = left.plot(util.index, values.clip(upper=top), marker="o", ms=3, lw=1.4, label=str(resource))
+        for ds, value in values[values > top].items():
+            left.annotate(
+                f"{value:.0f}%", (ds, top), fontsize=7, color=line.get_color(), ha="center", va="bottom"
+            )
     left.axhline(100, color="#c62828", lw=1, ls="--", label="capacity")
+    left.set_ylim(0, top * 1.08)
     left.set_title("Capacity utilisation of the base plan, %", fontsize=10)
-    left.legend(fontsize=7, ncol=2, loc="upper left")
+    left.legend(fontsize=7, ncol=2, loc="lower left")
     left.tick_params(labelsize=8)
-    names = list(balances)
-    shown = [("units", "Units"), ("unmet_units", "Unmet units"), ("closing_stock_end", "Closing stock")]
+    shown = [
+        ("units", "Units"),
+        ("revenue", "Revenue"),
+        ("unmet_units", "Unmet\nunits"),
+        ("revenue_at_stake", "Revenue\nat stake"),
+        ("stockout_months", "Stock-out\nmonths"),
+    ]
+    names = [n for n in balances if n != BASE]
     x = np.arange(len(shown))
     width = 0.8 / max(len(names), 1)
     for i, name in enumerate(names):
-        values = [balances[name].figures.get(key) or 0.0 for key, _ in shown]
-        scale = [max(abs(balances[n].figures.get(key) or 0.0) for n in names) or 1.0 for key, _ in shown]
-        right.bar(x + i * width, np.divide(values, scale) * 100, width, label=str(name))
-    right.set_xticks(x + width * (len(names) - 1) / 2, [label for _, label in shown], fontsize=8)
-    right.set_title("Scenarios side by side, % of the largest", fontsize=10)
-    right.legend(fontsize=7)
+        change = []
+        for key, _ in shown:
+            was, now = base.figures.get(key), balances[name].figures.get(key)
+            change.append(100 * (now - was) / abs(was) if was and now is not None else 0.0)
+        bars = right.bar(x + i * width, change, width, label=str(name))
+        right.bar_label(bars, fmt="%+.0f%%", fontsize=6)
+    right.axhline(0, color="#333333", lw=0.8)
+    right.set_xticks(x + width * (len(names) - 1) / 2, [label for _, label in shown], fontsize=7)
+    right.set_title("Scenarios against the base plan, % change", fontsize=10)
+    if names:
+        right.legend(fontsize=7)
+    else:
+        right.text(0.5, 0.5, "no scenario", ha="center", transform=right.transAxes)
     right.tick_params(labelsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -244,17 +274,18 @@ def run_step(
     plans: PlanStore,
     version: PlanVersion,
     supply: SupplyInputs,
+    scenarios: list | None = None,
     *,
     forecaster=None,
     future: pd.DataFrame | None = None,
     reports: Path | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Balance]]:
-    """A pipeline's balance step on the version the run drafted: create the configured
-    scenarios on it (a scenario of the same name is replaced: the pipeline owns it), balance
+    """A pipeline's balance step on the version the run drafted: create the ``scenarios``
+    (default: the configured ones) on it (a scenario of the same name is replaced: the pipeline owns it), balance
     the base and each scenario, keep the reviews in the plan store, log and write them."""
     settings = spec.balance
     names = []
-    for wanted in settings.scenarios:
+    for wanted in settings.scenarios if scenarios is None else scenarios:
         if not plans.scenarios(version.plan, wanted.name).empty:
             plans.delete_scenario(version.plan, wanted.name)
             logger.info("Scenario %r replaced by the pipeline's on %s", wanted.name, version.label)

@@ -182,7 +182,7 @@ def _run(
         clock = time.perf_counter()
         data = steps.load(spec, workdir)
         # the supply files are checked before anything is forecast: a bad one stores nothing
-        supply = balance_output.inputs(spec, workdir, data) if spec.balance.enabled else None
+        supply, scenarios = balance_output.inputs(spec, workdir, data) if spec.balance.enabled else (None, [])
         seconds = {"load_validate": time.perf_counter() - clock}
         for note in data.report.notes():
             logger.info("Validation: %s", note)
@@ -254,6 +254,7 @@ def _run(
                     plans,
                     plan,
                     supply,
+                    scenarios,
                     forecaster=ev.forecaster,
                     future=data.future,
                     reports=workdir.reports,

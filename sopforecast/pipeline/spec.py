@@ -114,6 +114,13 @@ class PlanPrices(_Strict):
     file: str | None = Field(
         None, description="Price file (source: file): unique_id or key columns, price, optional unit_cost."
     )
+    cost_share: float | None = Field(
+        None,
+        gt=0,
+        lt=10,
+        description="Unit cost as a share of the price where no unit_cost is given (a standard cost "
+        "ratio, e.g. 0.62): margin in the financial view. Default: no cost, no margin.",
+    )
 
 
 class PlanStep(_Strict):

@@ -374,9 +374,13 @@ def plan_draft(spec: PipelineSpec, ev: Evaluation, data: History) -> tuple[pd.Da
     source = plan.prices.source
     if source == "auto":
         source = "driver" if plan.prices.column in data.frame.columns else "none"
+    prices = None
     if source == "driver":
         prices = prices_from_history(data.frame, price_col=plan.prices.column, months=plan.prices.months)
-        lines = attach_prices(lines, prices)
     elif source == "file":
-        lines = attach_prices(lines, read_prices(plan.prices.file, list(spec.data.keys)))
+        prices = read_prices(plan.prices.file, list(spec.data.keys))
+    if prices is not None:
+        if plan.prices.cost_share is not None and "unit_cost" not in prices:
+            prices = prices.assign(unit_cost=prices["price"] * plan.prices.cost_share)
+        lines = attach_prices(lines, prices)
     return lines, bottom
