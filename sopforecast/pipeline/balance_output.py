@@ -281,8 +281,9 @@ def run_step(
     reports: Path | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Balance]]:
     """A pipeline's balance step on the version the run drafted: create the ``scenarios``
-    (default: the configured ones) on it (a scenario of the same name is replaced: the pipeline owns it), balance
-    the base and each scenario, keep the reviews in the plan store, log and write them."""
+    (default: the configured ones) on it, a scenario of the same name replaced (the pipeline
+    owns it); balance the base and each scenario, keep the reviews in the plan store, log
+    and write them."""
     settings = spec.balance
     names = []
     for wanted in settings.scenarios if scenarios is None else scenarios:
