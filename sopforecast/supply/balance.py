@@ -19,7 +19,7 @@ print the result.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -174,8 +174,7 @@ def expand_routing(routing: pd.DataFrame, members: pd.DataFrame | None) -> pd.Da
         raise DataError(
             f"The routing loads a resource twice for the same series ({example}): a key and one of its "
             "ancestors name the same resource. Keep one row per resource: the SKU's, or each "
-            "SKU-location's.",
-            column="key",
+            "SKU-location's."
         )
     out = spread.drop(columns=["key", "unique_id"]).rename(columns={"bottom": "key"})
     return out[["key", *[c for c in routing.columns if c != "key"]]].reset_index(drop=True)
@@ -201,6 +200,14 @@ def _safety(backtest: pd.DataFrame | None, inventory: pd.DataFrame) -> pd.DataFr
     lead = pd.Series(inventory["lead_time"].to_numpy(), index=inventory["key"].astype(str))
     errors = lead_time_errors(backtest[backtest["unique_id"].isin(lead.index)], lead_time=lead)
     return safety_stock(errors, inventory)
+
+
+def _utilisation_text(value: float) -> str:
+    if np.isnan(value):  # no capacity row for the month
+        return "no capacity given"
+    if np.isinf(value):  # load in a month of zero capacity
+        return "capacity 0"
+    return f"utilisation {value:.0%}"
 
 
 def _decisions(
@@ -231,7 +238,9 @@ def _decisions(
                 "gap": float(rec.gap),
                 "at_stake": money,
                 "action": action,
-                "detail": f"utilisation {rec.utilisation:.0%}; drivers {rec.drivers}" if rec.drivers else "",
+                "detail": f"{_utilisation_text(rec.utilisation)}; drivers {rec.drivers}"
+                if rec.drivers
+                else "",
             }
         )
     for rec in stock.itertuples(index=False):
@@ -310,7 +319,8 @@ def balance(
         util, detail, over=settings.over, under=settings.under, top_drivers=settings.top_drivers
     )
     safety = _safety(backtest, inventory)
-    demand = bottom if "price" in bottom and bottom["price"].notna().any() else bottom.assign(price=1.0)
+    has_prices = "price" in bottom and bottom["price"].notna().any()
+    demand = bottom if has_prices else bottom.assign(price=1.0)
     plan = constrained_plan(
         demand.assign(price=demand["price"].fillna(0.0)),
         capacity,
@@ -321,6 +331,8 @@ def balance(
         time_limit=settings.time_limit,
         batches=settings.batches,
     )
+    if not has_prices:  # the plan weighs every unit alike; no money is known to be at stake
+        plan = replace(plan, unmet=plan.unmet.assign(price=np.nan, revenue_at_stake=np.nan))
     projection = project_inventory(bottom, inventory, safety[["key", "safety_stock"]], supply=plan.supply)
     priced = bottom[["unique_id", "ds", "price"]] if "price" in bottom else None
     stock_exc = inventory_exceptions(projection, prices=priced)
@@ -343,8 +355,9 @@ def balance(
         "safety_stock_units": float(safety["safety_stock"].sum(min_count=1))
         if safety["safety_stock"].notna().any()
         else None,
+        # stock held, as Balance.monthly() counts it: one key's backlog is not another's stock
         "closing_stock_end": float(
-            projection.loc[projection["ds"] == projection["ds"].max(), "closing"].sum()
+            projection.loc[projection["ds"] == projection["ds"].max(), "closing"].clip(lower=0).sum()
         )
         if len(projection)
         else None,
