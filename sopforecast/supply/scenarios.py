@@ -368,6 +368,8 @@ def estimate_elasticity(
     frame["ly"], frame["lp"] = np.log(frame["y"]), np.log(frame[price])
     frame["moy"] = pd.to_datetime(frame["ds"]).dt.month
     columns = ["ly", "lp", *([promo] if promo and promo in frame else [])]
+    if len(columns) == 3:  # a month without a recorded promotion had none (NaN fails the fit)
+        frame[promo] = frame[promo].fillna(0.0)
     demeaned = frame[columns] - frame.groupby(["unique_id"])[columns].transform("mean")
     demeaned = demeaned - demeaned.groupby(frame["moy"]).transform("mean")
     X = demeaned[columns[1:]].to_numpy(dtype=float)
@@ -376,7 +378,8 @@ def estimate_elasticity(
         return None  # the price never moves
     beta, *_ = np.linalg.lstsq(X, y, rcond=None)
     resid = y - X @ beta
-    dof = max(len(y) - X.shape[1] - frame["unique_id"].nunique(), 1)
+    # the series' means and the month-of-year means were estimated too
+    dof = max(len(y) - X.shape[1] - frame["unique_id"].nunique() - (frame["moy"].nunique() - 1), 1)
     cov = np.linalg.pinv(X.T @ X) * float(resid @ resid) / dof
     value, stderr = float(beta[0]), float(np.sqrt(max(cov[0, 0], 0.0)))
     if not np.isfinite(value) or value >= 0:
