@@ -315,3 +315,19 @@ def test_a_milp_group_leaves_time_for_the_others():
     assert plan.summary["solver"] == "highs-milp" and plan.summary["fallback_groups"] == 0
     assert plan.summary["seconds"] < 4
     _check_feasible(plan, on_hand=inventory.set_index("key")["on_hand"])
+
+
+def test_batch_rounding_keeps_capacity_and_whole_batches_on_a_panel():
+    data = synthetic_supply(n_series=60, months=12, n_resources=4, seed=5, families=2, batch_share=0.4)
+    inventory = data["inventory"]
+    plan = constrained_plan(
+        data["demand"], data["capacity"], data["routing"], inventory=inventory, safety=data["safety"]
+    )
+    assert plan.summary["solver"] == "highs-lp+batches"
+    res = plan.resources.dropna(subset=["capacity"])
+    assert (res["load"] <= res["capacity"] + 1e-6).all()
+    batch = plan.supply.merge(inventory[["key", "batch_size"]], on="key").dropna(subset=["batch_size"])
+    assert len(batch) and np.allclose(
+        batch["supply"] / batch["batch_size"], (batch["supply"] / batch["batch_size"]).round()
+    )
+    _check_feasible(plan, on_hand=inventory.set_index("key")["on_hand"])

@@ -60,6 +60,7 @@ def synthetic_supply(
     n_resources: int = 5,
     seed: int = 0,
     families: int | None = None,
+    batch_share: float = 0.0,
 ) -> dict:
     """Demand plan lines, capacity, routing, inventory and safety stock of a seeded panel.
 
@@ -72,7 +73,8 @@ def synthetic_supply(
     families : int, optional
         Split the resources into this many families of consecutive resources, each serving
         one product category (series ``i`` is of category ``i % families``) and no other: the
-        plan falls into ``families`` independent groups, as real routings do. Default none:
+        plan falls into ``families`` independent groups, as real routings do (``batch_share``:
+        that share of series makes in batches of about half a month's demand). Default none:
         a series' second resource may be any other, so all series share one group.
 
     Returns
@@ -136,6 +138,9 @@ def synthetic_supply(
             "shelf_life": rng.choice([1.0, 2.0, 3.0, np.nan], n_series),
         }
     )
+    if batch_share > 0:  # drawn after everything else, so the rest of the panel stays the same
+        batched = np.random.default_rng(seed + 1).random(n_series) < batch_share
+        inventory["batch_size"] = np.where(batched, np.maximum(np.round(level / 2), 1.0), np.nan)
     with_safety = rng.random(n_series) < 1 / 3
     safety = pd.DataFrame({"key": keys[with_safety], "safety_stock": (0.3 * level[with_safety]).round(0)})
     return {
@@ -151,13 +156,21 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def run_size(size: tuple[int, ...], time_limit: float = 600.0, seed: int = 0, shared: bool = False) -> dict:
+def run_size(
+    size: tuple[int, ...],
+    time_limit: float = 600.0,
+    seed: int = 0,
+    shared: bool = False,
+    batches: str | None = None,
+) -> dict:
     """Time and memory of one constrained plan of ``(series, months, resources[, families])``
-    (families default to one per resource; ``shared`` routing ignores them)."""
+    (families default to one per resource; ``shared`` routing ignores them); ``batches``
+    (``round`` or ``milp``): 30% of series make in batches, planned that way."""
     n, months, n_res = size[:3]
     families = None if shared else (size[3] if len(size) > 3 else n_res)
     start = time.perf_counter()
-    data = synthetic_supply(n, months, n_res, seed=seed, families=families)
+    share = 0.3 if batches else 0.0
+    data = synthetic_supply(n, months, n_res, seed=seed, families=families, batch_share=share)
     generated = time.perf_counter() - start
     before = _peak_mb()
     plan = constrained_plan(
@@ -167,6 +180,7 @@ def run_size(size: tuple[int, ...], time_limit: float = 600.0, seed: int = 0, sh
         inventory=data["inventory"],
         safety=data["safety"],
         time_limit=time_limit,
+        batches=batches or "round",
     )
     s = plan.summary
     load_ok = bool(
@@ -179,6 +193,7 @@ def run_size(size: tuple[int, ...], time_limit: float = 600.0, seed: int = 0, sh
         "months": months,
         "resources": n_res,
         "families": families,
+        "batches": batches or "",
         "variables": 4 * n * months,
         "solver": s["solver"],
         "groups": s["groups"],
@@ -201,9 +216,9 @@ def run_size(size: tuple[int, ...], time_limit: float = 600.0, seed: int = 0, sh
     }
 
 
-def _in_fresh_process(size, time_limit, seed, shared) -> dict:
+def _in_fresh_process(size, time_limit, seed, shared, batches=None) -> dict:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(run_size, (size, time_limit, seed, shared))
+        return pool.apply(run_size, (size, time_limit, seed, shared, batches))
 
 
 def growth(table: pd.DataFrame) -> pd.DataFrame:
@@ -232,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         help="resource families serving one category each, or any resource for any series",
     )
     parser.add_argument("--time-limit", type=float, default=180.0, help="HiGHS seconds for all groups")
+    parser.add_argument(
+        "--batches",
+        choices=["round", "milp"],
+        default=None,
+        help="30%% of series make in batches: the LP rounded to whole batches, or the MILP",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="sopforecast-work/benchmarks/supply")
     args = parser.parse_args(argv)
@@ -240,11 +261,14 @@ def main(argv: list[str] | None = None) -> int:
     for text in args.sizes.split(","):
         size = tuple(int(v) for v in text.lower().split("x"))
         logger.info("constrained plan of %s (%s routing) ...", text, args.routing)
-        rows.append(_in_fresh_process(size, args.time_limit, args.seed, args.routing == "shared"))
+        rows.append(
+            _in_fresh_process(size, args.time_limit, args.seed, args.routing == "shared", args.batches)
+        )
         logger.info("  %s", rows[-1])
     table = pd.DataFrame(rows)
     ratios = growth(table)
     name = "supply_lp" if args.routing == "clustered" else "supply_lp_shared"
+    name += f"_batches_{args.batches}" if args.batches else ""
     table.to_csv(out / f"{name}.csv", index=False)
     ratios.to_csv(out / f"{name}_growth.csv", index=False)
     (out / f"{name}.json").write_text(

@@ -364,7 +364,13 @@ def round_to_batches(pb: _Problem, P: np.ndarray, C: np.ndarray, U: np.ndarray):
             fits = (extra <= room[res, t] + _TOL).all() and (
                 stock_room is None or after - C[k, t] <= stock_room[t] + _TOL
             )
-            made_now = up if fits else max(np.floor(cum[t] / b + 1e-9) * b - made, 0.0)
+            if fits:
+                made_now = up
+            else:  # down, and never more than the month's room (earlier months made less)
+                down = max(np.floor(cum[t] / b + 1e-9) * b - made, 0.0)
+                ratio = (room[res, t] + _TOL) / per_unit if len(res) else np.array([np.inf])
+                allowed = P[k, t] + max(float(np.min(ratio)), -P[k, t])
+                made_now = min(down, np.floor(allowed / b + 1e-9) * b)
             room[res, t] -= per_unit * (made_now - P[k, t])
             made += made_now
             avail = stock + made_now
