@@ -147,6 +147,10 @@ def create(
     from ..config import check_name
 
     name = check_name(name)
+    if name == BASE:
+        raise DataError(
+            f"{BASE!r} names the plan itself when scenarios are compared; give the scenario another name."
+        )
     change = what_if.parse_change(change) if isinstance(change, dict) else change
     started = time.perf_counter()
     lines = None
@@ -172,14 +176,14 @@ def _demand_change(store, version, change, params, forecaster, future, history):
     snap_lines = store.lines(version)
     bottom = store.bottom(version)
     base = snap_lines[snap_lines["unique_id"].isin(set(bottom["unique_id"]))].reset_index(drop=True)
-    pairs = members(_structure(bottom, version.hierarchy)[0]) if version.hierarchy else None
+    pairs = members(_structure(bottom, version.hierarchy)[0])  # a flat plan's series name themselves
     if isinstance(change, what_if.Launch):
         item_id, keys = _launched(bottom, version.hierarchy, change)
         new = what_if.launch_lines(base, item_id, change)
         new["keys"] = json.dumps(keys)
         columns = ["unique_id", "ds", "final", *[c for c in ("price", "unit_cost") if c in new], "keys"]
         return new[columns], {**params, "item_id": item_id}
-    ids = what_if.subtree(pairs, change.node) if pairs is not None else [change.node]
+    ids = what_if.subtree(pairs, change.node)
     if isinstance(change, what_if.Uplift):
         new = what_if.uplift_lines(base, ids, change)
     elif isinstance(change, what_if.PriceChange):
@@ -241,6 +245,7 @@ def scenario_plan(
     if scenario is None or scenario["kind"] not in what_if.DEMAND_KINDS:
         return lines, bottom
     changed = store.scenario_lines(int(scenario["id"]))
+    changed = changed[changed["ds"].isin(lines["ds"].unique())]  # made on another version: this one's months
     base = lines[lines["unique_id"].isin(set(bottom["unique_id"]))]
     base = base[["unique_id", "ds", "final", *[c for c in ("price", "unit_cost") if c in base]]]
     if len(changed):
