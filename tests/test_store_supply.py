@@ -272,3 +272,22 @@ def test_deleting_a_scenario_takes_its_lines_and_balance_reviews(open_store, rev
         assert _count(store, table, run_id=up_run) == 0
         assert _count(store, table, run_id=down_run) == _count(store, table, run_id=base_run) > 0
     assert _count(store, balance_runs) == 2
+
+
+def test_deleting_a_draft_takes_its_scenarios_and_balance_reviews(open_store, review):
+    store = open_store()
+    first = create_version(store)
+    kept = _scenario(store, first, "kept", _changed())
+    kept_run = _record(store, first, review, kept)
+    second = create_version(store)
+    store.save_backtest(second, _backtest(20.0))
+    on_draft = _scenario(store, second, "up", _changed())
+    _record(store, second, review)
+    _record(store, first, review, on_draft)  # its scenario balanced on another version
+    store.delete_draft(second)
+    assert store.scenarios("demand")["name"].tolist() == ["kept"]
+    assert store.balances("demand")["id"].tolist() == [kept_run]
+    assert _count(store, scenario_lines) == 2 and _count(store, plan_backtest) == 0
+    for table in (balance_resources, balance_months, balance_decisions):
+        assert _count(store, table) == _count(store, table, run_id=kept_run)
+    assert store.version(first.id).status == "draft"  # the draft it superseded is open again

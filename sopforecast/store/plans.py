@@ -33,7 +33,7 @@ from ..errors import SopforecastError, format_examples
 from ..workdir import Workdir
 from . import actuals, engine, monitoring, reads, rows, schema, supply
 from .tables import actuals as actuals_table
-from .tables import overrides, plan_backtest, plan_lines, plan_series, plan_versions
+from .tables import overrides, plan_lines, plan_series, plan_versions
 from .versions import PlanNotFound, PlanVersion, Snapshot, StaleVersion, parse_version_name
 
 __all__ = [
@@ -394,12 +394,14 @@ class PlanStore:
         return self.version(version.id)
 
     def delete_draft(self, version: PlanVersion) -> None:
-        """Remove a draft (a run that failed after drafting); published versions stay. The
-        draft it superseded, if any, is the cycle's open draft again."""
+        """Remove a draft (a run that failed after drafting) with its backtest, scenarios and
+        balance reviews; published versions stay. The draft it superseded, if any, is the
+        cycle's open draft again."""
         if version.status != "draft":
             raise SopforecastError(f"{version.label} is published; published versions are kept.")
         with self._writing() as conn:
-            for table in (overrides, plan_lines, plan_series, plan_backtest):
+            supply.drop_version(conn, version.id)  # its backtest, scenarios and balance reviews
+            for table in (overrides, plan_lines, plan_series):
                 conn.execute(delete(table).where(table.c.version_id == version.id))
             conn.execute(delete(plan_versions).where(plan_versions.c.id == version.id))
             if version.parent_id is not None:

@@ -31,6 +31,7 @@ __all__ = [
     "scenario_rows",
     "changed_lines",
     "drop_scenario",
+    "drop_version",
     "record_balance",
     "balance_rows",
     "balance_table",
@@ -132,16 +133,29 @@ def changed_lines(conn: Connection, scenario_id: int) -> pd.DataFrame:
     return _frame(conn, query, scenario_lines).drop(columns="scenario_id")
 
 
-def drop_scenario(conn: Connection, scenario_id: int) -> None:
-    """Remove a scenario, its lines and its balance reviews."""
-    runs = [
-        r[0] for r in conn.execute(select(balance_runs.c.id).where(balance_runs.c.scenario_id == scenario_id))
-    ]
+def _drop_runs(conn: Connection, where) -> None:
+    """Remove the balance reviews ``where`` selects, with their tables."""
+    runs = [r[0] for r in conn.execute(select(balance_runs.c.id).where(where))]
     for table in _TABLES.values():
         conn.execute(delete(table).where(table.c.run_id.in_(runs)))
-    conn.execute(delete(balance_runs).where(balance_runs.c.scenario_id == scenario_id))
+    conn.execute(delete(balance_runs).where(balance_runs.c.id.in_(runs)))
+
+
+def drop_scenario(conn: Connection, scenario_id: int) -> None:
+    """Remove a scenario, its lines and its balance reviews."""
+    _drop_runs(conn, balance_runs.c.scenario_id == scenario_id)
     conn.execute(delete(scenario_lines).where(scenario_lines.c.scenario_id == scenario_id))
     conn.execute(delete(scenarios).where(scenarios.c.id == scenario_id))
+
+
+def drop_version(conn: Connection, version_id: int) -> None:
+    """Remove what a version keeps here (before the version itself): its backtest, its
+    scenarios (their lines and reviews on any version) and its balance reviews."""
+    made = conn.execute(select(scenarios.c.id).where(scenarios.c.version_id == version_id)).scalars().all()
+    for scenario_id in made:
+        drop_scenario(conn, scenario_id)
+    _drop_runs(conn, balance_runs.c.version_id == version_id)
+    conn.execute(delete(plan_backtest).where(plan_backtest.c.version_id == version_id))
 
 
 def record_balance(
