@@ -4,6 +4,8 @@ recovered from synthetic history."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -138,6 +140,15 @@ def test_an_uplift_raises_the_subtree_in_its_months_only(bottom):
     pd.testing.assert_frame_equal(bottom, before)  # the plan given is not changed
     cut = uplift_lines(bottom, ["C1/A", "C1/B"], Uplift(node="C1", pct=-20, end="2027-01"))
     assert cut["final"].tolist() == pytest.approx([8.0, 20.0, 30.0, 4.0, 5.0, 5.0])
+
+
+def test_whole_units_and_hours_are_scaled_into_fractions(bottom, capacity):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas refuses floats in an integer column (a warning today)
+        out = uplift_lines(bottom.astype({"final": int}), ["C1/B"], Uplift(node="C1/B", pct=15))
+        cap = capacity_after(capacity.astype({"capacity": int}), CapacityChange(resource="line", pct=15))
+    assert _column(out, "C1/B") == pytest.approx([5.75] * 3)
+    assert cap["capacity"].tolist() == pytest.approx([115.0] * 3 + [100.0] * 3)
 
 
 def test_a_price_change_moves_price_and_units_by_the_elasticity(bottom):

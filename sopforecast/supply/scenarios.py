@@ -224,7 +224,7 @@ def subtree(members: pd.DataFrame, node: str) -> list[str]:
 
 
 def _scaled(lines: pd.DataFrame, ids: list[str], hit: np.ndarray, factor: float, column: str) -> pd.DataFrame:
-    out = lines.copy()
+    out = lines.astype({column: float})  # whole units scaled are fractions (a copy)
     rows = out["unique_id"].isin(ids).to_numpy() & hit
     out.loc[rows, column] = out.loc[rows, column] * factor
     return out
@@ -321,7 +321,7 @@ def capacity_after(capacity: pd.DataFrame, change: CapacityChange | SupplierDela
             f"resource {change.resource!r} is not in the capacity file; name one of "
             f"{format_examples(sorted(capacity['resource'].astype(str).unique()))}."
         )
-    out = capacity.copy()
+    out = capacity.astype({"capacity": float})  # a copy; whole hours scaled are fractions
     if isinstance(change, CapacityChange):
         hit = rows.to_numpy() & in_window(out["ds"], change.start, change.end)
         out.loc[hit, "capacity"] = out.loc[hit, "capacity"] * (1 + change.pct / 100)
