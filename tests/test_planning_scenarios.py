@@ -66,8 +66,8 @@ def _at(lines: pd.DataFrame, uid: str, ds: pd.Timestamp, column: str = "final") 
     return float(lines.loc[(lines["unique_id"] == uid) & (lines["ds"] == ds), column].item())
 
 
-def _create(store, version, name: str, **kwargs) -> dict:
-    return scenarios.create(store, version, name, CHANGES[name], by="ana", **kwargs)
+def _create(store, version, name: str) -> dict:
+    return scenarios.create(store, version, name, CHANGES[name], by="ana")
 
 
 # -- the plan of every level ---------------------------------------------------------------
