@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
+from .balance_cli import balance_app, scenario_app
 from .console import console, err_console, progress, setup_logging
 from .errors import ConfigError, SopforecastError
 from .monitor_cli import monitor_app, report_app
@@ -585,6 +586,8 @@ app.add_typer(actuals_app, name="actuals")
 app.add_typer(db_app, name="db")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(report_app, name="report")
+app.add_typer(balance_app, name="balance")
+app.add_typer(scenario_app, name="scenario")
 
 schedule_app = typer.Typer(
     help="Cron schedules of pipelines, run by `sopforecast scheduler`.", no_args_is_help=True

@@ -33,12 +33,13 @@ if TYPE_CHECKING:
     from ..store.plans import PlanStore, PlanVersion
     from ..workdir import Workdir
     from .sources import History
-    from .spec import PipelineSpec
+    from .spec import BalanceStep, PipelineSpec
 
 __all__ = [
     "inputs",
     "read_inputs",
     "demo_files",
+    "supply_files",
     "run_step",
     "write_tables",
     "chart",
@@ -91,6 +92,13 @@ def demo_files(
     made = generate_supply(history, start=start, months=months)
     workdir.ensure(workdir.data)
     return {what: write_frame(getattr(made, what), workdir.data / name) for what, name in _DEMO_FILES.items()}
+
+
+def supply_files(settings: BalanceStep | None, workdir: Workdir) -> dict[str, Path]:
+    """The supply files a balance of a stored plan reads (``sopforecast balance run``): those
+    ``balance:`` names, else the demo's in ``workdir/data`` (its pipeline run writes them)."""
+    named = {what: getattr(settings, what, None) for what in _DEMO_FILES}
+    return {what: Path(named[what] or workdir.data / name) for what, name in _DEMO_FILES.items()}
 
 
 def inputs(spec: PipelineSpec, workdir: Workdir, data: History) -> tuple[SupplyInputs, list]:
