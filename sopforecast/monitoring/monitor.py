@@ -32,6 +32,7 @@ from .exceptions import EXCEPTION_COLUMNS, Target, check_targets, default_target
 from .report import ReportData, has_chromium, write_report
 from .rules import BIAS_BAND, TRACKING_BOUND, bias_status, stake_members, status_of
 from .segments import segment_accuracy, segment_table, with_segments
+from .sop_review import read_review, review_page
 
 __all__ = ["MonitorSettings", "MonitorResult", "NothingToMonitor", "scored_lines", "run_monitor"]
 
@@ -125,8 +126,13 @@ def run_monitor(
     folder: str | Path = "reports",
     *,
     mlflow_url: str | None = None,
+    budget: pd.DataFrame | None = None,
 ) -> MonitorResult:
-    """Score, check, look for drift, report, and keep the record in the plan store."""
+    """Score, check, look for drift, report, and keep the record in the plan store.
+
+    The report's S&OP review pages show the plan's latest balance review; ``budget`` (the
+    annual operating plan, :func:`~sopforecast.planning.finance.read_budget`) adds the gap to
+    it."""
     import time
 
     settings = settings or MonitorSettings()
@@ -198,6 +204,7 @@ def run_monitor(
             "Chromium not found: the manager report is written as HTML only (apt-get install chromium)"
         )
     data = _report_data(result, trend, history_metrics, targets, order, folder, mlflow_url)
+    data.sop = review_page(read_review(plans, plan, budget=budget), settings.currency)
     result.report, result.pdf = write_report(data, folder, pdf=pdf)
     seconds["report"] = time.perf_counter() - clock
     result.run_id = plans.record_monitor(result, versions=int(scored["version_id"].nunique()))

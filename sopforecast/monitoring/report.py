@@ -5,7 +5,8 @@ colours say whether a target is met, and the first lines answer "are we on track
 holds, in order: the header (plan, cycle, date, a link to the model run in MLflow), KPI tiles
 held against their targets, the accuracy trend by lag and level, the bias trend, the top ten
 exceptions with their action and the money at stake, forecast value added (do planners'
-adjustments help?), data drift with links to the Evidently reports, and notes.
+adjustments help?), data drift with links to the Evidently reports, the S&OP review (the plan
+against supply, money and scenarios, decisions to take; :mod:`.sop_review`), and notes.
 
 Everything is inline (styles, the small sorting script, charts as SVG, a system font
 stack), so the file opens offline and can be mailed as it is; a print stylesheet lays it out
@@ -59,6 +60,9 @@ __all__ = [
     "trend_chart_svg",
     "bias_chart_svg",
     "sparkline_svg",
+    "money_text",
+    "report_figure",
+    "tidy_axes",
     "render_html",
     "report_name",
     "find_chromium",
@@ -184,6 +188,10 @@ class ReportData:
         itself.
     drift_threshold : float, optional
         The drift score from which a segment counts as drifted, shown beside the scores.
+    sop : dict, optional
+        The S&OP review pages (supply, money and scenarios, decisions) as
+        :func:`sopforecast.monitoring.sop_review.review_page` lays them out; ``None`` leaves
+        them out.
     """
 
     plan: str
@@ -203,6 +211,7 @@ class ReportData:
     bias_band: float | None = None
     stake_members: Mapping[str, frozenset] | None = None
     drift_threshold: float | None = None
+    sop: Mapping[str, object] | None = None
 
 
 def fva_summary(fva: pd.DataFrame) -> str:
@@ -338,7 +347,7 @@ def trend_chart_svg(trend: pd.DataFrame) -> str:
     lags = sorted(frame["lag"].unique())
     ncols = min(len(levels), 3)
     nrows = math.ceil(len(levels) / ncols)
-    fig = _figure((3.3 * ncols + 0.5, 2.4 * nrows + 0.75))
+    fig = report_figure((3.3 * ncols + 0.5, 2.4 * nrows + 0.75))
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
     x_of = {c: i for i, c in enumerate(cycles)}
     for ax, level in zip(axes.ravel(), levels, strict=False):
@@ -360,7 +369,7 @@ def trend_chart_svg(trend: pd.DataFrame) -> str:
         _cycle_axis(ax, cycles, most=4)
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.set_xlim(-0.4, len(cycles) - 0.4)
-        _tidy(ax)
+        tidy_axes(ax)
     for ax in axes.ravel()[len(levels) :]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
@@ -405,7 +414,7 @@ def bias_chart_svg(bias: pd.DataFrame, band: float | None = None) -> str:
     frame, cycles, levels = prepared
     from matplotlib.ticker import PercentFormatter
 
-    fig = _figure((10, 3.1))
+    fig = report_figure((10, 3.1))
     ax = fig.add_subplot()
     x = np.arange(len(cycles))
     width = 0.8 / len(levels)
@@ -447,7 +456,7 @@ def bias_chart_svg(bias: pd.DataFrame, band: float | None = None) -> str:
     ax.set_ylabel("Bias (0% is best)", fontsize=9)
     _cycle_axis(ax, cycles, most=10)
     ax.set_xlim(-0.6, len(cycles) - 0.4)
-    _tidy(ax)
+    tidy_axes(ax)
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncols=len(handles), fontsize=9.5, frameon=False)
     fig.tight_layout(rect=(0, 0.35 / fig.get_figheight(), 1, 1))
@@ -722,7 +731,7 @@ def _context(data: ReportData) -> dict:
         "exceptions": rows,
         "exceptions_total": len(exceptions),
         "items_counted": len(counted),
-        "at_stake_total": _money(stake, data.currency, compact=True),
+        "at_stake_total": money_text(stake, data.currency, compact=True),
         "at_stake_total_value": f"{float(stake):.2f}",
         "stake_rule": STAKE_RULE,
         "currency": data.currency,
@@ -736,6 +745,7 @@ def _context(data: ReportData) -> dict:
         "drift_folder": _folder_text(reports),
         "drift_threshold": _number(data.drift_threshold, 2) if data.drift_threshold else None,
         "notes": [_text(n) for n in data.notes if _text(n)],
+        "sop": data.sop,
     }
 
 
@@ -776,7 +786,7 @@ def _exception(row: dict, currency: str) -> dict:
         "direction": direction,
         "direction_class": direction_class,
         "action": _text(row["action"]),
-        "at_stake": _money(stake, currency),
+        "at_stake": money_text(stake, currency),
         "at_stake_sort": "" if pd.isna(stake) else f"{float(stake):.2f}",
         "counted": bool(row.get("counted", True)),
         "within": "" if _missing(row.get("within")) else _text(int(row["within"])),
@@ -961,7 +971,7 @@ def _kpi_value(value, unit: str) -> str:
     if unit == "%":
         return f"{float(value):.1%}"
     if unit in _CURRENCY_UNITS:
-        return _money(value, unit, compact=True)
+        return money_text(value, unit, compact=True)
     return f"{_number(value)} {unit}".strip()
 
 
@@ -1007,7 +1017,8 @@ def _target_value(value, metric: str) -> str:
     return _metric_value(value, metric)
 
 
-def _money(value, currency: str, compact: bool = False) -> str:
+def money_text(value, currency: str, compact: bool = False) -> str:
+    """Money as the report writes it: ``€1,250``, ``EUR 542k`` (``compact``), ``—`` if missing."""
     if not _is_number(value) or math.isnan(float(value)):
         return "—"
     value = float(value)
@@ -1120,7 +1131,7 @@ _RC = {
 }
 
 
-def _figure(size: tuple[float, float]):
+def report_figure(size: tuple[float, float]):
     """A bare Agg figure with the report's style (no pyplot state)."""
     import matplotlib
     from matplotlib.figure import Figure
@@ -1129,7 +1140,8 @@ def _figure(size: tuple[float, float]):
         return Figure(figsize=size)
 
 
-def _tidy(ax) -> None:
+def tidy_axes(ax) -> None:
+    """The report's look of a chart's axes: no top or right spine, light horizontal grid."""
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(axis="y", color="#e3e7ec", linewidth=0.8)
     ax.set_axisbelow(True)
