@@ -46,12 +46,23 @@ def monitor_run(
     pipeline: PipelineOption = None,
     store: StoreOption = None,
     workdir: WorkdirOption = None,
+    budget: Annotated[
+        Path | None,
+        typer.Option(
+            "--budget",
+            help="Annual operating plan (key, month, revenue and/or units): the gap to budget in the "
+            "report's S&OP review; default the pipeline's monitor.budget.",
+        ),
+    ] = None,
 ) -> None:
     """Score every published plan version at every lag, check the targets, look for drift,
     write the manager report, and log it all to MLflow."""
     from .monitoring.monitor import run_monitor
+    from .pipeline.monitor_output import budget as monitor_budget
     from .pipeline.monitor_output import cycle_step, log_to_mlflow
+    from .pipeline.spec import load_pipeline
     from .pipeline.tracking import get_experiment_id, resolve_store
+    from .planning.finance import read_budget
     from .planning.workflow import plan_name
     from .workdir import resolve_workdir
 
@@ -59,7 +70,10 @@ def monitor_run(
     plans = open_store(workdir, store)
     name = plan_name(plans, plan)
     settings = _settings(pipeline)
-    result = run_monitor(plans, name, settings, wd.reports)
+    aop = (
+        read_budget(budget) if budget else (monitor_budget(load_pipeline(pipeline), wd) if pipeline else None)
+    )
+    result = run_monitor(plans, name, settings, wd.reports, budget=aop)
     tracking = resolve_store(wd)
     client = tracking.client()
     experiment = get_experiment_id(client, name, tracking.artifact_root)

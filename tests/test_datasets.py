@@ -84,3 +84,17 @@ def test_bad_arguments():
         generate_demand(n_series=0)
     with pytest.raises(ConfigError, match="monthly data only"):
         generate_demand(freq="W-MON")
+
+
+def test_the_demo_budget_is_last_years_revenue_grown_per_category_and_total():
+    from sopforecast.data.datasets import generate_budget
+
+    history = generate_demand(n_series=30, periods=36, seed=2)
+    budget = generate_budget(history, start="2024-01-01", months=12, growth=0.05)
+    last_year = history[history["ds"].dt.year == 2023]
+    revenue = (last_year["y"] * last_year["price"]).groupby(last_year["category"]).sum()
+    got = budget[budget["key"] != "Total"].groupby("key")["revenue"].sum()
+    pd.testing.assert_series_equal(got, (revenue * 1.05).rename_axis("key").rename("revenue"), rtol=1e-4)
+    total = budget[budget["key"] == "Total"]
+    assert total["month"].tolist() == [f"2024-{m:02d}" for m in range(1, 13)]
+    assert total["revenue"].sum() == pytest.approx(got.sum(), rel=1e-4)

