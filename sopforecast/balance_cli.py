@@ -183,9 +183,9 @@ def _write(ctx: _Plan, out: Path | None, table, balances: dict[str, Balance]) ->
 def _figure(name: str, value, change: bool = False) -> str:
     if value is None or value != value:
         return "-"
-    if name in _SHARES:
-        return f"{value * 100:+.1f} pts" if change else f"{value:.1%}"
-    return f"{value:+,.0f}" if change else number(value)
+    if name in _SHARES:  # two decimals: 497 units short of a million is a fill rate of 99.95%
+        return f"{round(value * 100, 2) + 0.0:+.2f} pts" if change else f"{value:.2%}"
+    return f"{round(value) + 0:+,d}" if change else number(value)  # + 0: no "-0"
 
 
 def _print_figures(table: pd.DataFrame, title: str) -> None:
