@@ -91,7 +91,6 @@ OutOption = Annotated[
 ]
 # figures shown as a share (their changes in points); the rest are units, money or counts
 _SHARES = ("max_utilisation", "fill_rate")
-_DOWNLOAD_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 @dataclass(frozen=True)
@@ -399,16 +398,8 @@ def _check_new(ctx: _Plan, name: str, change) -> None:
 
 def _champion(ctx: _Plan):
     """The fitted champion of the plan's registered model, from the pipeline's MLflow
-    registry (or the work directory's), and its name and version."""
-    import os
-    import pickle
-    import tempfile
-
-    from mlflow.exceptions import MlflowException
-
-    import mlflow
-
-    from .pipeline.registry import CHAMPION
+    registry (or the work directory's), with its run id and a label."""
+    from .pipeline.registry import load_champion
     from .pipeline.tracking import check_reachable, resolve_store
 
     tracking = ctx.spec.tracking if ctx.spec else None
@@ -417,42 +408,16 @@ def _champion(ctx: _Plan):
         ctx.workdir, tracking and tracking.tracking_uri, tracking and tracking.registry_uri, create=False
     )
     check_reachable(where)
-    client = where.client()
-    try:
-        model = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException as exc:
-        raise ConfigError(
-            f"no champion of the registered model {name!r} in {where.registry_uri}: a promotion "
-            "re-forecasts with the fitted champion. Name the pipeline that made the plan "
-            "(--pipeline), or run it with its model registered.",
-            setting="pipeline",
-        ) from exc
+    forecaster, model = load_champion(
+        where.client(), name, tracking_uri=where.tracking_uri, where=where.registry_uri
+    )
     if ctx.version.source_run_id and model.run_id != ctx.version.source_run_id:
         console.print(
             f"Note: {ctx.version.label} was made by MLflow run {ctx.version.source_run_id[:8]}; the "
             f"promotion's reaction is champion v{model.version}'s (run {model.run_id[:8]}).",
             highlight=False,
         )
-    source = client.get_model_version_download_uri(name, model.version)
-    bar = os.environ.get(_DOWNLOAD_BAR)
-    os.environ[_DOWNLOAD_BAR] = "false"  # MLflow's progress bar: noise on a planner's terminal
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=source, dst_path=tmp, tracking_uri=where.tracking_uri
-            )
-            found = next(Path(local).rglob("forecaster.pkl"), None)
-            if found is None:
-                raise ConfigError(
-                    f"champion v{model.version} of {name!r} holds no fitted forecaster (forecaster.pkl)."
-                )
-            with found.open("rb") as fh:
-                return pickle.load(fh), f"{name} v{model.version}"  # noqa: S301 - our own artifact
-    finally:
-        if bar is None:
-            os.environ.pop(_DOWNLOAD_BAR, None)
-        else:
-            os.environ[_DOWNLOAD_BAR] = bar
+    return forecaster, model.run_id, f"{name} v{model.version}"
 
 
 def _calendar(ctx: _Plan) -> pd.DataFrame:
@@ -502,7 +467,7 @@ def scenario_create(
     workdir: WorkdirOption = None,
 ) -> None:
     """Compute a what-if on a plan version and keep it (a promotion re-forecasts with the champion)."""
-    from .planning.scenarios import create
+    from .planning.scenarios import create, plan_baseline
 
     name = _scenario_name(name)
     values = dict(node=node, pct=pct, start=start, end=end, item=item, like=like, scale=scale, promo=promo)
@@ -510,11 +475,15 @@ def scenario_create(
     change = _change(kind.lower(), {k: v for k, v in values.items() if v is not None})
     ctx = _open(workdir, store, plan, version, pipeline)
     _check_new(ctx, name, change)
-    forecaster, future, model = None, None, None
+    forecaster, future, model, baseline = None, None, None, None
     if change.kind == "promotion":
         future = _calendar(ctx)
-        forecaster, model = _champion(ctx)
-    row = create(ctx.plans, ctx.version, name, change, forecaster=forecaster, future=future)
+        forecaster, run_id, model = _champion(ctx)
+        if run_id == ctx.version.source_run_id:  # the plan is this champion's forecast: no second one
+            baseline = plan_baseline(ctx.plans.lines(ctx.version))
+    row = create(
+        ctx.plans, ctx.version, name, change, forecaster=forecaster, future=future, baseline=baseline
+    )
     console.print(
         f"Scenario {escape(name)} on {escape(ctx.version.label)}: {escape(row['description'])} "
         f"({row['seconds']:.1f} s{f', champion {escape(model)}' if model else ''})",

@@ -286,6 +286,7 @@ def run_step(
     *,
     forecaster=None,
     future: pd.DataFrame | None = None,
+    baseline: pd.DataFrame | None = None,
     reports: Path | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Balance]]:
     """A pipeline's balance step on the version the run drafted: create the ``scenarios``
@@ -299,7 +300,14 @@ def run_step(
             plans.delete_scenario(version.plan, wanted.name)
             logger.info("Scenario %r replaced by the pipeline's on %s", wanted.name, version.label)
         planning_scenarios.create(
-            plans, version, wanted.name, wanted.change, forecaster=forecaster, future=future, by="pipeline"
+            plans,
+            version,
+            wanted.name,
+            wanted.change,
+            forecaster=forecaster,
+            future=future,
+            baseline=baseline,
+            by="pipeline",
         )
         names.append(wanted.name)
     table, balances = planning_scenarios.compare(

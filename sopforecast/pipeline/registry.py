@@ -20,7 +20,15 @@ from ..errors import ConfigError
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-__all__ = ["Decision", "check_name", "register_and_decide", "promote", "PIPELINE_TAG"]
+__all__ = [
+    "Decision",
+    "check_name",
+    "register_and_decide",
+    "promote",
+    "load_champion",
+    "PIPELINE_TAG",
+    "CHAMPION",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -170,3 +178,52 @@ def promote(client: MlflowClient, decision: Decision) -> None:
     except MlflowException:  # no challenger alias left to remove
         pass
     logger.info("%s v%s is the champion", decision.name, decision.version)
+
+
+def load_champion(client: MlflowClient, name: str, *, tracking_uri: str, where: str = ""):
+    """The fitted forecaster of ``name``'s champion and its model version: what a scenario
+    re-forecasts with (``predict(future=...)``, no re-fit).
+
+    Raises
+    ------
+    ConfigError
+        The model has no champion, or its artifact holds no fitted forecaster.
+    """
+    import os
+    import pickle
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    model = _champion(client, name)
+    if model is None:
+        raise ConfigError(
+            f"no champion of the registered model {name!r}{f' in {where}' if where else ''}: a "
+            "promotion re-forecasts with the fitted champion. Name the pipeline that made the plan, "
+            "or run it with its model registered.",
+            setting="pipeline",
+        )
+    source = client.get_model_version_download_uri(name, model.version)
+    bar = os.environ.get(_DOWNLOAD_BAR)
+    os.environ[_DOWNLOAD_BAR] = "false"  # MLflow's progress bar: noise on a planner's terminal
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=source, dst_path=tmp, tracking_uri=tracking_uri
+            )
+            found = next(Path(local).rglob("forecaster.pkl"), None)
+            if found is None:
+                raise ConfigError(
+                    f"champion v{model.version} of {name!r} holds no fitted forecaster (forecaster.pkl)."
+                )
+            with found.open("rb") as fh:
+                return pickle.load(fh), model  # noqa: S301 - our own artifact
+    finally:
+        if bar is None:
+            os.environ.pop(_DOWNLOAD_BAR, None)
+        else:
+            os.environ[_DOWNLOAD_BAR] = bar
+
+
+_DOWNLOAD_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"

@@ -257,6 +257,7 @@ def _run(
                     scenarios,
                     forecaster=ev.forecaster,
                     future=data.future,
+                    baseline=ev.forecast[["unique_id", "ds", "forecast"]],
                     reports=workdir.reports,
                 )
                 log_batch(

@@ -28,10 +28,12 @@ from .lines import rollup, summing
 
 __all__ = [
     "SupplyInputs",
+    "VersionData",
     "members",
     "plan_lines",
     "create",
     "scenario_plan",
+    "plan_baseline",
     "balance_plan",
     "compare",
     "BASE",
@@ -123,6 +125,7 @@ def create(
     forecaster=None,
     future: pd.DataFrame | None = None,
     history: pd.DataFrame | None = None,
+    baseline: pd.DataFrame | None = None,
     by: str | None = None,
 ) -> dict:
     """Compute scenario ``name`` on ``version`` and keep it in the store.
@@ -138,6 +141,10 @@ def create(
     history : pandas.DataFrame, optional
         Bottom history with the price driver: a price change without an elasticity
         estimates one from it (default: the stored actuals with their drivers).
+    baseline : pandas.DataFrame, optional
+        The champion's forecast under ``future`` (``unique_id, ds, forecast``) when it is
+        known already (the plan was made by this champion: :func:`plan_baseline`); a
+        promotion then forecasts once, under the promoted calendar.
 
     Returns
     -------
@@ -156,7 +163,7 @@ def create(
     lines = None
     params = change.model_dump(mode="json")
     if change.kind in what_if.DEMAND_KINDS:
-        lines, params = _demand_change(store, version, change, params, forecaster, future, history)
+        lines, params = _demand_change(store, version, change, params, forecaster, future, history, baseline)
     seconds = time.perf_counter() - started
     store.add_scenario(
         version,
@@ -172,7 +179,7 @@ def create(
     return store.scenario(version.plan, name)
 
 
-def _demand_change(store, version, change, params, forecaster, future, history):
+def _demand_change(store, version, change, params, forecaster, future, history, baseline=None):
     snap_lines = store.lines(version)
     bottom = store.bottom(version)
     base = snap_lines[snap_lines["unique_id"].isin(set(bottom["unique_id"]))].reset_index(drop=True)
@@ -221,7 +228,7 @@ def _demand_change(store, version, change, params, forecaster, future, history):
             )
         calendar = future if "unique_id" in future else future.assign(unique_id=_ids(future, bottom))
         promoted = what_if.promotion_calendar(calendar, ids, change)
-        first = forecaster.predict(future=calendar).forecast
+        first = forecaster.predict(future=calendar).forecast if baseline is None else baseline
         second = forecaster.predict(future=promoted).forecast
         new = what_if.promotion_lines(base, ids, first, second, change)
     return _changed(base, new), params
@@ -237,11 +244,35 @@ def _ids(future: pd.DataFrame, bottom: pd.DataFrame) -> pd.Series:
     return future[keys].astype(str).agg(PATH_SEP.join, axis=1)
 
 
+@dataclass(frozen=True)
+class VersionData:
+    """What a balance reads of a version: its lines, bottom keys and delivered backtest
+    (read once when several scenarios of it are balanced)."""
+
+    lines: pd.DataFrame
+    bottom: pd.DataFrame
+    backtest: pd.DataFrame
+
+    @classmethod
+    def read(cls, store: PlanStore, version: PlanVersion) -> VersionData:
+        return cls(store.lines(version), store.bottom(version), store.backtest(version))
+
+
+def plan_baseline(lines: pd.DataFrame) -> pd.DataFrame:
+    """A version's statistical forecast as ``unique_id, ds, forecast``: the champion's forecast
+    under the plan's calendar, when the champion made the version."""
+    return lines[["unique_id", "ds", "statistical"]].rename(columns={"statistical": "forecast"})
+
+
 def scenario_plan(
-    store: PlanStore, version: PlanVersion, scenario: dict | None
+    store: PlanStore, version: PlanVersion, scenario: dict | None, data: VersionData | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The plan lines (every level) and bottom keys of ``version``, or of a scenario on it."""
-    lines, bottom = store.lines(version), store.bottom(version)
+    """The plan lines (every level) and bottom keys of ``version``, or of a scenario on it
+    (``data``: the version as already read)."""
+    if data is not None:
+        lines, bottom = data.lines, data.bottom
+    else:
+        lines, bottom = store.lines(version), store.bottom(version)
     if scenario is None or scenario["kind"] not in what_if.DEMAND_KINDS:
         return lines, bottom
     changed = store.scenario_lines(int(scenario["id"]))
@@ -297,6 +328,7 @@ def balance_plan(
     record: bool = True,
     source: str | None = None,
     mlflow_run_id: str | None = None,
+    data: VersionData | None = None,
 ) -> tuple[Balance, int | None]:
     """Hold ``version`` (or its scenario ``scenario``) against supply; keep the review.
 
@@ -313,7 +345,7 @@ def balance_plan(
             row["version_id"],
             version.label,
         )
-    lines, bottom = scenario_plan(store, version, row)
+    lines, bottom = scenario_plan(store, version, row, data)
     pairs = members(_structure(bottom, version.hierarchy)[0]) if version.hierarchy else None
     inputs = _supply_for(supply, row, pairs)
     result = balance(
@@ -322,7 +354,7 @@ def balance_plan(
         inputs.routing,
         inputs.inventory,
         members=pairs,
-        backtest=store.backtest(version),
+        backtest=data.backtest if data is not None else store.backtest(version),
         settings=settings,
     )
     run_id = None
@@ -359,18 +391,23 @@ def compare(
     """
     results: dict[str, Balance] = {}
     started = time.perf_counter()
+    data = VersionData.read(store, version)  # once for the base and every scenario
+    rows = {name: store.scenario(version.plan, name) for name in names}  # an unknown name fails here
     for name in [None, *names]:
         result, _ = balance_plan(
-            store,
-            version,
-            supply,
-            scenario=name,
-            settings=settings,
-            record=record,
-            source=source,
-            mlflow_run_id=mlflow_run_id,
+            store, version, supply, scenario=name, settings=settings, record=False, data=data
         )
         results[name or BASE] = result
+    if record:  # all or none: a scenario that fails to balance leaves no review behind
+        for name, result in results.items():
+            store.record_balance(
+                version,
+                result,
+                scenario_id=int(rows[name]["id"]) if name in rows else None,
+                source=source or "sopforecast balance run",
+                mlflow_run_id=mlflow_run_id,
+                by=user(),
+            )
     table = what_if.compare({name: r.figures for name, r in results.items()}, base=BASE)
     logger.info(
         "Compared %d scenario(s) with %s in %.1f s", len(names), version.label, time.perf_counter() - started

@@ -45,7 +45,8 @@ def lines(conn: Connection, vid: int, where: str) -> pd.DataFrame:
         .where(plan_lines.c.version_id == vid)
         .order_by(plan_series.c.position, plan_lines.c.ds)
     )
-    frame = pd.DataFrame(conn.execute(query).mappings().all())
+    result = conn.execute(query)
+    frame = pd.DataFrame.from_records(result.all(), columns=list(result.keys()))  # tuples: fast
     if frame.empty:
         raise PlanNotFound(f"plan version id {vid} has no lines in {where}.")
     bounds = pd.DataFrame([json.loads(v) if v else {} for v in frame["intervals"]], index=frame.index)

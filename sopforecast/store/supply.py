@@ -62,7 +62,10 @@ def _records(frame: pd.DataFrame, columns: list[str], **fixed) -> list[dict]:
 
 
 def _frame(conn: Connection, query, table) -> pd.DataFrame:
-    frame = pd.DataFrame(conn.execute(query).mappings().all(), columns=[c.name for c in table.c])
+    result = conn.execute(query)
+    names = list(result.keys())
+    # rows as tuples into columns (a dict per row is several times slower on a backtest)
+    frame = pd.DataFrame.from_records(result.all(), columns=names).reindex(columns=[c.name for c in table.c])
     for column in ("ds", "last", "cutoff"):
         if column in frame:
             frame[column] = pd.to_datetime(frame[column])
