@@ -296,3 +296,20 @@ def test_demand_and_supply_kinds_cover_every_change():
     assert kinds == set(what_if.DEMAND_KINDS)
     supply = {cls.model_fields["kind"].default for cls in (CapacityChange, SupplierDelay)}
     assert supply == set(what_if.SUPPLY_KINDS)
+
+
+def test_promotion_price_cuts_give_the_elasticity_when_list_prices_do_not():
+    # list prices step up each year while demand grows anyway (no reaction); promotions cut
+    # the price 20% and sell 1.25 ** 2 = 56% more: elasticity log(1.5625) / log(0.8) = -2
+    rng = np.random.default_rng(4)
+    ds = pd.date_range("2022-01-01", periods=48, freq="MS")
+    frames = []
+    for uid in ("A", "B", "C"):
+        promo = (rng.uniform(size=48) < 0.15).astype(float)
+        list_price = 10.0 * 1.04 ** (np.arange(48) // 12)
+        price = list_price * np.where(promo == 1, 0.8, 1.0)
+        y = 100 * 1.01 ** np.arange(48) * np.where(promo == 1, 1.5625, 1.0) * np.exp(rng.normal(0, 0.03, 48))
+        frames.append(pd.DataFrame({"unique_id": uid, "ds": ds, "y": y, "price": price, "promo": promo}))
+    found = estimate_elasticity(pd.concat(frames, ignore_index=True))
+    assert found is not None and found.basis == "promotion price cuts"
+    assert found.value == pytest.approx(-2.0, abs=0.3)

@@ -209,14 +209,16 @@ def _demand_change(store, version, change, params, forecaster, future, history, 
                 **params,
                 "elasticity_estimated": round(found.value, 4),
                 "elasticity_stderr": found.stderr,
+                "elasticity_basis": found.basis,
             }
             logger.info(
-                "Price elasticity of %s estimated at %.2f (s.e. %.2f, %d months of %d series)",
+                "Price elasticity of %s estimated at %.2f (s.e. %.2f, %d months of %d series; from %s)",
                 change.node,
                 found.value,
                 found.stderr,
                 found.observations,
                 found.series,
+                found.basis,
             )
         new = what_if.price_lines(base, ids, change, elasticity)
     else:  # a promotion: the champion re-forecasts under the promoted calendar

@@ -14,7 +14,7 @@ caller (:mod:`sopforecast.planning.scenarios`) and comes in as two forecast fram
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Literal
 
 import numpy as np
@@ -342,6 +342,7 @@ class Elasticity:
     observations: int
     series: int
     stderr: float
+    basis: str = "price moves, promotions held fixed"
 
 
 def estimate_elasticity(
@@ -354,10 +355,14 @@ def estimate_elasticity(
 ) -> Elasticity | None:
     """The price elasticity of demand from the history's price driver.
 
-    Within-series regression of ``log(y)`` on ``log(price)`` (each series' mean and month of
-    year removed, the promotion driver held fixed when present), over months with demand.
-    Returns None when the history has no price driver, too few months with price moving,
-    or the estimate is not a negative number (demand that rises with price is no elasticity).
+    Within-series regression of ``log(y)`` on ``log(price)`` (each series' mean, its own
+    linear trend and the month of year removed, the promotion driver held fixed when
+    present), over months with demand.
+    When list-price moves alone give no negative elasticity (they often only follow
+    inflation, with demand growing anyway) and the history has promotions, the price cuts
+    of the promotions are the evidence: the fit is made again without the promotion term,
+    and ``basis`` says so. Returns None when the history has no price driver, too few months
+    with price moving, or no negative estimate (demand that rises with price is no elasticity).
     """
     if price not in history:
         return None
@@ -371,6 +376,14 @@ def estimate_elasticity(
     if len(columns) == 3:  # a month without a recorded promotion had none (NaN fails the fit)
         frame[promo] = frame[promo].fillna(0.0)
     demeaned = frame[columns] - frame.groupby(["unique_id"])[columns].transform("mean")
+    # each series' own trend out too (growth is not a price effect; list prices rise with it)
+    ds = pd.to_datetime(frame["ds"])
+    t = (ds.dt.year * 12 + ds.dt.month).astype(float)
+    t = t - t.groupby(frame["unique_id"]).transform("mean")
+    spread = (t * t).groupby(frame["unique_id"]).transform("sum").replace(0.0, np.nan)
+    for c in columns:
+        slope = (demeaned[c] * t).groupby(frame["unique_id"]).transform("sum") / spread
+        demeaned[c] = demeaned[c] - slope.fillna(0.0) * t
     demeaned = demeaned - demeaned.groupby(frame["moy"]).transform("mean")
     X = demeaned[columns[1:]].to_numpy(dtype=float)
     y = demeaned["ly"].to_numpy(dtype=float)
@@ -378,11 +391,16 @@ def estimate_elasticity(
         return None  # the price never moves
     beta, *_ = np.linalg.lstsq(X, y, rcond=None)
     resid = y - X @ beta
-    # the series' means and the month-of-year means were estimated too
-    dof = max(len(y) - X.shape[1] - frame["unique_id"].nunique() - (frame["moy"].nunique() - 1), 1)
+    # the series' means and trends and the month-of-year means were estimated too
+    dof = max(len(y) - X.shape[1] - 2 * frame["unique_id"].nunique() - (frame["moy"].nunique() - 1), 1)
     cov = np.linalg.pinv(X.T @ X) * float(resid @ resid) / dof
     value, stderr = float(beta[0]), float(np.sqrt(max(cov[0, 0], 0.0)))
     if not np.isfinite(value) or value >= 0:
+        if len(columns) == 3:  # the promotions' price cuts are the evidence left
+            found = estimate_elasticity(
+                history, ids=ids, price=price, promo=None, min_observations=min_observations
+            )
+            return None if found is None else replace(found, basis="promotion price cuts")
         return None
     return Elasticity(max(value, -10.0), int(len(y)), int(frame["unique_id"].nunique()), stderr)
 
