@@ -782,7 +782,7 @@ def _print_summary(report, levels, classes) -> None:
 
 
 # the commands of the planning cycle read their data settings from the store, not from flags
-_STORE_GROUPS = ("plan", "override", "actuals", "db", "monitor", "report")
+_STORE_GROUPS = ("plan", "override", "actuals", "db", "monitor", "report", "balance", "scenario")
 
 
 def _flags_of(argv: list[str] | None) -> dict[str, str]:

@@ -152,3 +152,13 @@ def test_balance_needs_the_supply_files_outside_the_demo(tmp_path):
     path = _file_pipeline(tmp_path, "good")
     with pytest.raises(ConfigError, match="balance.capacity"):
         load_pipeline(path, ["balance.capacity=null"])
+
+
+def test_relative_supply_files_resolve_against_the_pipeline_folder(tmp_path):
+    path = _file_pipeline(tmp_path, "good")
+    text = path.read_text().replace(str(tmp_path / "capacity.csv"), "capacity.csv")
+    (tmp_path / "sub").mkdir()
+    moved = tmp_path / "relative.yaml"
+    moved.write_text(text)
+    spec = load_pipeline(moved)
+    assert spec.balance.capacity == str((tmp_path / "capacity.csv").resolve())

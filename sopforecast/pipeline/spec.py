@@ -445,6 +445,13 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
     prices = spec.plan.prices
     if prices.file and not Path(prices.file).is_absolute():
         prices.file = str((path.parent / prices.file).resolve())
+    for what in ("capacity", "routing", "inventory"):  # the supply files, like the data's
+        given = getattr(spec.balance, what)
+        if given and "://" not in given and not Path(given).is_absolute():
+            setattr(spec.balance, what, str((path.parent / given).resolve()))
+    budget = spec.monitor.budget
+    if budget and "://" not in budget and not Path(budget).is_absolute():
+        spec.monitor.budget = str((path.parent / budget).resolve())
     if spec.data.future and not Path(spec.data.future).is_file():
         raise ConfigError(
             f"{path}: data.future {spec.data.future} does not exist; fix the path or use --set.",
