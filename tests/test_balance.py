@@ -171,6 +171,7 @@ def test_figures_of_the_tiny_plan_by_hand(review):
             "binding_resource_months": 2,
             "unmet_units": 2.0,
             "revenue_at_stake": 6.0,
+            "revenue_served": 82.0,  # 88 planned, 6 of it at stake
             "fill_rate": 20 / 22,
             "stockout_months": 1,
             "below_safety_months": 1,  # stock-outs are below safety stock too

@@ -45,6 +45,8 @@ __all__ = [
     "chart",
     "log_to_mlflow",
     "FOLDER",
+    "plan_keys",
+    "check_scenarios",
 ]
 
 logger = logging.getLogger(__name__)

@@ -213,6 +213,7 @@ def balance_rows(
         query = query.where(balance_runs.c.id == run_id)
     frame = _frame(conn, query, balance_runs)
     frame["figures"] = frame["figures"].map(json.loads)
+    frame["scenario_id"] = frame["scenario_id"].astype("Int64")  # the base review has none
     return frame
 
 

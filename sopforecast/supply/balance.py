@@ -57,6 +57,7 @@ FIGURES = (
     "binding_resource_months",
     "unmet_units",
     "revenue_at_stake",
+    "revenue_served",
     "fill_rate",
     "stockout_months",
     "below_safety_months",
@@ -349,6 +350,10 @@ def balance(
         "binding_resource_months": int(plan.summary["binding_resource_months"]),
         "unmet_units": float(plan.summary["unmet_units"]),
         "revenue_at_stake": float(plan.summary["revenue_at_stake"]) if money["revenue"] is not None else None,
+        # what supply can deliver: a demand scenario's revenue is planned, this is what it earns
+        "revenue_served": float(money["revenue"] - plan.summary["revenue_at_stake"])
+        if money["revenue"] is not None
+        else None,
         "fill_rate": float(1 - plan.summary["unmet_units"] / planned) if planned > 0 else None,
         "stockout_months": int(projection["stockout"].sum()),
         "below_safety_months": int(projection["below_safety"].sum()),
