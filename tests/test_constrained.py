@@ -330,3 +330,19 @@ def test_batch_rounding_keeps_capacity_and_whole_batches_on_a_panel():
         batch["supply"] / batch["batch_size"], (batch["supply"] / batch["batch_size"]).round()
     )
     _check_feasible(plan, on_hand=inventory.set_index("key")["on_hand"])
+
+
+def test_a_priority_1_batch_takes_the_room_of_priority_2_not_the_other_way():
+    # 10 hours; A (priority 1, batches of 4) needs 6, B (priority 2) needs 4: the LP makes
+    # both. Rounding A down to 4 would leave priority 1 short to serve priority 2; A is
+    # rounded up to 8 (2 left in stock) and the LP then gives B the 2 hours left.
+    month = pd.to_datetime(["2026-01-01"])
+    demand = pd.DataFrame({"unique_id": ["A", "B"], "ds": month[0], "final": [6.0, 4.0], "price": 1.0})
+    cap = pd.DataFrame({"resource": ["R"], "ds": month, "capacity": [10.0]})
+    routing = pd.DataFrame({"key": ["A", "B"], "resource": "R", "rate": 1.0, "priority": [1, 2]})
+    inventory = pd.DataFrame({"key": ["A", "B"], "on_hand": 0.0, "batch_size": [4.0, np.nan]})
+    plan = constrained_plan(demand, cap, routing, inventory=inventory)
+    assert _by(plan.supply, "supply")[("A", month[0])] == pytest.approx(8.0)
+    unmet = _by(plan.unmet, "unmet")
+    assert unmet[("A", month[0])] == pytest.approx(0.0) and unmet[("B", month[0])] == pytest.approx(2.0)
+    _check_feasible(plan)
