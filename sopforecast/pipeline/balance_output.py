@@ -212,13 +212,22 @@ def write_tables(
 def chart(balances: dict[str, Balance], path: Path) -> Path:
     """The balance at a glance, as a PNG: utilisation per resource and month of the base plan
     against the capacity line (months above 200% marked with their value), and each
-    scenario's change against the base in the figures a meeting decides on."""
+    scenario's change against the base, in its own units, for the figures a meeting decides
+    on (revenue served, unmet units, revenue at stake, stock-out months)."""
     from matplotlib.figure import Figure
 
     base = balances[BASE]
     util = base.utilisation.pivot_table(index="ds", columns="resource", values="utilisation") * 100
-    fig = Figure(figsize=(12, 4.4))
-    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    shown = [
+        ("revenue_served", "Revenue served"),
+        ("unmet_units", "Unmet units"),
+        ("revenue_at_stake", "Revenue at stake"),
+        ("stockout_months", "Stock-out item-months"),
+    ]
+    names = [n for n in balances if n != BASE]
+    fig = Figure(figsize=(13, 4.8))
+    grid = fig.add_gridspec(len(shown), 2, width_ratios=[3, 2], hspace=0.9)
+    left = fig.add_subplot(grid[:, 0])
     top = 200.0
     for resource in util.columns:
         values = util[resource]
@@ -228,36 +237,31 @@ def chart(balances: dict[str, Balance], path: Path) -> Path:
                 f"{value:.0f}%", (ds, top), fontsize=7, color=line.get_color(), ha="center", va="bottom"
             )
     left.axhline(100, color="#c62828", lw=1, ls="--", label="capacity")
-    left.set_ylim(0, top * 1.08)
+    left.set_ylim(0, top * 1.1)
     left.set_title("Capacity utilisation of the base plan, %", fontsize=10)
     left.legend(fontsize=7, ncol=2, loc="lower left")
     left.tick_params(labelsize=8)
-    shown = [
-        ("units", "Units"),
-        ("revenue", "Revenue"),
-        ("unmet_units", "Unmet\nunits"),
-        ("revenue_at_stake", "Revenue\nat stake"),
-        ("stockout_months", "Stock-out\nmonths"),
-    ]
-    names = [n for n in balances if n != BASE]
-    x = np.arange(len(shown))
-    width = 0.8 / max(len(names), 1)
-    for i, name in enumerate(names):
-        change = []
-        for key, _ in shown:
-            was, now = base.figures.get(key), balances[name].figures.get(key)
-            change.append(100 * (now - was) / abs(was) if was and now is not None else 0.0)
-        bars = right.bar(x + i * width, change, width, label=str(name))
-        right.bar_label(bars, fmt="%+.0f%%", fontsize=6)
-    right.axhline(0, color="#333333", lw=0.8)
-    right.set_xticks(x + width * (len(names) - 1) / 2, [label for _, label in shown], fontsize=7)
-    right.set_title("Scenarios against the base plan, % change", fontsize=10)
-    if names:
-        right.legend(fontsize=7)
-    else:
-        right.text(0.5, 0.5, "no scenario", ha="center", transform=right.transAxes)
-    right.tick_params(labelsize=8)
-    fig.tight_layout()
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
+    for i, (key, label) in enumerate(shown):
+        ax = fig.add_subplot(grid[i, 1])
+        was = base.figures.get(key)
+        change = [
+            (balances[n].figures.get(key) or 0.0) - (was or 0.0) if was is not None else 0.0 for n in names
+        ]
+        y = np.arange(len(names))
+        bars = ax.barh(y, change, color=[colours[j % len(colours)] for j in range(len(names))], height=0.6)
+        ax.bar_label(bars, labels=[f"{v:+,.0f}" for v in change], fontsize=7, padding=2)
+        ax.axvline(0, color="#333333", lw=0.8)
+        ax.set_yticks(y, [str(n) for n in names], fontsize=7)
+        ax.set_title(
+            f"{label}: change against the base ({'n/a' if was is None else f'{was:,.0f}'})", fontsize=8
+        )
+        ax.tick_params(axis="x", labelsize=7)
+        span = max((abs(v) for v in change), default=0.0) or 1.0
+        ax.set_xlim(-span * 1.6, span * 1.6)
+        if not names:
+            ax.text(0.5, 0.5, "no scenario", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+    fig.subplots_adjust(left=0.05, right=0.98, top=0.93, bottom=0.08, wspace=0.35)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     return path
