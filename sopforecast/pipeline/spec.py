@@ -245,6 +245,11 @@ class BalanceStep(_Strict):
     under: float = Field(0.5, ge=0, description="Utilisation below which a resource-month is under-used.")
     storage: float | None = Field(None, gt=0, description="Most stock held at any month end, units.")
     time_limit: float = Field(60.0, gt=0, description="Seconds for the LP before the greedy fallback.")
+    batches: Literal["round", "milp"] = Field(
+        "round",
+        description="Batch sizes: the LP rounded to whole batches by priority (seconds), or milp "
+        "(exact, about 20 s on the demo; scenarios are compared with the same method).",
+    )
     scenarios: list[ScenarioSpec] = Field(
         default_factory=list, description="What-ifs created on the run's plan and compared with it."
     )
@@ -264,7 +269,11 @@ class BalanceStep(_Strict):
         from ..supply.balance import BalanceSettings
 
         return BalanceSettings(
-            over=self.over, under=self.under, storage=self.storage, time_limit=self.time_limit
+            over=self.over,
+            under=self.under,
+            storage=self.storage,
+            time_limit=self.time_limit,
+            batches=self.batches,
         )
 
 
