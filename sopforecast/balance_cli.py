@@ -312,10 +312,14 @@ def scenario_compare(
     workdir: WorkdirOption = None,
 ) -> None:
     """The base plan and each scenario balanced, side by side: key figures and changes."""
+    ctx = _open(workdir, store, plan, version, pipeline)
+    _compare(ctx, names, _supply(ctx, capacity, routing, inventory), fmt, out)
+
+
+def _compare(ctx: _Plan, names: list[str], supply: SupplyInputs, fmt: str = "table", out: Path | None = None):
+    """Balance the base and ``names``, keep the reviews, write and print them side by side."""
     from .output import emit
 
-    ctx = _open(workdir, store, plan, version, pipeline)
-    supply = _supply(ctx, capacity, routing, inventory)
     table, balances, _ = _review(ctx, supply, names, "sopforecast scenario compare")
     folder, picture = _write(ctx, out, table, balances)
     if fmt != "table":
@@ -460,6 +464,10 @@ def scenario_create(
         str | None, _changes("capacity, delay: the resource, as in the capacity file.")
     ] = None,
     months: Annotated[int | None, _changes("delay: months the supplier delivers nothing.")] = None,
+    compare: Annotated[
+        bool,
+        typer.Option("--compare", help="Then balance it beside the base plan (as scenario compare NAME)."),
+    ] = False,
     pipeline: PipelineOption = None,
     plan: PlanOption = None,
     version: VersionOption = None,
@@ -490,7 +498,12 @@ def scenario_create(
         highlight=False,
     )
     _print_change(ctx, row)
-    console.print(f"Compare it with the plan: sopforecast scenario compare {escape(name)}", highlight=False)
+    if compare:
+        _compare(ctx, [name], _supply(ctx, None, None, None))
+    else:
+        console.print(
+            f"Compare it with the plan: sopforecast scenario compare {escape(name)}", highlight=False
+        )
 
 
 def _print_change(ctx: _Plan, row: dict) -> None:

@@ -391,3 +391,26 @@ def test_a_bad_supply_file_fails_clearly_and_stores_nothing(work, what, said):
         assert text in error
     assert store(work).balances(PLAN).empty
     assert not (work / "reports" / "balance").exists()
+
+
+def test_create_with_compare_balances_the_new_scenario_beside_the_base(work, capsys):
+    code, out, err = run(
+        capsys,
+        "scenario",
+        "create",
+        "more",
+        "--kind",
+        "uplift",
+        "--node",
+        "C1",
+        "--pct",
+        20,
+        "--compare",
+        "--workdir",
+        work,
+    )
+    assert code == 0, err
+    assert "units" in out and "more vs base" in out and "Chart:" in out
+    reviews = store(work).balances(PLAN)
+    assert len(reviews) == 2 and reviews["scenario_id"].notna().sum() == 1
+    store(work).delete_scenario(PLAN, "more")
