@@ -107,6 +107,8 @@ def demo(
     for name, path in result.outputs.items():
         table.add_row(name, str(path))
     console.print(table)
+    if result.run.balance:
+        _print_balance(result.run.balance)
     if result.plan is not None:
         console.print(
             f"Published demand plan {escape(result.plan.plan)} {escape(result.plan.name)}: "
@@ -756,6 +758,36 @@ def _print_levels(result) -> None:
             cells.append(f"[red]missed {', '.join(missed)}[/red]" if missed else "[green]met[/green]")
         table.add_row(*cells)
     console.print(table)
+
+
+def _print_balance(balances: dict) -> None:
+    """The balance step in three lines: the worst capacity month, what the constrained plan
+    leaves unmet, and each scenario's effect on it."""
+    base = balances["base"]
+    f = base.figures
+    over = base.capacity_exceptions[base.capacity_exceptions["kind"] == "overload"]
+    worst = ""
+    if len(over):
+        top = over.sort_values("utilisation", ascending=False).iloc[0]
+        worst = f" (worst {escape(str(top['resource']))} {top['ds']:%Y-%m} at {top['utilisation']:.0%})"
+    stake = (
+        f", {f['revenue_at_stake']:,.0f} of revenue at stake" if f.get("revenue_at_stake") is not None else ""
+    )
+    console.print(
+        f"Supply balance: {f['overloaded_resource_months']} overloaded resource-month(s){worst}; the "
+        f"constrained plan leaves {f['unmet_units']:,.0f} units unmet{stake}; {f['stockout_months']} "
+        "stock-out item-month(s). 'sopforecast balance run' for the exceptions, reports/balance/ "
+        "for the tables.",
+        highlight=False,
+    )
+    for name, result in balances.items():
+        if name != "base":
+            g = result.figures
+            console.print(
+                f"  scenario {escape(name)}: units {g['units'] - f['units']:+,.0f}, unmet "
+                f"{g['unmet_units'] - f['unmet_units']:+,.0f}",
+                highlight=False,
+            )
 
 
 def _print_summary(report, levels, classes) -> None:

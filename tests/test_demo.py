@@ -60,6 +60,12 @@ def test_demo_runs_the_pipeline_and_writes_every_output(tmp_path, capsys):
     assert "Published demand plan monthly_demand_plan" in printed
     # and judged the back-filled past cycles: the cycle's manager report
     assert len(list((workdir / "reports").glob("manager_report_*.html"))) == 1
+    # held against the demo's supply: a binding line, a constrained plan, the S&OP review page
+    assert "Supply balance:" in printed and "overloaded resource-month" in printed
+    assert (workdir / "data" / "demo_capacity.csv").is_file()
+    assert (workdir / "reports" / "balance" / "decisions.csv").is_file()
+    html = next((workdir / "reports").glob("manager_report_*.html")).read_text()
+    assert "S&amp;OP review: can supply make the plan?" in html
 
 
 def test_demo_uses_sopforecast_home(tmp_path, monkeypatch):

@@ -82,6 +82,7 @@ class PipelineRun:
     data: History | None = None
     plan: PlanVersion | None = None  # the draft (or published) plan version this run wrote
     monitor: MonitorResult | None = None  # what the monitor step found
+    balance: dict | None = None  # the balance step's reviews by name (base first)
 
     @property
     def delivered(self) -> bool:
@@ -240,13 +241,13 @@ def _run(
 
         draft = steps.plan_draft(spec, ev, data) if spec.plan.enabled else None
         outputs, plan = _deliver(client, run_id, spec, workdir, ev, decision, draft, data)
-        monitored = None
+        monitored, balanced = None, None
         if spec.plan.enabled:
             plans = PlanStore.open(workdir, configured=spec.plan.store_uri)
             plan_output.keep_history(plans, spec, run_id, data.frame)
             if supply is not None and plan is not None:
                 clock = time.perf_counter()
-                balance_output.run_step(
+                _, balanced = balance_output.run_step(
                     client,
                     run_id,
                     spec,
@@ -280,6 +281,7 @@ def _run(
         data,
         plan,
         monitored,
+        balanced,
     )
 
 
