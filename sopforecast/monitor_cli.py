@@ -58,8 +58,7 @@ def monitor_run(
     """Score every published plan version at every lag, check the targets, look for drift,
     write the manager report, and log it all to MLflow."""
     from .monitoring.monitor import run_monitor
-    from .pipeline.monitor_output import budget as monitor_budget
-    from .pipeline.monitor_output import cycle_step, log_to_mlflow
+    from .pipeline.monitor_output import cycle_step, log_to_mlflow, read_budget_of
     from .pipeline.spec import load_pipeline
     from .pipeline.tracking import get_experiment_id, resolve_store
     from .planning.finance import read_budget
@@ -71,7 +70,7 @@ def monitor_run(
     name = plan_name(plans, plan)
     settings = _settings(pipeline)
     aop = (
-        read_budget(budget) if budget else (monitor_budget(load_pipeline(pipeline), wd) if pipeline else None)
+        read_budget(budget) if budget else (read_budget_of(load_pipeline(pipeline), wd) if pipeline else None)
     )
     result = run_monitor(plans, name, settings, wd.reports, budget=aop)
     tracking = resolve_store(wd)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .spec import PipelineSpec
     from .tracking import Store
 
-__all__ = ["run_step", "budget", "log_to_mlflow", "send", "tiles_html", "cycle_step"]
+__all__ = ["run_step", "read_budget_of", "log_to_mlflow", "send", "tiles_html", "cycle_step"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def send(settings, recipients: list[str], result: MonitorResult) -> None:
     logger.info("Report sent to %s", ", ".join(recipients))
 
 
-def budget(spec: PipelineSpec, workdir: Workdir) -> pd.DataFrame | None:
+def read_budget_of(spec: PipelineSpec, workdir: Workdir) -> pd.DataFrame | None:
     """The annual operating plan ``monitor.budget`` names (the demo's own when it names none),
     read and checked; ``None`` without one."""
     from ..planning.finance import read_budget
@@ -132,6 +132,8 @@ def run_step(
     workdir: Workdir,
     plans: PlanStore,
     store: Store,
+    *,
+    budget: pd.DataFrame | None = None,
 ) -> MonitorResult | None:
     """A pipeline's monitor step: judge the published plans, log the result to the run,
     send the report if asked; ``None`` when there is nothing to judge yet."""
@@ -148,7 +150,7 @@ def run_step(
             spec.monitor,
             workdir.reports,
             mlflow_url=url,
-            budget=budget(spec, workdir),
+            budget=budget,
         )
     except NothingToMonitor as exc:
         logger.info("Monitor: nothing to judge yet (%s)", exc)

@@ -182,8 +182,10 @@ def _run(
 
         clock = time.perf_counter()
         data = steps.load(spec, workdir)
-        # the supply files are checked before anything is forecast: a bad one stores nothing
+        # the supply files and the budget are checked before anything is forecast: a bad one
+        # stores nothing
         supply, scenarios = balance_output.inputs(spec, workdir, data) if spec.balance.enabled else (None, [])
+        budget = monitor_output.read_budget_of(spec, workdir) if spec.monitor.enabled else None
         seconds = {"load_validate": time.perf_counter() - clock}
         for note in data.report.notes():
             logger.info("Validation: %s", note)
@@ -266,7 +268,7 @@ def _run(
                 )
             if spec.monitor.enabled:
                 monitored = monitor_output.run_step(
-                    client, run_id, experiment_id, spec, workdir, plans, store
+                    client, run_id, experiment_id, spec, workdir, plans, store, budget=budget
                 )
         show.step(5)
     return PipelineRun(
