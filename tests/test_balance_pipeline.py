@@ -162,3 +162,19 @@ def test_relative_supply_files_resolve_against_the_pipeline_folder(tmp_path):
     moved.write_text(text)
     spec = load_pipeline(moved)
     assert spec.balance.capacity == str((tmp_path / "capacity.csv").resolve())
+
+
+def test_a_bad_budget_fails_the_run_before_anything_is_stored(tmp_path):
+    (tmp_path / "budget.csv").write_text("key,month,revenue\nTotal,2026-13,100\n")
+    extra = textwrap.dedent(
+        f"""
+        monitor:
+          enabled: true
+          budget: {tmp_path / "budget.csv"}
+        """
+    )
+    path = _file_pipeline(tmp_path, "good", extra)
+    workdir = Workdir(tmp_path / "work")
+    with pytest.raises(DataError, match="budget.csv"):
+        run_pipeline(load_pipeline(path), workdir)
+    _nothing_stored(workdir)
