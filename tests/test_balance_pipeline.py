@@ -1,6 +1,6 @@
 """The pipeline's balance step: what a run logs, stores and writes, and what it refuses.
 
-Runs the demo pipeline on small demo data (40 series: every category, so the YAML's
+Runs the demo pipeline on small demo data (24 series: Snacks among them, so the YAML's
 scenarios are made) with cheap models, and a file-based pipeline whose supply files are bad.
 """
 
@@ -31,7 +31,7 @@ def _client(workdir: Workdir) -> MlflowClient:
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     workdir = Workdir(tmp_path_factory.mktemp("balance") / "work")
-    spec = load_pipeline(REPO / "pipelines" / "monthly_demand_plan.yaml", ["data.demo.series=40", *FAST])
+    spec = load_pipeline(REPO / "pipelines" / "monthly_demand_plan.yaml", ["data.demo.series=24", *FAST])
     return run_pipeline(spec, workdir), workdir
 
 
