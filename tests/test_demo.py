@@ -13,7 +13,8 @@ from sopforecast.store.plans import PlanStore
 from sopforecast.workdir import Workdir
 
 CHEAP = ["--set", "forecast.models=[snaive,naive]", "--set", "forecast.windows=1"]
-UNMONITORED = ["--set", "monitor.enabled=false"]  # no back-fill: tests of the forecast's outputs
+# no back-fill and no supply balance: tests of the forecast's outputs
+UNMONITORED = ["--set", "monitor.enabled=false", "--set", "balance.enabled=false"]
 
 
 def test_demo_runs_the_pipeline_and_writes_every_output(tmp_path, capsys):

@@ -50,6 +50,8 @@ FAST = [
     "forecast.windows=1",
     "--set",
     "tracking.log_model=false",
+    "--set",
+    "balance.enabled=false",  # the supply balance is tested in test_balance_*.py
 ]
 PLAN = "monthly_demand_plan"
 BOTTOM = "category/family/sku/region/channel"

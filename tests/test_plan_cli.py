@@ -31,6 +31,8 @@ FAST = [
     "forecast.windows=1",
     "--set",
     "monitor.enabled=false",
+    "--set",
+    "balance.enabled=false",  # the supply balance is tested in test_balance_*.py
 ]
 PLAN = "monthly_demand_plan"
 BOTTOM = "category/family/sku/region/channel"
@@ -568,8 +570,11 @@ def test_finance_revenue_and_budget_gap(work, capsys):
     by_month = (bottom["final"] * bottom["price"]).groupby(bottom["ds"]).sum()
     units = bottom["final"].sum()
     assert f"{version.label}: plan in money, all months" in out
-    assert f"Total {units:,.0f} {by_month.sum():,.0f} - 0" in out
-    assert f"{BOTTOM} {units:,.0f} {by_month.sum():,.0f} - 0" in out
+    # the demo pipeline's unit cost is 62% of the price (plan.prices.cost_share)
+    margin = (bottom["final"] * (bottom["price"] - bottom["unit_cost"])).sum()
+    assert margin == pytest.approx(0.38 * by_month.sum(), rel=1e-9)
+    assert f"Total {units:,.0f} {by_month.sum():,.0f} {margin:,.0f} 0" in out
+    assert f"{BOTTOM} {units:,.0f} {by_month.sum():,.0f} {margin:,.0f} 0" in out
 
     reports = work / "reports"
     prefix = f"{version.plan}_{version.cycle}"
