@@ -175,8 +175,10 @@ def test_mase_scale_seasonal_naive_short_and_flat_series():
     scale = mase_scale(history)
     assert scale["long"] == 12.0  # y[t] - y[t-12] is 12 for both seasonal pairs
     assert scale["short"] == 2.5  # shorter than a season: naive |7-5|, |4-7|
-    assert scale["flat"] == 1.0
-    assert np.isnan(scale["one"])
+    assert scale["flat"] == 3.0  # no change at all: its mean demand
+    assert scale["one"] == 2.0
+    zero = mase_scale(pd.DataFrame({"unique_id": "z", "ds": range(3), "y": 0.0}))
+    assert zero["z"] == 1.0  # no demand: errors in units
     assert mase_scale(history, season=1)["long"] == 1.0
     with pytest.raises(ConfigError, match="season"):
         mase_scale(history, season=0)
@@ -273,3 +275,27 @@ def test_segment_accuracy_stacks_columns_and_all(scored):
     assert every["wape"].tolist() == pytest.approx(expected["wape"].tolist())
     trend = segment_accuracy(with_segments(scored, segments), columns=("abc",), by=("cycle",), lags=[1])
     assert set(trend["cycle"]) == {"2026-01", "2026-02"}
+
+
+def test_one_mase_scale_for_selection_backtest_and_monitor():
+    from utilsforecast import losses
+
+    from sopforecast.forecasting.metrics import mase_scale as forecast_scale
+    from sopforecast.forecasting.selection import series_scale
+
+    rng = np.random.default_rng(1)
+    history = pd.DataFrame(
+        {
+            "unique_id": np.repeat(["a", "b", "c"], 30),
+            "ds": np.tile(np.arange(30), 3),
+            "y": rng.poisson(20, 90),
+        }
+    ).astype({"y": float})
+    ours = forecast_scale(history, 12)
+    pd.testing.assert_series_equal(series_scale(history, 12), ours)
+    pd.testing.assert_series_equal(mase_scale(history, 12), ours)
+    # utilsforecast's MASE of a forecast of 0 is MAE / its scale: the same scale
+    test = history.groupby("unique_id").tail(3).assign(model=0.0)
+    got = losses.mase(test, ["model"], seasonality=12, train_df=history).set_index("unique_id")["model"]
+    mae = test.groupby("unique_id")["y"].mean()
+    np.testing.assert_allclose(got.sort_index(), (mae / ours).sort_index())

@@ -15,11 +15,58 @@ import pandas as pd
 from utilsforecast import losses
 from utilsforecast.evaluation import evaluate
 
-__all__ = ["POINT_METRICS", "evaluate_backtest", "summarise_metrics", "smape", "smape_m3", "bias_ratio"]
+__all__ = [
+    "POINT_METRICS",
+    "mase_scale",
+    "evaluate_backtest",
+    "summarise_metrics",
+    "smape",
+    "smape_m3",
+    "bias_ratio",
+]
 
 POINT_METRICS = ("mase", "rmsse", "smape", "wape", "bias")
 # metrics where the level-wide value is a ratio of sums, not a mean of series values
 _RATIO_METRICS = ("wape", "bias")
+
+
+def mase_scale(
+    history: pd.DataFrame,
+    season: int = 1,
+    *,
+    id_col: str = "unique_id",
+    time_col: str = "ds",
+    target_col: str = "y",
+) -> pd.Series:
+    """The MASE scale of every series, the one every part of sopforecast uses: utilsforecast's
+    in-sample seasonal-naive MAE (``mean |y[t] - y[t - season]|``).
+
+    Where it is undefined (a series no longer than a season) or zero, the one-step naive MAE;
+    then the mean absolute demand (a flat series: errors relative to its level); then 1 (no
+    demand at all: errors in units). Vectorised: one pass over the sorted history.
+
+    Returns
+    -------
+    pandas.Series
+        ``scale`` indexed by ``unique_id``, every value positive.
+    """
+    if season < 1:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"season must be a positive number of periods, got {season}", setting="season")
+    frame = history[[id_col, time_col, target_col]].sort_values([id_col, time_col], kind="stable")
+    y = frame[target_col].astype(float)
+    ids = frame[id_col]
+    grouped = y.groupby(ids, sort=True)
+    scale = (y - grouped.shift(season)).abs().groupby(ids, sort=True).mean()
+    for fallback in (
+        (y - grouped.shift(1)).abs().groupby(ids, sort=True).mean(),
+        y.abs().groupby(ids, sort=True).mean(),
+    ):
+        scale = scale.where(scale > 0, fallback)
+    scale = scale.where(scale > 0, 1.0)
+    scale.index.name = "unique_id"
+    return scale.rename("scale")
 
 
 def smape_m3(df, models, id_col="unique_id", target_col="y", cutoff_col="cutoff"):

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .metrics import mase_scale
+
 __all__ = ["Selection", "series_scale", "select_models", "combine_forecasts", "member_label"]
 
 
@@ -33,21 +35,10 @@ class Selection:
 
 
 def series_scale(train: pd.DataFrame, season_length: int) -> pd.Series:
-    """In-sample MAE of the seasonal naive forecast per series (naive when too short).
-
-    Series with a flat history get the mean absolute demand, then 1, so that no scale is 0.
-    """
-
-    def _one(y: np.ndarray) -> float:
-        for lag in (season_length, 1):
-            if len(y) > lag:
-                mae = np.mean(np.abs(y[lag:] - y[:-lag]))
-                if mae > 0:
-                    return float(mae)
-        mean = float(np.mean(np.abs(y))) if len(y) else 0.0
-        return mean if mean > 0 else 1.0
-
-    return train.groupby("unique_id", sort=True)["y"].apply(lambda s: _one(s.to_numpy()))
+    """The per-series error scale of model selection: the MASE scale
+    (:func:`~sopforecast.forecasting.metrics.mase_scale`), so selection, the backtest's
+    MASE and the monitor measure a series the same way."""
+    return mase_scale(train, max(int(season_length), 1))
 
 
 def member_label(members: tuple[str, ...], how: str = "mean") -> str:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError, format_examples
+from ..forecasting.metrics import mase_scale as metrics_mase_scale
 
 __all__ = [
     "FORECASTS",
@@ -48,37 +49,11 @@ def mase_scale(
     time_col: str = "ds",
     target_col: str = "y",
 ) -> pd.Series:
-    """The MASE denominator of every series: its in-sample seasonal-naive MAE.
-
-    Parameters
-    ----------
-    history : pandas.DataFrame
-        Demand history of any level, long format, one row per series and period.
-    season : int, default 12
-        Season length in periods.
-    id_col, time_col, target_col : str, default "unique_id", "ds", "y"
-        Column names.
-
-    Returns
-    -------
-    pandas.Series
-        Indexed by ``unique_id``. A series with no more than ``season`` periods is scaled by
-        its one-step naive MAE instead; a zero MAE (constant demand) becomes 1, so errors are
-        then counted in units; a single observation has no scale (NaN).
-    """
-    if season < 1:
-        raise ConfigError(f"season must be a positive number of periods, got {season}", setting="season")
+    """The MASE denominator of every series: the forecast's own scale
+    (:func:`sopforecast.forecasting.metrics.mase_scale`: in-sample seasonal-naive MAE; naive,
+    then mean demand, then 1 where it is undefined or zero), on any level's history."""
     _require(history, [id_col, time_col, target_col], "history")
-    frame = history[[id_col, time_col, target_col]].sort_values([id_col, time_col], kind="stable")
-    y = frame[target_col].astype(float)
-    grouped = y.groupby(frame[id_col], sort=True)
-    seasonal = (y - grouped.shift(season)).abs().groupby(frame[id_col], sort=True).mean()
-    naive = (y - grouped.shift(1)).abs().groupby(frame[id_col], sort=True).mean()
-    long_enough = grouped.size() > season
-    scale = seasonal.where(long_enough, naive)
-    scale = scale.mask(scale == 0, 1.0)
-    scale.index.name = "unique_id"
-    return scale.rename("scale")
+    return metrics_mase_scale(history, season, id_col=id_col, time_col=time_col, target_col=target_col)
 
 
 def accuracy_table(
