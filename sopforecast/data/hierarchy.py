@@ -9,16 +9,23 @@ levels (:mod:`sopforecast.forecasting.reconcile`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from itertools import product
 
+import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ..errors import DataError, format_examples
 
 __all__ = [
     "PATH_SEP",
     "TOTAL",
+    "FLAT",
+    "Hierarchy",
     "parse_chains",
+    "key_columns",
+    "split_path",
     "hierarchy_levels",
     "level_name",
     "check_nesting",
@@ -27,12 +34,26 @@ __all__ = [
 
 PATH_SEP = "/"
 TOTAL = "Total"
+FLAT = "series"  # the level name of data without a hierarchy
 
 
 def parse_chains(hierarchy: list[str]) -> list[list[str]]:
     """Split ``["category/family/sku", "region/channel"]`` into lists of column names."""
     chains = [[c.strip() for c in chain.split(PATH_SEP) if c.strip()] for chain in hierarchy]
     return [c for c in chains if c]
+
+
+def key_columns(hierarchy: list[str]) -> list[str]:
+    """Every key column of ``hierarchy``, chain by chain, top to bottom.
+
+    ``["category/family/sku", "region"]`` gives ``["category", "family", "sku", "region"]``.
+    """
+    return [c for chain in parse_chains(hierarchy) for c in chain]
+
+
+def split_path(path: str) -> list[str]:
+    """The parts of a key path: ``"category/family"`` gives ``["category", "family"]``."""
+    return [p.strip() for p in str(path).split(PATH_SEP) if p.strip()]
 
 
 def hierarchy_levels(hierarchy: list[str]) -> list[list[str]]:
@@ -111,3 +132,162 @@ def series_per_level(frame: pd.DataFrame, hierarchy: list[str]) -> pd.DataFrame:
         n = 1 if not level else len(frame[level].drop_duplicates())
         rows.append({"level": level_name(level), "series": n})
     return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True, eq=False)
+class Hierarchy:
+    """The structure of one set of bottom series: levels, ids and the summing matrix.
+
+    Build it once with :meth:`from_bottom` and pass it around; nobody else parses key paths
+    or builds S. Ids of aggregates are their key paths (``Beverages/North``), the grand
+    total is ``Total`` and the bottom level keeps the ids it was given.
+
+    Attributes
+    ----------
+    chains : list of list of str
+        Key columns of each chain, top to bottom (``[]`` for flat data).
+    keys : list of str
+        Every key column, chain by chain.
+    levels : list of list of str
+        Key columns of each level, the total (``[]``) first, the bottom last.
+    level_names : list of str
+        ``Total``, ``category``, ... (flat data: one level, ``series``).
+    ids : numpy.ndarray
+        Every series id, level by level (the total first, the bottom last), sorted within a level.
+    level : numpy.ndarray
+        The level name of each id, aligned with ``ids``.
+    bottom_ids : numpy.ndarray
+        The bottom ids in the order they were given: the columns of ``S``.
+    S : scipy.sparse.csr_matrix
+        Summing matrix, one row per id and one column per bottom id; ``S[i, j] = 1`` when
+        bottom ``j`` adds into series ``i``.
+    """
+
+    chains: list[list[str]]
+    keys: list[str]
+    levels: list[list[str]]
+    level_names: list[str]
+    ids: np.ndarray
+    level: np.ndarray
+    bottom_ids: np.ndarray
+    S: sp.csr_matrix
+    bottom_keys: pd.DataFrame = field(repr=False)
+    _first: list[np.ndarray] = field(repr=False)
+
+    @classmethod
+    def from_bottom(
+        cls, bottom: pd.DataFrame, hierarchy: list[str], *, id_col: str = "unique_id"
+    ) -> Hierarchy:
+        """Build the hierarchy of ``bottom``: one row per bottom series (repeats are dropped).
+
+        Parameters
+        ----------
+        bottom : pandas.DataFrame
+            ``id_col`` and every key column of ``hierarchy``; a long frame works too.
+        hierarchy : list of str
+            Key chains, e.g. ``["category/family/sku", "region/channel"]``; empty for flat data.
+        id_col : str, default "unique_id"
+            Column of the bottom ids.
+        """
+        chains = parse_chains(hierarchy)
+        keys = [c for chain in chains for c in chain]
+        missing = [c for c in [id_col, *keys] if c not in bottom.columns]
+        if missing:
+            raise DataError(
+                f"the bottom series lack the column(s) {missing} of the hierarchy {hierarchy}; "
+                f"found {list(bottom.columns)}. Pass one row per bottom series with its key columns."
+            )
+        bottom = bottom.drop_duplicates(id_col)
+        ids = bottom[id_col].astype(str).to_numpy(dtype=object)
+        n = len(ids)
+        levels = hierarchy_levels(hierarchy) if chains else [[]]
+        names = [level_name(lv) for lv in levels] if chains else [FLAT]
+        row_ids, row_level, rows, firsts, offset = [], [], [], [], 0
+        for lv, name in zip(levels, names, strict=True):
+            if len(lv) == len(keys):  # the bottom level (flat data too) keeps the given ids
+                path = ids
+            elif not lv:
+                path = np.full(n, TOTAL, dtype=object)
+            else:
+                path = _paths(bottom, lv)
+            codes, uniques = pd.factorize(path, sort=True)
+            first = np.full(len(uniques), n, dtype=np.int64)
+            np.minimum.at(first, codes, np.arange(n))
+            row_ids.append(np.asarray(uniques, dtype=object))
+            row_level.append(np.full(len(uniques), name, dtype=object))
+            rows.append(codes + offset)
+            firsts.append(first)
+            offset += len(uniques)
+        S = sp.csr_matrix(
+            (np.ones(n * len(levels)), (np.concatenate(rows), np.tile(np.arange(n), len(levels)))),
+            shape=(offset, n),
+        )
+        return cls(
+            chains=chains,
+            keys=keys,
+            levels=levels,
+            level_names=names,
+            ids=np.concatenate(row_ids),
+            level=np.concatenate(row_level),
+            bottom_ids=ids,
+            S=S,
+            bottom_keys=bottom[keys].reset_index(drop=True),
+            _first=firsts,
+        )
+
+    @property
+    def flat(self) -> bool:
+        """Whether the series have no hierarchy (S is the identity)."""
+        return not self.chains
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def index(self) -> pd.Index:
+        """Every series id as an index named ``unique_id`` (the rows of ``S``)."""
+        return pd.Index(self.ids, dtype=object, name="unique_id")
+
+    def level_of(self) -> pd.Series:
+        """The level name of every series id (index ``unique_id``)."""
+        return pd.Series(self.level, index=self.index(), name="level")
+
+    def ids_of(self, level: str) -> np.ndarray:
+        """The ids of one level, by name (``Total``, ``category/family``, ...)."""
+        if level not in self.level_names:
+            raise DataError(f"no level {level!r} in this hierarchy; the levels are {self.level_names}")
+        return self.ids[self.level == level]
+
+    def members(self) -> pd.DataFrame:
+        """Every (``unique_id``, ``bottom``) pair: the bottom series that add into each id."""
+        coo = self.S.tocoo()
+        return pd.DataFrame({"unique_id": self.ids[coo.row], "bottom": self.bottom_ids[coo.col]})
+
+    def bottom_of(self, unique_id: str) -> np.ndarray:
+        """The bottom ids under one series id (itself for a bottom series)."""
+        pos = np.flatnonzero(self.ids == str(unique_id))
+        if len(pos) == 0:
+            raise DataError(f"no series {unique_id!r} in this hierarchy; its levels are {self.level_names}")
+        return self.bottom_ids[self.S[int(pos[0])].indices]
+
+    def key_values(self) -> pd.DataFrame:
+        """Key columns of every series (index ``unique_id``); keys below a series' level are empty."""
+        parts = []
+        for lv, first, ids in zip(self.levels, self._first, self._level_ids(), strict=True):
+            part = self.bottom_keys.iloc[first][lv].reset_index(drop=True)
+            part.index = pd.Index(ids, dtype=object)
+            parts.append(part)
+        out = pd.concat(parts).reindex(columns=self.keys)
+        out.index.name = "unique_id"
+        return out[~out.index.duplicated()]
+
+    def _level_ids(self) -> list[np.ndarray]:
+        bounds = np.cumsum([0, *(len(f) for f in self._first)])
+        return [self.ids[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _paths(bottom: pd.DataFrame, level: list[str]) -> np.ndarray:
+    """The key path of every row at ``level`` (``Beverages/North``), column by column."""
+    path = bottom[level[0]].astype(str)
+    for col in level[1:]:
+        path = path + PATH_SEP + bottom[col].astype(str)
+    return path.to_numpy(dtype=object)
