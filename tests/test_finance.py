@@ -32,7 +32,7 @@ def plan() -> tuple[pd.DataFrame, pd.DataFrame]:
     S, levels = summing(bottom, ["cat/sku"])
     lines = pd.DataFrame(
         [
-            {"unique_id": uid, "level": levels[uid], "ds": ds, "final": 10.0 * S.loc[uid].sum()}
+            {"unique_id": uid, "level": levels[uid], "ds": ds, "final": 10.0 * len(S.bottom_of(uid))}
             for uid in S.index
             for ds in MONTHS
         ]

@@ -130,3 +130,12 @@ def test_100k_bottom_series_give_a_sparse_matrix(hierarchy):
     assert h.S.nnz == n * levels
     assert levels == (1 if not hierarchy else 4)
     print(f"Hierarchy of {n} bottom series, {levels} level(s): {seconds:.2f} s")
+
+
+def test_rows_columns_and_sizes_read_like_the_summing_frame():
+    h = Hierarchy.from_bottom(BOTTOM, HIERARCHY)
+    assert h.index.name == "unique_id" and list(h.index) == list(h.ids)
+    assert list(h.columns) == list(h.bottom_ids) and len(h) == 15
+    np.testing.assert_array_equal(h.to_numpy(), h.S.toarray())
+    sizes = h.sizes()
+    assert sizes["Total"] == 4 and sizes["A"] == 3 and sizes["S"] == 2 and sizes["A2/N"] == 1

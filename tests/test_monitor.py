@@ -603,7 +603,7 @@ def test_draft_only_plan_has_nothing_to_monitor(demo_workdir, tmp_path, capsys):
 def _top_members(plans: PlanStore) -> dict[str, frozenset]:
     """The bottom series under every hierarchy key, read from the store's summing frame."""
     S, _ = service.structure(plans, plans.version(None, PLAN))
-    return {key: frozenset(S.columns[S.loc[key].to_numpy() != 0]) for key in S.index}
+    return {key: frozenset(S.bottom_of(key)) for key in S.index}
 
 
 def test_report_total_at_stake_is_recomputed_by_hand(demo_workdir):

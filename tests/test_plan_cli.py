@@ -180,8 +180,8 @@ def test_aggregate_override_spreads_over_children_and_reverts(work, capsys, monk
     assert got.loc[(cat, month), "consensus"] == pytest.approx(value, rel=1e-9)
     assert got.loc[(cat, month), "author"] == "ana"
     # every series under the category (bottom and in between) moves in proportion to its statistical
-    under = S.columns[S.loc[cat].to_numpy() > 0.5]
-    inside = S.index[(S.loc[:, ~S.columns.isin(under)].sum(axis=1) == 0).to_numpy()]
+    under = S.bottom_of(cat)
+    inside = S.index[np.asarray(S.S[:, ~S.columns.isin(under)].sum(axis=1)).ravel() == 0]
     assert len(under) >= 2 and len(inside) > len(under)
     at_month = got.xs(month, level="ds")
     ratio = at_month.loc[inside, "final"] / at_month.loc[inside, "statistical"]
@@ -295,7 +295,9 @@ def test_planner_workbook_round_trip(work, capsys):
     S, _ = service.structure(plans, plans.version(1))
     months = plan_months(lines)
     cat = first_category(lines)
-    outside = [b for b in S.columns if S.loc[cat, b] < 0.5][0]  # a bottom series of another category
+    outside = [b for b in S.columns if b not in set(S.bottom_of(cat))][
+        0
+    ]  # a bottom series of another category
     got = indexed(lines)
     agg_key, agg_month = (cat, f"{months[3]:%Y-%m}"), months[3]
     bottom_key, bottom_month = (outside, f"{months[4]:%Y-%m}"), months[4]

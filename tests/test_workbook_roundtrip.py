@@ -190,7 +190,7 @@ def test_bottom_up_formula_adds_the_bottom_consensus(book, plan):
                 )
             else:
                 total += ws[part].value
-        expected = sum(final[(b, pd.Timestamp("2026-02-01"))] for b in S.columns[S.loc[agg] > 0.5])
+        expected = sum(final[(b, pd.Timestamp("2026-02-01"))] for b in S.bottom_of(agg))
         assert total == pytest.approx(expected)
 
 

@@ -243,13 +243,27 @@ class Hierarchy:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
     def index(self) -> pd.Index:
         """Every series id as an index named ``unique_id`` (the rows of ``S``)."""
         return pd.Index(self.ids, dtype=object, name="unique_id")
 
+    @property
+    def columns(self) -> pd.Index:
+        """The bottom ids as an index (the columns of ``S``)."""
+        return pd.Index(self.bottom_ids, dtype=object)
+
+    def to_numpy(self) -> np.ndarray:
+        """``S`` as a dense array: ids x bottom ids, memory for small hierarchies only."""
+        return self.S.toarray()
+
+    def sizes(self) -> pd.Series:
+        """How many bottom series add into each id (index ``unique_id``)."""
+        return pd.Series(np.diff(self.S.indptr), index=self.index, name="bottom")
+
     def level_of(self) -> pd.Series:
         """The level name of every series id (index ``unique_id``)."""
-        return pd.Series(self.level, index=self.index(), name="level")
+        return pd.Series(self.level, index=self.index, name="level")
 
     def ids_of(self, level: str) -> np.ndarray:
         """The ids of one level, by name (``Total``, ``category/family``, ...)."""

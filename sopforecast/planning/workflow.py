@@ -312,7 +312,7 @@ def actuals_by_level(plans: PlanStore, version: PlanVersion) -> pd.DataFrame | N
     total = rollup(bottom, S, "y")
     # a month of an aggregate counts only when every series under it has its actual
     present = rollup(bottom.assign(y=1.0), S, "y")
-    complete = present.to_numpy() >= S.sum(axis=1).reindex(present.index.get_level_values(0)).to_numpy() - 0.5
+    complete = present.to_numpy() >= S.sizes().reindex(present.index.get_level_values(0)).to_numpy() - 0.5
     return total[complete].reset_index()
 
 
