@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from sopforecast.config import ForecastConfig
+from sopforecast.data.hierarchy import Hierarchy
 from sopforecast.errors import DataError
 from sopforecast.forecasting import engine
 from sopforecast.forecasting.drivers import (
@@ -122,20 +123,10 @@ def _bottom_history() -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _summing() -> pd.DataFrame:
-    """X = a + b; Y = d + e (sold nothing lately); Total = every series."""
-    rows = {
-        "Total": [1, 1, 1, 1, 1],
-        "X": [1, 1, 0, 0, 0],
-        "Y": [0, 0, 0, 1, 1],
-        "a": [1, 0, 0, 0, 0],
-        "b": [0, 1, 0, 0, 0],
-        "c": [0, 0, 1, 0, 0],
-        "d": [0, 0, 0, 1, 0],
-        "e": [0, 0, 0, 0, 1],
-    }
-    S = pd.DataFrame.from_dict(rows, orient="index", columns=list("abcde"))
-    return S.rename_axis("unique_id").reset_index()
+def _summing() -> Hierarchy:
+    """X = a + b; Y = d + e (sold nothing lately); Z = c; Total = every series."""
+    bottom = pd.DataFrame({"unique_id": list("abcde"), "g": list("XXZYY"), "item": list("abcde")})
+    return Hierarchy.from_bottom(bottom, ["g/item"])
 
 
 def test_driver_weights_are_mean_demand_of_the_last_12_periods():

@@ -53,7 +53,7 @@ def fitted() -> Forecaster:
 
 def test_fit_returns_self_with_fitted_attributes(fitted):
     assert isinstance(fitted, Forecaster)
-    assert fitted.panel_.S is None and fitted.panel_.tags is None  # flat data: one level
+    assert fitted.panel_.hierarchy is None and fitted.panel_.tags is None  # flat data: one level
     assert set(fitted.selection_["unique_id"]) == {"smooth0", "smooth1", "smooth2", "sporadic"}
     assert fitted.backtest_ is not None and fitted.backtest_.cv["cutoff"].nunique() == 2
     # statistical forecasts are stored for the longest horizon predict may ask for
@@ -147,8 +147,8 @@ def test_hierarchy_is_a_setting(hierarchy_history):
     fc = Forecaster(config).fit(history)
     run = fc.predict()
     out = run.forecast
-    S, tags = fc.panel_.S, fc.panel_.tags
-    assert S.shape[1] - 1 == history["unique_id"].nunique() == 8
+    S, tags = fc.panel_.hierarchy, fc.panel_.tags
+    assert S.S.shape[1] == history["unique_id"].nunique() == 8
     assert out["unique_id"].nunique() == len(S)
     assert out.groupby("unique_id").size().eq(4).all()
     assert coherence_gap(out, S, "forecast") < 1e-6
@@ -179,7 +179,7 @@ def test_hierarchy_with_drivers_from_key_columns(hierarchy_history):
     )
     fc = Forecaster(config).fit(history)
     out = fc.predict(future=future).forecast
-    assert coherence_gap(out, fc.panel_.S, "forecast") < 1e-6
+    assert coherence_gap(out, fc.panel_.hierarchy, "forecast") < 1e-6
     assert out.groupby("unique_id").size().eq(4).all()
     assert np.isfinite(out[["forecast", *BOUNDS]].to_numpy(dtype=float)).all()
 

@@ -56,7 +56,7 @@ def test_aggregate_names_paths_and_total():
     assert "Drinks/Juice/Juice-0/North" in tags["category/family/sku/region"]
     total = Y[Y.unique_id == "Total"].set_index("ds")["y"]
     assert np.allclose(total, _bottom().groupby("ds")["y"].sum())
-    assert S.shape[1] - 1 == 12  # bottom series
+    assert S.S.shape[1] == 12  # bottom series
 
 
 @pytest.mark.parametrize("method", ["bottom_up", "ols", "wls_struct", "wls_var", "mint_shrink"])
@@ -72,9 +72,9 @@ def test_every_method_is_coherent_on_a_grouped_hierarchy(method):
     )
     fitted = Forecaster(config).fit(_bottom())
     out = fitted.predict().forecast
-    assert coherence_gap(out, fitted.panel_.S, "forecast") < 1e-6
+    assert coherence_gap(out, fitted.panel_.hierarchy, "forecast") < 1e-6
     assert set(out["level"]) == set(fitted.panel_.tags)
-    assert out.groupby("unique_id").size().eq(4).all() and out["unique_id"].nunique() == len(fitted.panel_.S)
+    assert out.groupby("unique_id").size().eq(4).all() and out["unique_id"].nunique() == len(fitted.panel_.hierarchy)
 
 
 @pytest.mark.parametrize("method", ["top_down", "middle_out"])
@@ -92,7 +92,7 @@ def test_top_down_and_middle_out_on_a_strict_hierarchy(method):
     bottom = _bottom().groupby(["category", "family", "sku", "ds"], as_index=False)["y"].sum()
     bottom["unique_id"] = bottom[["category", "family", "sku"]].agg("/".join, axis=1)
     fitted = Forecaster(config).fit(bottom)
-    assert coherence_gap(fitted.predict().forecast, fitted.panel_.S, "forecast") < 1e-6
+    assert coherence_gap(fitted.predict().forecast, fitted.panel_.hierarchy, "forecast") < 1e-6
 
 
 def test_top_down_refuses_grouped_hierarchy():

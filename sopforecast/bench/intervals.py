@@ -46,6 +46,7 @@ import pandas as pd
 
 from ..config import DataConfig, ForecastConfig
 from ..data.datasets import generate_plan
+from ..data.hierarchy import Hierarchy
 from ..data.pbs import load_pbs
 from ..data.schema import validate
 from ..forecasting.forecaster import Forecaster
@@ -128,7 +129,7 @@ PEER_INTERVALS = ("normality", "bootstrap", "permbu")
 
 def peer_forecast(
     train: pd.DataFrame,
-    S: pd.DataFrame,
+    structure: Hierarchy,
     tags: dict,
     h: int,
     n_jobs: int = -1,
@@ -140,6 +141,7 @@ def peer_forecast(
     ``forecast-lo-L``, ``forecast-hi-L``."""
     from hierarchicalforecast.core import HierarchicalReconciliation
     from hierarchicalforecast.methods import MinTrace
+    from hierarchicalforecast.utils import SMatrix
     from statsforecast import StatsForecast
     from statsforecast.models import AutoETS
 
@@ -149,7 +151,7 @@ def peer_forecast(
     rec = HierarchicalReconciliation([MinTrace(method="mint_shrink")]).reconcile(
         Y_hat_df=base,
         Y_df=fitted,
-        S_df=S,
+        S_df=SMatrix(structure.S, structure.ids, structure.bottom_ids),
         tags=tags,
         level=list(LEVELS),
         intervals_method=intervals_method,
@@ -240,12 +242,12 @@ def run_case(
     # takes them from the launch plan), so every level is scored on the demand of the known
     # items; the share the later launches took is reported beside
     panel = build_panel(train, config)
-    S, tags = panel.S, panel.tags
+    S, tags = panel.hierarchy, panel.tags
     insample = panel.Y[["unique_id", "ds", "y"]]
     later = full[full["ds"] > train["ds"].max()]
-    known = later["unique_id"].isin(S.columns)
+    known = later["unique_id"].isin(S.bottom_ids)
     actual, _, _ = aggregate_hierarchy(later.loc[known, ["unique_id", "ds", "y", *keys]], hierarchy)
-    held = actual[actual["unique_id"].isin(S["unique_id"])]
+    held = actual[actual["unique_id"].isin(S.ids)]
     launched_later = float(later.loc[~known, "y"].sum() / max(later["y"].sum(), 1e-9))
     levels, scale = level_of(tags), seasonal_naive_mae(insample)
     results, seconds = {}, {}

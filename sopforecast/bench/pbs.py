@@ -74,7 +74,7 @@ def holdout_accuracy(
         start = time.perf_counter()
         rec = reconcile(
             base,
-            forecaster.panel_.S,
+            forecaster.panel_.hierarchy,
             forecaster.panel_.tags,
             methods=[method],
             residuals=residuals,
@@ -93,7 +93,7 @@ def holdout_accuracy(
     actual, _, _ = aggregate_hierarchy(history[["unique_id", "ds", "y", *keys]], HIERARCHY)
     frame = wide.merge(actual, on=["unique_id", "ds"], how="left").assign(cutoff=origin)
     names = ["base", *methods]
-    coherence = {m: coherence_gap(frame, forecaster.panel_.S, m) for m in names}
+    coherence = {m: coherence_gap(frame, forecaster.panel_.hierarchy, m) for m in names}
     insample = actual[actual["ds"] <= origin]
     scored = evaluate_backtest(frame, insample, names, season_length=12)
     table = summarise_metrics(scored, frame, by=result.levels)
@@ -105,8 +105,8 @@ def holdout_accuracy(
     table = table.sort_values(["level", "method"], key=lambda s: s.map(order) if s.name == "level" else s)
     return {
         "table": table.reset_index(drop=True),
-        "series": int(forecaster.panel_.S.shape[0]),
-        "bottom": int(forecaster.panel_.S.shape[1] - 1),
+        "series": len(forecaster.panel_.hierarchy),
+        "bottom": len(forecaster.panel_.hierarchy.bottom_ids),
         "origin": str(origin.date()),
         "seconds": timings,
         "models": base.groupby("unique_id")["model"].first().value_counts().to_dict(),

@@ -55,24 +55,25 @@ def deliver(
     gone = panel.discontinued
     if gone:
         point.loc[point["unique_id"].isin(gone), "forecast"] = 0.0
-    reconciled = panel.S is not None and config.reconcile != "none"
+    reconciled = panel.hierarchy is not None and config.reconcile != "none"
     if reconciled:
         rec = reconcile(
             point,
-            panel.S,
+            panel.hierarchy,
             panel.tags,
             methods=[config.reconcile],
             residuals=residuals,
             history=panel.Y[["unique_id", "ds", "y"]],
             middle_level=config.middle_level,
             nonnegative=config.nonnegative,
+            sparse_above=config.reconcile_sparse_above,
         )
         column = f"forecast/{config.reconcile}"
         point = point.drop(columns="forecast").merge(rec[["unique_id", "ds", column]], on=["unique_id", "ds"])
         point = point.rename(columns={column: "forecast"})
     if config.clip and reconciled:
         negative = int((point["forecast"] < 0).sum())
-        point = nonnegative_coherent(point, panel.S, ["forecast"], zero=gone)
+        point = nonnegative_coherent(point, panel.hierarchy, ["forecast"], zero=gone)
         if negative:
             logger.info(
                 "%d forecast value(s) below zero after reconciliation: bottom series clipped at zero, "
@@ -86,10 +87,10 @@ def deliver(
         logger.info(
             "Reconciled with %s; largest coherence gap %.2e",
             config.reconcile,
-            coherence_gap(point, panel.S, "forecast"),
+            coherence_gap(point, panel.hierarchy, "forecast"),
         )
     out = _with_intervals(point, base, wide, selection, panel, config, errors)
-    if panel.S is not None:
+    if panel.hierarchy is not None:
         out = out.assign(level=out["unique_id"].map(panel.levels))
     return _finite(out).reset_index(drop=True)
 

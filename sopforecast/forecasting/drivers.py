@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
-from ..data.hierarchy import PATH_SEP
+from ..data.hierarchy import PATH_SEP, Hierarchy
 from ..errors import ConfigError, DataError, format_examples
 
 __all__ = [
@@ -55,16 +56,16 @@ def driver_weights(bottom: pd.DataFrame) -> pd.Series:
 
 
 def aggregate_drivers(
-    bottom: pd.DataFrame, S: pd.DataFrame, drivers: list[str], weights: pd.Series
+    bottom: pd.DataFrame, structure: Hierarchy, drivers: list[str], weights: pd.Series
 ) -> pd.DataFrame:
-    """Drivers of every series of ``S`` (bottom and aggregates) on the dates of ``bottom``.
+    """Drivers of every series of ``structure`` (bottom and aggregates) on the dates of ``bottom``.
 
     Parameters
     ----------
     bottom : pandas.DataFrame
         ``unique_id, ds`` and the driver columns of the bottom series.
-    S : pandas.DataFrame
-        Summing matrix (``unique_id`` and one column per bottom series).
+    structure : Hierarchy
+        The hierarchy (its sparse summing matrix ``S``).
     drivers : list of str
         Driver columns.
     weights : pandas.Series
@@ -73,29 +74,30 @@ def aggregate_drivers(
     Returns
     -------
     pandas.DataFrame
-        ``unique_id, ds, <drivers>`` for every series of ``S``.
+        ``unique_id, ds, <drivers>`` for every series of ``structure``.
     """
-    bottom_ids = [c for c in S.columns if c != "unique_id"]
-    smat = S.set_index("unique_id")[bottom_ids].to_numpy(dtype=float)
-    w = weights.reindex(bottom_ids).fillna(0.0).to_numpy()
-    wmat = smat * w
-    totals = wmat.sum(axis=1)
+    S = structure.S.tocsr().astype(float)
+    w = weights.reindex(structure.bottom_ids).fillna(0.0).to_numpy()
+    weighted = S.multiply(w[None, :]).tocsr()
+    totals = np.asarray(weighted.sum(axis=1)).ravel()
     # a branch that sold nothing recently: its children count equally
-    wmat = np.where(totals[:, None] > 0, wmat, smat)
-    wmat = wmat / wmat.sum(axis=1, keepdims=True)
+    counts = np.asarray(S.sum(axis=1)).ravel()
+    scale = np.where(totals > 0, 1.0 / np.where(totals > 0, totals, 1.0), 0.0)
+    even = np.where(totals > 0, 0.0, 1.0 / np.maximum(counts, 1.0))
+    wmat = sp.diags(scale) @ weighted + sp.diags(even) @ S
     dates = np.sort(bottom["ds"].unique())
     out = pd.DataFrame(
         {
-            "unique_id": np.repeat(S["unique_id"].to_numpy(), len(dates)),
-            "ds": np.tile(dates, len(S)),
+            "unique_id": np.repeat(structure.ids, len(dates)),
+            "ds": np.tile(dates, len(structure)),
         }
     )
     for col in drivers:
         wide = bottom.pivot(index="ds", columns="unique_id", values=col).reindex(
-            index=dates, columns=bottom_ids
+            index=dates, columns=structure.bottom_ids
         )
         values = wide.ffill().bfill().to_numpy()
-        out[col] = (wmat @ values.T).reshape(-1)
+        out[col] = np.asarray(wmat @ values.T).reshape(-1)
     return out
 
 

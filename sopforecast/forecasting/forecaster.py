@@ -363,11 +363,11 @@ class Forecaster:
         config, panel = self.config, self.panel_
         drivers = list(config.drivers)
         keys = hierarchy_keys(config)
-        source = panel.bottom if panel.S is not None else panel.Y
+        source = panel.bottom if panel.hierarchy is not None else panel.Y
         plan = future_frame(future, source, drivers, h, config.freq, keys=keys, fill=fill)
-        if panel.S is None:
+        if panel.hierarchy is None:
             return plan
-        return aggregate_drivers(plan, panel.S, drivers, panel.weights)
+        return aggregate_drivers(plan, panel.hierarchy, drivers, panel.weights)
 
     def check_future(self, history: pd.DataFrame, future: pd.DataFrame | None) -> None:
         """Check a promotion calendar / price plan against ``history`` before fitting, with

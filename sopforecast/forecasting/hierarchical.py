@@ -15,13 +15,21 @@ import numpy as np
 import pandas as pd
 
 from ..config import ForecastConfig
-from ..data.hierarchy import check_nesting, parse_chains
+from ..data.hierarchy import Hierarchy, check_nesting, key_columns
 from ..data.panel import extend_to_common_end
 from ..errors import ConfigError, DataError
 from .drivers import aggregate_drivers, driver_weights
 from .metrics import evaluate_backtest, summarise_metrics
 from .ml import static_columns
-from .reconcile import METHODS, aggregate_hierarchy, is_strict, level_of, nonnegative_coherent, reconcile
+from .reconcile import (
+    METHODS,
+    aggregate_hierarchy,
+    bottom_path_mismatch,
+    is_strict,
+    level_of,
+    nonnegative_coherent,
+    reconcile,
+)
 
 __all__ = [
     "Panel",
@@ -38,17 +46,18 @@ logger = logging.getLogger(__name__)
 
 def hierarchy_keys(config: ForecastConfig) -> list[str]:
     """Key columns named by the hierarchy chains, top to bottom."""
-    return [c for chain in parse_chains(config.hierarchy) for c in chain]
+    return key_columns(config.hierarchy)
 
 
 @dataclass
 class Panel:
     """Every series to forecast (``Y``: ``unique_id, ds, y`` and drivers) and, for a
-    hierarchy, its summing matrix, level ids, driver weights and the bottom history."""
+    hierarchy, its structure (the sparse summing matrix ``hierarchy.S``), level ids, driver
+    weights and the bottom history."""
 
     Y: pd.DataFrame
     bottom: pd.DataFrame
-    S: pd.DataFrame | None = None
+    hierarchy: Hierarchy | None = None
     tags: dict | None = None
     weights: pd.Series | None = None
     extended: list[str] = field(default_factory=list)
@@ -76,16 +85,16 @@ def build_panel(history: pd.DataFrame, config: ForecastConfig) -> Panel:
     bottom, extended = extend_to_common_end(history[["unique_id", "ds", "y", *keys, *drivers]], config.freq)
     if extended:
         logger.info("%d series stopped early; extended with zeros to the common origin", len(extended))
-    Y, S, tags = aggregate_hierarchy(bottom, config.hierarchy)
-    _check_bottom_ids(bottom, S)
+    _check_bottom_ids(bottom, config.hierarchy)
+    Y, structure, tags = aggregate_hierarchy(bottom, config.hierarchy)
     weights = None
     if drivers:
         weights = driver_weights(bottom)
-        agg = aggregate_drivers(bottom, S, drivers, weights)
+        agg = aggregate_drivers(bottom, structure, drivers, weights)
         Y = Y.merge(agg, on=["unique_id", "ds"], how="left")
         Y[drivers] = Y.groupby("unique_id", sort=False)[drivers].ffill().fillna(0.0)
-    logger.info("Hierarchy: %d series on %d levels", len(S), len(tags))
-    return Panel(Y, bottom, S, tags, weights, extended, discontinued(bottom, config.discontinued_after))
+    logger.info("Hierarchy: %d series on %d levels", len(structure), len(tags))
+    return Panel(Y, bottom, structure, tags, weights, extended, discontinued(bottom, config.discontinued_after))
 
 
 def discontinued(history: pd.DataFrame, after: int | None) -> list[str]:
@@ -120,10 +129,12 @@ def _require_columns(history: pd.DataFrame, columns: list[str], setting: str, no
         )
 
 
-def _check_bottom_ids(bottom: pd.DataFrame, S: pd.DataFrame) -> None:
-    """The bottom series' ids must be the summing matrix's (the full key path)."""
-    if not set(bottom["unique_id"].unique()) <= set(S.columns[S.columns != "unique_id"]):
+def _check_bottom_ids(bottom: pd.DataFrame, hierarchy: list[str]) -> None:
+    """The bottom series' ids must be their full key path (the aggregates' ids are paths too)."""
+    wrong = bottom_path_mismatch(bottom, hierarchy)
+    if len(wrong):
         raise DataError(
+            f"{len(wrong)} series id(s) are not their key path, such as {wrong[0]!r}; "
             "the series ids do not match the hierarchy's bottom level; build unique_id from the "
             "hierarchy's key columns (validate the data with the same hierarchy)."
         )
@@ -149,9 +160,17 @@ def reconciled_backtest(
         The frame and its forecast columns (``base`` and the methods). Series without a
         backtest forecast in a window (new items) have their naive forecast there.
     """
-    S, tags, Y = panel.S, panel.tags, panel.Y
-    ids = set(S["unique_id"])
+    structure, tags, Y = panel.hierarchy, panel.tags, panel.Y
+    ids = set(structure.ids)
     allowed = [m for m in METHODS if is_strict(tags) or m not in ("top_down", "middle_out")]
+    if methods is None and len(structure) > config.reconcile_sparse_above:
+        # each sparse reconciliation is an iterative solve: compare only what is delivered
+        methods = list(dict.fromkeys(["bottom_up", *([config.reconcile] if config.reconcile != "none" else [])]))
+        logger.info(
+            "%s series (above forecast.reconcile_sparse_above): the backtest scores base, %s only",
+            f"{len(structure):,}",
+            " and ".join(methods),
+        )
     methods = [m for m in (allowed if methods is None else methods) if m in allowed]
     frames = []
     for cutoff in sorted(chosen["cutoff"].unique()):
@@ -170,13 +189,14 @@ def reconciled_backtest(
         if methods:
             rec = reconcile(
                 window.rename(columns={"base": "forecast"}),
-                S,
+                structure,
                 tags,
                 methods=methods,
                 residuals=chosen[chosen["cutoff"] != cutoff],
                 history=Y[Y["ds"] <= cutoff][["unique_id", "ds", "y"]],
                 middle_level=config.middle_level,
                 nonnegative=config.nonnegative,
+                sparse_above=config.reconcile_sparse_above,
             )
             rec = rec.rename(columns={f"forecast/{m}": m for m in methods})
             window = window.merge(rec[["unique_id", "ds", *methods]], on=["unique_id", "ds"], how="left")
@@ -186,7 +206,7 @@ def reconciled_backtest(
     if config.clip:
         merged[columns] = merged[columns].clip(lower=0.0)
         if methods:
-            merged = nonnegative_coherent(merged, S, methods)
+            merged = nonnegative_coherent(merged, structure, methods)
     return merged, columns
 
 

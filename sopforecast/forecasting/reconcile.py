@@ -13,12 +13,15 @@ import logging
 import numpy as np
 import pandas as pd
 
-from ..data.hierarchy import PATH_SEP, TOTAL, hierarchy_levels, level_name
+from ..data.hierarchy import PATH_SEP, TOTAL, Hierarchy, key_columns
 from ..errors import ConfigError
 
 __all__ = [
     "aggregate_hierarchy",
+    "bottom_path_mismatch",
     "reconcile",
+    "SPARSE_ABOVE",
+    "dense_memory",
     "level_of",
     "coherence_gap",
     "is_strict",
@@ -32,9 +35,7 @@ METHODS = ("bottom_up", "top_down", "middle_out", "ols", "wls_struct", "wls_var"
 _NEEDS_RESIDUALS = ("wls_var", "mint_shrink")
 
 
-def aggregate_hierarchy(
-    df: pd.DataFrame, hierarchy: list[str]
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+def aggregate_hierarchy(df: pd.DataFrame, hierarchy: list[str]) -> tuple[pd.DataFrame, Hierarchy, dict[str, np.ndarray]]:
     """Build every aggregate series of a (possibly grouped) hierarchy.
 
     Parameters
@@ -46,29 +47,40 @@ def aggregate_hierarchy(
 
     Returns
     -------
-    (Y_df, S_df, tags)
-        All series (``unique_id, ds, y``), the summing matrix and the ids of each level,
-        keyed by level name (``Total``, ``category``, ``category/family``, ...).
+    (Y_df, structure, tags)
+        All series (``unique_id, ds, y``: an aggregate on every date one of its bottom series
+        has), the :class:`~sopforecast.data.hierarchy.Hierarchy` (bottom ids sorted, so the
+        bottom block of its sparse ``S`` is the identity) and the ids of each level, keyed by
+        level name (``Total``, ``category``, ``category/family``, ...).
     """
-    from hierarchicalforecast.utils import aggregate
+    keys = key_columns(hierarchy)
+    structure = Hierarchy.from_bottom(df[["unique_id", *keys]].sort_values("unique_id"), hierarchy)
+    bottom = df[["unique_id", "ds", "y"]]
+    column = pd.Index(structure.bottom_ids).get_indexer(bottom["unique_id"].astype(str))
+    dates, row = np.unique(bottom["ds"].to_numpy(), return_inverse=True)
+    n = len(structure.bottom_ids)
+    values = np.zeros((n, len(dates)))
+    present = np.zeros((n, len(dates)))
+    np.add.at(values, (column, row), bottom["y"].to_numpy(dtype=float))
+    np.add.at(present, (column, row), 1.0)
+    upper = slice(0, len(structure) - n)  # every level above the bottom, whose rows come first
+    sums, seen = structure.S[upper] @ values, structure.S[upper] @ present
+    ids, pos = np.nonzero(seen > 0)
+    aggregates = pd.DataFrame({"unique_id": structure.ids[upper][ids], "ds": dates[pos], "y": sums[ids, pos]})
+    Y = pd.concat([aggregates, bottom.sort_values(["unique_id", "ds"])], ignore_index=True)
+    tags = {name: structure.ids_of(name) for name in structure.level_names}
+    return Y.reset_index(drop=True), structure, tags
 
-    levels = hierarchy_levels(hierarchy)
-    spec = [[TOTAL, *lvl] for lvl in levels]
-    frame = df[[*levels[-1], "ds", "y"]].assign(**{TOTAL: TOTAL})
-    Y, S, tags = aggregate(frame, spec)
-    rename = _strip_total
-    Y["unique_id"] = Y["unique_id"].map(rename)
-    S["unique_id"] = S["unique_id"].map(rename)
-    S.columns = [c if c == "unique_id" else rename(c) for c in S.columns]
-    named = {}
-    for lvl, key in zip(levels, tags, strict=True):
-        named[level_name(lvl)] = np.array([rename(i) for i in tags[key]], dtype=object)
-    return Y, S, named
 
-
-def _strip_total(uid: str) -> str:
-    prefix = TOTAL + PATH_SEP
-    return uid[len(prefix) :] if uid.startswith(prefix) else uid
+def bottom_path_mismatch(bottom: pd.DataFrame, hierarchy: list[str]) -> np.ndarray:
+    """Bottom series ids that are not the key path of their row (``Beverages/Juice/North``)."""
+    keys = key_columns(hierarchy)
+    first = bottom.drop_duplicates("unique_id")
+    path = first[keys[0]].astype(str)
+    for col in keys[1:]:
+        path = path + PATH_SEP + first[col].astype(str)
+    ids = first["unique_id"].astype(str)
+    return ids[ids.to_numpy() != path.to_numpy()].to_numpy()
 
 
 def level_of(tags: dict[str, np.ndarray]) -> pd.Series:
@@ -76,8 +88,22 @@ def level_of(tags: dict[str, np.ndarray]) -> pd.Series:
     return pd.Series({uid: name for name, ids in tags.items() for uid in ids}, name="level")
 
 
-def _reconciler(method: str, tags: dict, middle_level: str | None, nonnegative: bool):
-    from hierarchicalforecast.methods import BottomUp, MiddleOut, MinTrace, TopDown
+SPARSE_ABOVE = 4000
+"""Series count above which reconciliation uses hierarchicalforecast's sparse methods, and
+``mint_shrink`` becomes ``wls_var``: its dense error covariance and the matrices built from
+it take up to ``DENSE_BYTES_PER_SERIES2`` bytes per squared series (measured: 0.26 GB more at
+1,975 series, 0.58 GB at 3,560; so about 1.1 GB at 4,000 and 22 GB at 18,000 series, the demo
+hierarchy over 10k bottom series)."""
+DENSE_BYTES_PER_SERIES2 = 70
+
+
+def dense_memory(n_series: int) -> float:
+    """Bytes the dense MinTrace of ``n_series`` series needs (measured on the demo hierarchy)."""
+    return DENSE_BYTES_PER_SERIES2 * float(n_series) ** 2
+
+
+def _reconciler(method: str, tags: dict, middle_level: str | None, nonnegative: bool, sparse: bool):
+    from hierarchicalforecast import methods as hf
 
     strict = is_strict(tags)
     if method in ("top_down", "middle_out") and not strict:
@@ -86,16 +112,19 @@ def _reconciler(method: str, tags: dict, middle_level: str | None, nonnegative: 
             "has several. Use bottom_up or a MinTrace method (ols, wls_struct, mint_shrink)."
         )
     if method == "bottom_up":
-        return BottomUp()
+        return hf.BottomUpSparse() if sparse else hf.BottomUp()
     if method == "top_down":
-        return TopDown(method="forecast_proportions")
+        return (hf.TopDownSparse if sparse else hf.TopDown)(method="forecast_proportions")
     if method == "middle_out":
         middle = middle_level or list(tags)[len(tags) // 2]
         if middle not in tags:
             raise ConfigError(f"middle level {middle!r} is not a level; levels: {', '.join(tags)}.")
-        return MiddleOut(middle_level=middle, top_down_method="forecast_proportions")
+        cls = hf.MiddleOutSparse if sparse else hf.MiddleOut
+        return cls(middle_level=middle, top_down_method="forecast_proportions")
     if method in ("ols", "wls_struct", "wls_var", "mint_shrink"):
-        return MinTrace(method=method, nonnegative=nonnegative)
+        if sparse:
+            return hf.MinTraceSparse(method="wls_var" if method == "mint_shrink" else method, nonnegative=nonnegative)
+        return hf.MinTrace(method=method, nonnegative=nonnegative)
     raise ConfigError(f"unknown reconciliation {method!r}; valid: none, {', '.join(METHODS)}.")
 
 
@@ -106,7 +135,7 @@ def is_strict(tags: dict) -> bool:
 
 def reconcile(
     base: pd.DataFrame,
-    S: pd.DataFrame,
+    structure: Hierarchy,
     tags: dict[str, np.ndarray],
     *,
     methods: list[str],
@@ -114,14 +143,15 @@ def reconcile(
     history: pd.DataFrame | None = None,
     middle_level: str | None = None,
     nonnegative: bool = False,
+    sparse_above: int = SPARSE_ABOVE,
 ) -> pd.DataFrame:
     """Reconcile base forecasts with one or more methods.
 
     Parameters
     ----------
     base : pandas.DataFrame
-        ``unique_id, ds, forecast`` for every series of ``S``.
-    S, tags : summing matrix and level ids from :func:`aggregate_hierarchy`.
+        ``unique_id, ds, forecast`` for every series of ``structure``.
+    structure, tags : the hierarchy and level ids from :func:`aggregate_hierarchy`.
     methods : list of str
         Methods from :data:`METHODS`.
     residuals : pandas.DataFrame, optional
@@ -132,6 +162,8 @@ def reconcile(
         Level name for middle_out.
     nonnegative : bool, default False
         Non-negative MinTrace.
+    sparse_above : int, default :data:`SPARSE_ABOVE`
+        Above this many series the sparse methods run (``mint_shrink`` as ``wls_var``), logged.
 
     Returns
     -------
@@ -139,37 +171,54 @@ def reconcile(
         ``unique_id, ds`` and one ``forecast/<method>`` column per method.
     """
     from hierarchicalforecast.core import HierarchicalReconciliation
+    from hierarchicalforecast.utils import SMatrix
 
-    reconcilers = [_reconciler(m, tags, middle_level, nonnegative) for m in methods]
+    n = len(structure)
+    sparse = n > sparse_above
+    if sparse:
+        _log_sparse(methods, n, sparse_above)
+    reconcilers = [_reconciler(m, tags, middle_level, nonnegative, sparse) for m in methods]
     Y_df = None
     if any(m in _NEEDS_RESIDUALS for m in methods):
         if residuals is None:
             raise ConfigError("wls_var and mint_shrink need backtest residuals; run a backtest.")
-        Y_df = _balanced_residuals(residuals, S["unique_id"], history)
+        Y_df = _balanced_residuals(residuals, pd.Series(structure.ids), history)
+        if sparse:
+            Y_df = _floor_errors(Y_df)
+    S_df = SMatrix(structure.S, structure.ids, structure.bottom_ids)
     hrec = HierarchicalReconciliation(reconcilers=reconcilers)
     try:
-        out = hrec.reconcile(Y_hat_df=base[["unique_id", "ds", "forecast"]], S_df=S, tags=tags, Y_df=Y_df)
+        out = hrec.reconcile(Y_hat_df=base[["unique_id", "ds", "forecast"]], S_df=S_df, tags=tags, Y_df=Y_df)
     except Exception as exc:  # hierarchicalforecast raises plain Exceptions
+        again = dict(residuals=residuals, history=history, middle_level=middle_level, sparse_above=sparse_above)
         if not nonnegative:
             if "ill-conditioned" in str(exc) and any(m in _NEEDS_RESIDUALS for m in methods):
-                return _structural_instead(base, S, tags, methods, middle_level, exc)
+                return _structural_instead(base, structure, tags, methods, middle_level, exc)
             raise
         # non-negative MinTrace refuses ill-conditioned covariances (PBS does this): the
         # unconstrained solution, made non-negative by the caller (nonnegative_coherent)
         logger.warning("Non-negative reconciliation failed (%s); reconciling without the constraint", exc)
-        return reconcile(
-            base, S, tags, methods=methods, residuals=residuals, history=history, middle_level=middle_level
+        return reconcile(base, structure, tags, methods=methods, **again)
+    # one column per reconciler, in their order, after the base forecast's
+    produced = [c for c in out.columns if c.startswith("forecast/")]
+    return out.rename(columns={c: f"forecast/{m}" for c, m in zip(produced, methods, strict=True)})
+
+
+def _log_sparse(methods: list[str], n: int, limit: int) -> None:
+    if "mint_shrink" in methods:
+        logger.warning(
+            "%s series: mint_shrink's dense error covariance would need about %.1f GB; reconciled "
+            "with wls_var (sparse, the error variances of the backtest) instead. Above "
+            "forecast.reconcile_sparse_above = %s series the sparse methods run.",
+            f"{n:,}",
+            dense_memory(n) / 1e9,
+            f"{limit:,}",
         )
-    renamed = {}
-    for col in out.columns:
-        if col.startswith("forecast/"):
-            for m in methods:
-                if _method_label(m) in col:
-                    renamed[col] = f"forecast/{m}"
-    return out.rename(columns=renamed)
+    else:
+        logger.info("%s series: reconciled with the sparse methods (above %s)", f"{n:,}", f"{limit:,}")
 
 
-def _structural_instead(base, S, tags, methods, middle_level, exc) -> pd.DataFrame:
+def _structural_instead(base, structure, tags, methods, middle_level, exc) -> pd.DataFrame:
     """The residual-based MinTrace methods as wls_struct: their error covariance cannot be
     inverted (too few backtest errors for the number of series, e.g. one short window), and
     the structural weights need none. Each such method's column keeps its name."""
@@ -180,18 +229,12 @@ def _structural_instead(base, S, tags, methods, middle_level, exc) -> pd.DataFra
         ", ".join(m for m in methods if m in _NEEDS_RESIDUALS),
         exc,
     )
-    out = reconcile(base, S, tags, methods=swapped, middle_level=middle_level)
+    out = reconcile(base, structure, tags, methods=swapped, middle_level=middle_level)
     for m in methods:
         if m in _NEEDS_RESIDUALS:
             out[f"forecast/{m}"] = out["forecast/wls_struct"]
     keep = ["unique_id", "ds", *(f"forecast/{m}" for m in methods)]
     return out[keep]
-
-
-def _method_label(method: str) -> str:
-    return {"bottom_up": "BottomUp", "top_down": "TopDown", "middle_out": "MiddleOut"}.get(
-        method, f"MinTrace_method-{method}"
-    )
 
 
 def _balanced_residuals(res: pd.DataFrame, ids: pd.Series, history: pd.DataFrame) -> pd.DataFrame:
@@ -219,8 +262,25 @@ def _balanced_residuals(res: pd.DataFrame, ids: pd.Series, history: pd.DataFrame
     return full.reset_index()
 
 
+def _floor_errors(frame: pd.DataFrame) -> pd.DataFrame:
+    """Series whose backtest errors are all zero (no demand and a zero forecast) get a
+    minute error (a millionth of the median squared error of the others): the sparse
+    ``wls_var`` weighs series by the inverse of their error variance, which must be positive.
+    Such a series then keeps its forecast, as a perfect one should."""
+    err2 = (frame["y"] - frame["forecast"]).pow(2)
+    mse = err2.groupby(frame["unique_id"], sort=False).transform("mean")
+    exact = (mse <= 0).to_numpy()
+    if not exact.any():
+        return frame
+    floor = max(float(np.median(mse[~exact])) * 1e-6 if (~exact).any() else 0.0, 1e-12)
+    sign = np.where(frame.groupby("unique_id", sort=False).cumcount().to_numpy() % 2 == 0, 1.0, -1.0)
+    out = frame.copy()
+    out.loc[exact, "forecast"] = out.loc[exact, "y"].to_numpy() + np.sqrt(floor) * sign[exact]
+    return out
+
+
 def nonnegative_coherent(
-    frame: pd.DataFrame, S: pd.DataFrame, columns: list[str], zero: list[str] | None = None
+    frame: pd.DataFrame, structure: Hierarchy, columns: list[str], zero: list[str] | None = None
 ) -> pd.DataFrame:
     """Make reconciled forecasts non-negative and coherent: the bottom series are clipped
     at zero (``zero``: series set to zero, e.g. discontinued items) and every aggregate is
@@ -230,28 +290,32 @@ def nonnegative_coherent(
     ----------
     frame : pandas.DataFrame
         ``unique_id, ds`` (and ``cutoff`` for a backtest) and the forecast ``columns``, for
-        the series of ``S``. A bottom series missing from a date counts as zero.
+        the series of ``structure``. A bottom series missing from a date counts as zero.
     """
     keys = [c for c in ("cutoff", "ds") if c in frame.columns]
-    bottom = [c for c in S.columns if c != "unique_id"]
-    summing = S.set_index("unique_id")[bottom]
-    index = pd.MultiIndex.from_frame(frame[[*keys, "unique_id"]])
+    when = pd.MultiIndex.from_frame(frame[keys]) if len(keys) > 1 else pd.Index(frame[keys[0]])
+    when_code, moments = pd.factorize(when)
+    row = pd.Index(structure.ids).get_indexer(frame["unique_id"].astype(str))
+    col = pd.Index(structure.bottom_ids).get_indexer(frame["unique_id"].astype(str))
+    is_bottom = col >= 0
     out = frame.copy()
-    for col in columns:
-        wide = pd.Series(frame[col].to_numpy(dtype=float), index=index).unstack("unique_id")
-        base = wide.reindex(columns=bottom).fillna(0.0).clip(lower=0.0)
+    for name in columns:
+        base = np.zeros((len(structure.bottom_ids), len(moments)))
+        values = frame[name].to_numpy(dtype=float)[is_bottom]
+        base[col[is_bottom], when_code[is_bottom]] = np.nan_to_num(values, nan=0.0).clip(min=0.0)
         if zero:
-            base[[z for z in zero if z in base.columns]] = 0.0
-        summed = pd.DataFrame(base.to_numpy() @ summing.to_numpy().T, index=wide.index, columns=summing.index)
-        out[col] = summed.stack().reindex(index).to_numpy()
+            gone = pd.Index(structure.bottom_ids).get_indexer(list(zero))
+            base[gone[gone >= 0]] = 0.0
+        summed = structure.S @ base
+        out[name] = summed[row, when_code]
     return out
 
 
-def coherence_gap(frame: pd.DataFrame, S: pd.DataFrame, column: str) -> float:
+def coherence_gap(frame: pd.DataFrame, structure: Hierarchy, column: str) -> float:
     """Largest relative gap between each aggregate and the sum of its bottom series."""
-    bottom = [c for c in S.columns if c != "unique_id"]
     wide = frame.pivot(index="ds", columns="unique_id", values=column)
-    summed = wide[bottom].to_numpy() @ S.set_index("unique_id").loc[wide.columns, bottom].to_numpy().T
-    actual = wide.to_numpy()
+    bottom = wide.reindex(columns=structure.bottom_ids).to_numpy()
+    summed = (structure.S @ bottom.T).T
+    actual = wide.reindex(columns=structure.ids).to_numpy()
     scale = np.maximum(np.abs(actual), 1e-9)
     return float(np.nanmax(np.abs(summed - actual) / scale))

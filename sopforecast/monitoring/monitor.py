@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..data.hierarchy import parse_chains, split_path
 from ..errors import SopforecastError
 from ..exports import inside, safe_name
 from ..planning import service
@@ -252,8 +253,8 @@ def _drift_frame(plans, plan, latest, scored, bottom_level, drift_level) -> pd.D
         pd.concat([first[["unique_id", "ds"]], residual], axis=1), on=["unique_id", "ds"], how="left"
     )
     keys = plans.keys(latest)
-    chain = [c for c in latest.hierarchy[0].split("/")] if latest.hierarchy else []
-    level = drift_level.split("/") if drift_level else chain[: max(1, min(2, len(chain) - 1))]
+    chain = parse_chains(latest.hierarchy)[0] if latest.hierarchy else []
+    level = split_path(drift_level) if drift_level else chain[: max(1, min(2, len(chain) - 1))]
     if level:
         segment = keys[level].astype(str).agg("/".join, axis=1)
         frame["segment"] = frame["unique_id"].map(segment)

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ..data.hierarchy import Hierarchy, key_columns
 from ..data.supply_files import read_capacity, read_inventory, read_routing
 from ..exports import write_table
 from ..planning import scenarios as planning_scenarios
-from ..planning.lines import summing
 from ..planning.scenarios import BASE, SupplyInputs
 from ..supply.balance import FIGURES, Balance
 from .tracking import log_batch, metric_list
@@ -61,8 +61,7 @@ _DEMO_FILES = {
 
 def plan_keys(bottom: pd.DataFrame, hierarchy: list[str]) -> set[str]:
     """Every series id of the plan (any level): the keys a routing or inventory row may name."""
-    S, _ = summing(bottom, hierarchy)
-    return set(S.index.astype(str))
+    return set(Hierarchy.from_bottom(bottom, hierarchy).ids)
 
 
 def read_inputs(
@@ -116,7 +115,7 @@ def inputs(spec: PipelineSpec, workdir: Workdir, data: History) -> tuple[SupplyI
     keys = None
     hierarchy = list(spec.data.hierarchy)
     if hierarchy:
-        key_cols = [c for chain in hierarchy for c in chain.split("/") if c]
+        key_cols = key_columns(hierarchy)
         bottom = data.frame.drop_duplicates("unique_id")[["unique_id", *key_cols]]
         keys = plan_keys(bottom, hierarchy)
     else:

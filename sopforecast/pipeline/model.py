@@ -37,6 +37,7 @@ try:  # mlflow is a runtime dependency; the import guard keeps this module impor
 except ImportError:  # pragma: no cover
     PythonModel = object
 
+from ..data.hierarchy import key_columns
 from ..errors import ConfigError, DataError, format_examples
 from ..forecasting.drivers import series_ids
 
@@ -66,7 +67,7 @@ def save_artifacts(folder: Path, forecaster) -> dict[str, str]:
 
 
 def _keys(forecaster) -> list[str]:
-    return [k for chain in forecaster.config.hierarchy for k in chain.split("/") if k]
+    return key_columns(forecaster.config.hierarchy)
 
 
 def model_signature(forecaster, output: pd.DataFrame):
@@ -179,7 +180,7 @@ def _check_known(ids: list[str], future: pd.DataFrame | None, forecaster) -> Non
             "pipeline again): until then, remove it from the input.",
             setting="unique_id",
         )
-    if future is None or panel.S is None or not forecaster.config.drivers:
+    if future is None or panel.hierarchy is None or not forecaster.config.drivers:
         return
     drivers = [d for d in forecaster.config.drivers if d in future.columns]
     bottom = set(panel.bottom["unique_id"].astype(str))
@@ -196,17 +197,16 @@ def _check_known(ids: list[str], future: pd.DataFrame | None, forecaster) -> Non
 
 def _with_ancestors(ids: list[str], forecaster) -> set[str]:
     """``ids`` and every aggregate above one of them (whose bottom series include all of its)."""
-    S = forecaster.panel_.S
-    if S is None:
+    structure = forecaster.panel_.hierarchy
+    if structure is None:
         return set(ids)
-    members = S.set_index("unique_id").to_numpy(dtype=bool)
-    names = S["unique_id"].astype(str).to_numpy()
-    position = {name: k for k, name in enumerate(names)}
+    S = structure.S.tocsc()
+    position = pd.Index(structure.ids).get_indexer([str(i) for i in ids])
     keep = set(ids)
-    for name in ids:
-        mine = members[position[name]]
-        above = members[:, mine].all(axis=1)
-        keep.update(names[np.flatnonzero(above)])
+    for row in position:
+        mine = structure.S[row].indices
+        above = np.asarray(S[:, mine].sum(axis=1)).ravel() == len(mine)
+        keep.update(structure.ids[above])
     return keep
 
 

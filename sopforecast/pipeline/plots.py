@@ -27,6 +27,8 @@ def plot_series(
     fig = Figure(figsize=(6.5 * cols, 2.8 * rows))
     axes = fig.subplots(rows, cols, squeeze=False)
     levels = sorted({int(c.rsplit("-", 1)[1]) for c in forecast.columns if c.startswith("forecast-lo-")})
+    history = history[history["unique_id"].isin(ids)]
+    forecast = forecast[forecast["unique_id"].isin(ids)]
     for ax, uid in zip(axes.ravel(), ids, strict=False):
         hist = history[history["unique_id"] == uid].tail(_HISTORY_PERIODS)
         fc = forecast[forecast["unique_id"] == uid]
@@ -70,16 +72,21 @@ def run_plots(history: pd.DataFrame, forecast: pd.DataFrame, folder: Path, per_l
     if "level" in forecast.columns:
         # aggregates from the top (fewest series) down; the bottom level has the most series
         levels = list(forecast.groupby("level")["unique_id"].nunique().sort_values(kind="stable").index)
+        ids_of = forecast.drop_duplicates("unique_id").groupby("level")["unique_id"].agg(set)
         for level in levels[:-1]:
-            ids = [u for u in volume.index if u in set(forecast.loc[forecast["level"] == level, "unique_id"])]
+            ids = _largest(volume, ids_of[level], per_level)
             paths.append(
                 plot_series(
-                    history, forecast, ids[:per_level], f"Level {level}", folder / f"level_{_slug(level)}.png"
+                    history, forecast, ids, f"Level {level}", folder / f"level_{_slug(level)}.png"
                 )
             )
-        bottom = set(forecast.loc[forecast["level"] == levels[-1], "unique_id"])
-        largest = [u for u in volume.index if u in bottom][:per_level]
+        largest = _largest(volume, ids_of[levels[-1]], per_level)
     else:
         largest = list(volume.index[:per_level])
     paths.append(plot_series(history, forecast, largest, "Largest series", folder / "largest_series.png"))
     return paths
+
+
+def _largest(volume: pd.Series, ids: set, n: int) -> list[str]:
+    """The ``n`` ids of ``ids`` with the most volume (``volume`` sorted, largest first)."""
+    return list(volume.index[volume.index.isin(ids)][:n])

@@ -14,6 +14,7 @@ import logging
 import pandas as pd
 
 from ..config import ForecastConfig
+from ..data.hierarchy import key_columns
 from ..store.plans import PlanStore, PlanVersion
 from . import service
 from .finance import attach_prices, prices_from_history
@@ -87,4 +88,4 @@ def backfill(
 
 
 def _keys(hierarchy: list[str]) -> list[str]:
-    return [c for chain in hierarchy for c in chain.split("/") if c]
+    return key_columns(hierarchy)

@@ -10,6 +10,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from ..data.hierarchy import key_columns
 from ..errors import ConfigError, DataError, format_examples
 from .buckets import to_buckets
 from .lines import rollup, summing
@@ -71,7 +72,7 @@ def draft_lines(
         raise ConfigError(
             f"plan.months is {months}; plan between 1 and {MAX_MONTHS} months", setting="plan.months"
         )
-    keys = [c for chain in hierarchy for c in chain.split("/") if c]
+    keys = key_columns(hierarchy)
     bottom = history[["unique_id", *keys]].drop_duplicates("unique_id")
     S, levels = summing(bottom, hierarchy)
     missing = sorted(set(S.index) - set(forecast["unique_id"]))

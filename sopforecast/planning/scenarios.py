@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..data.hierarchy import PATH_SEP
+from ..data.hierarchy import PATH_SEP, parse_chains
 from ..errors import DataError, format_examples
 from ..store.plans import PlanStore, PlanVersion, user
 from ..supply import scenarios as what_if
@@ -86,7 +86,7 @@ def plan_lines(bottom_lines: pd.DataFrame, bottom: pd.DataFrame, hierarchy: list
 
 def _product_key(hierarchy: list[str]) -> str:
     """The key column that names an item: the finest key of the first chain (the SKU)."""
-    return [c for c in hierarchy[0].split(PATH_SEP) if c][-1]
+    return parse_chains(hierarchy)[0][-1]
 
 
 def _launched(bottom: pd.DataFrame, hierarchy: list[str], change: what_if.Launch) -> tuple[str, dict]:

@@ -26,11 +26,12 @@ import time
 
 import pandas as pd
 
+from ..data.hierarchy import Hierarchy
 from ..errors import SopforecastError, format_examples
 from ..store.plans import PlanStore, PlanVersion, Snapshot, StaleVersion, user
 from .buckets import to_buckets
 from .consensus import Consensus, apply_overrides
-from .lines import series_keys, summing
+from .lines import summing
 
 __all__ = [
     "ClosedCycle",
@@ -58,8 +59,8 @@ class BusyVersion(SopforecastError):
     """The version kept changing under this change for every retry."""
 
 
-def structure(store: PlanStore, version: PlanVersion) -> tuple[pd.DataFrame, pd.Series]:
-    """The summing matrix and levels of a version (:func:`~.lines.summing`)."""
+def structure(store: PlanStore, version: PlanVersion) -> tuple[Hierarchy, pd.Series]:
+    """The hierarchy (sparse summing matrix) and levels of a version (:func:`~.lines.summing`)."""
     return summing(store.bottom(version), version.hierarchy)
 
 
@@ -121,8 +122,8 @@ def create_version(
     import json
 
     cycle = cycle or pd.Timestamp(lines["ds"].min()).strftime("%Y-%m")
-    keys = series_keys(bottom, hierarchy)
     S, levels = summing(bottom, hierarchy)
+    keys = S.key_values()
     row = {
         "plan": plan,
         "cycle": cycle,

@@ -215,7 +215,7 @@ def load_actuals_file(
     """Read an actuals file the way the plan's pipeline read its history (same columns,
     same validation) and keep it; a restated month becomes a revision."""
     from ..config import DataConfig
-    from ..data.hierarchy import check_nesting, parse_chains
+    from ..data.hierarchy import check_nesting, key_columns
     from ..data.io import read_source
     from ..data.schema import validate
 
@@ -224,7 +224,7 @@ def load_actuals_file(
     settings = dict(version.data_config or {})
     settings.pop("path", None)
     hierarchy = settings.pop("hierarchy", None) or []
-    keys = [c for chain in parse_chains(hierarchy) for c in chain]
+    keys = key_columns(hierarchy)
     ids = [*settings.get("keys", []), *keys, settings.get("id_col", "unique_id")]
     raw = read_source(path, sheet=sheet, text_columns=ids)  # ids as written: 00101, NA
     # a file of a few series cannot show which labels are shared on purpose (every region

@@ -9,6 +9,7 @@ import pandas as pd
 from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
+from ..data.hierarchy import key_columns
 from . import rows
 from .tables import overrides, plan_lines, plan_series, plan_versions
 from .versions import PlanNotFound, PlanVersion
@@ -75,7 +76,7 @@ def keys(conn: Connection, version: PlanVersion) -> pd.DataFrame:
     found = conn.execute(query.order_by(plan_series.c.position)).all()
     frame = pd.DataFrame([json.loads(r.keys) for r in found], index=[r.unique_id for r in found])
     frame.index.name = "unique_id"
-    order = [c for chain in version.hierarchy for c in chain.split("/") if c]
+    order = key_columns(version.hierarchy)
     return frame.reindex(columns=order)
 
 

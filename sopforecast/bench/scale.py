@@ -1,0 +1,228 @@
+"""The full monthly cycle as series grow: wall time, peak memory and where the time goes.
+
+The demo generator makes ``n`` bottom series (monthly, 60 periods, the demo's hierarchy
+``category/family/sku x region/channel``, drivers price and promo); they are written to a
+CSV in a temporary work directory and ``pipelines/monthly_demand_plan.yaml`` runs on it
+through :func:`~sopforecast.pipeline.runner.run_pipeline` with ``data.path`` set, the plan
+on, balance and monitor off: a 2-window backtest, the final forecast, reconciliation
+(``mint_shrink``), tracking and model registration in a local MLflow store, and the draft plan
+in a SQLite plan store. Each size and model set runs in a fresh spawned process; the parent
+samples the resident memory (RSS) of that process and all its descendants (the model
+workers) from ``/proc`` every 0.2 s and reports the peak of the sum. The per-stage times are
+the run's own ``time_*_seconds`` MLflow metrics, read back from the run; ``plan_s`` is the
+rest of the run (the draft plan stored, the output files written), which logs no metric.
+
+Run ``python -m sopforecast.bench.scale [--sizes 1000,10000] [--models auto,fast]
+[--profile 10000:fast] --output DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import logging
+import multiprocessing
+import os
+import pstats
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from . import output_folder
+
+__all__ = ["MODEL_SETS", "run_cycle", "measure", "growth", "main"]
+
+logger = logging.getLogger(__name__)
+PIPELINE = Path(__file__).resolve().parents[2] / "pipelines" / "monthly_demand_plan.yaml"
+MODEL_SETS = {"auto": "auto", "fast": ["ets", "theta", "snaive"]}
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _spec_file(data: Path, models: str | list[str], folder: Path) -> Path:
+    """The demo pipeline on the CSV ``data``: plan on, balance and monitor off."""
+    raw = yaml.safe_load(PIPELINE.read_text())
+    raw["data"].pop("dataset", None)
+    raw["data"].pop("demo", None)
+    raw["data"]["path"] = str(data)
+    raw["forecast"]["models"] = models
+    raw["plan"]["enabled"] = True
+    raw["balance"] = {"enabled": False}
+    raw["monitor"] = {"enabled": False}
+    path = folder / "scale.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def run_cycle(n_series: int, model_set: str, seed: int = 0, profile: Path | None = None) -> dict:
+    """One tracked monthly cycle of ``n_series`` demo series with the model set named.
+
+    Returns
+    -------
+    dict
+        ``series`` (bottom), ``all_series`` (every level), ``generate_s``, ``wall_s`` (the
+        pipeline run), one ``<stage>_s`` per ``time_<stage>_seconds`` metric and ``plan_s``.
+    """
+    from mlflow import MlflowClient
+
+    from ..data.datasets import generate_demand
+    from ..pipeline.runner import run_pipeline
+    from ..pipeline.spec import load_pipeline
+    from ..workdir import Workdir
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        clock = time.perf_counter()
+        path = root / "demand.csv"
+        generate_demand(n_series=n_series, periods=60, seed=seed).to_csv(path, index=False)
+        generated = time.perf_counter() - clock
+        spec = load_pipeline(_spec_file(path, MODEL_SETS[model_set], root))
+        profiler = cProfile.Profile() if profile else None
+        clock = time.perf_counter()
+        if profiler:
+            profiler.enable()
+        result = run_pipeline(spec, Workdir(root / "work"))
+        if profiler:
+            profiler.disable()
+        wall = time.perf_counter() - clock
+        metrics = MlflowClient(tracking_uri=result.tracking_uri).get_run(result.run_id).data.metrics
+    if profiler:
+        with open(profile, "w") as fh:
+            pstats.Stats(profiler, stream=fh).sort_stats("cumulative").print_stats(30)
+    stages = {
+        f"{k[len('time_') : -len('_seconds')]}_s": round(v, 2)
+        for k, v in sorted(metrics.items())
+        if k.startswith("time_") and k.endswith("_seconds")
+    }
+    return {
+        "series": n_series,
+        "all_series": int(result.evaluation.forecast["unique_id"].nunique()),
+        "generate_s": round(generated, 2),
+        "wall_s": round(wall, 2),
+        **stages,
+        "plan_s": round(max(wall - sum(stages.values()), 0.0), 2),
+    }
+
+
+def _tree_rss(root: int) -> int:
+    """Resident bytes of process ``root`` and all its descendants, read from ``/proc``."""
+    parent: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:  # the process ended while we looked
+                continue
+            parent[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, frontier = {root}, [root]
+    while frontier:
+        frontier = [p for p, pp in parent.items() if pp in frontier and p not in tree]
+        tree.update(frontier)
+    total = 0
+    for pid in tree:
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
+        except OSError:
+            continue
+    return total
+
+
+def _child(queue, n_series: int, model_set: str, seed: int, profile: Path | None) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        queue.put(("ok", run_cycle(n_series, model_set, seed, profile)))
+    except BaseException as exc:  # the parent reports it
+        queue.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def measure(n_series: int, model_set: str, seed: int = 0, profile: Path | None = None) -> dict:
+    """:func:`run_cycle` in a fresh spawned process, with the peak RSS of its process tree."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue, n_series, model_set, seed, profile))
+    proc.start()
+    peak, done = [0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _tree_rss(proc.pid))
+            done.wait(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    status, result = queue.get()  # before join: a large result would block the child's exit
+    proc.join()
+    done.set()
+    sampler.join()
+    if status != "ok":
+        raise RuntimeError(f"the {n_series}-series {model_set} cycle failed: {result}")
+    return {"models": model_set, **result, "peak_rss_mb": round(peak[0] / 2**20, 1)}
+
+
+def growth(table: pd.DataFrame) -> pd.DataFrame:
+    """Per model set, time per series, the share of tracking and planning in the run, and
+    each size against the smallest: series, time and memory ratios and the time exponent
+    ``log(time ratio) / log(series ratio)`` (1 = linear)."""
+    out = table.copy()
+    out["s_per_series"] = out["wall_s"] / out["series"]
+    out["tracking_plan_share"] = (out.get("tracking_s", 0.0) + out["plan_s"]) / out["wall_s"]
+    first = out.groupby("models")[["series", "wall_s", "peak_rss_mb"]].transform("first")
+    out["series_x"] = out["series"] / first["series"]
+    out["time_x"] = out["wall_s"] / first["wall_s"]
+    out["memory_x"] = out["peak_rss_mb"] / first["peak_rss_mb"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["time_exponent"] = np.log(out["time_x"]) / np.log(out["series_x"])
+    return out.round(
+        {
+            "s_per_series": 4,
+            "tracking_plan_share": 3,
+            "series_x": 2,
+            "time_x": 2,
+            "memory_x": 2,
+            "time_exponent": 2,
+        }
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sopforecast.bench.scale", description=__doc__)
+    parser.add_argument("--sizes", default="1000,10000", help="bottom series, comma-separated")
+    parser.add_argument(
+        "--models", default="auto,fast", help=f"model sets, comma-separated: {', '.join(MODEL_SETS)}"
+    )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="SIZE:MODELS to profile (cProfile, top 30 cumulative), e.g. 10000:fast",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default="sopforecast-work/benchmarks/scale")
+    args = parser.parse_args(argv)
+    sets = args.models.split(",")
+    unknown = [m for m in sets if m not in MODEL_SETS]
+    if unknown:
+        parser.error(f"unknown model set(s) {unknown}; valid: {', '.join(MODEL_SETS)}")
+    out = output_folder(args.output)
+    rows = []
+    for model_set in sets:
+        for n in sorted(int(v) for v in args.sizes.split(",")):
+            profile = out / f"profile_{n}_{model_set}.txt" if args.profile == f"{n}:{model_set}" else None
+            logger.info(
+                "monthly cycle of %d series, models %s%s ...", n, model_set, " (profiled)" * bool(profile)
+            )
+            rows.append({**measure(n, model_set, args.seed, profile), "load_1min": os.getloadavg()[0]})
+            logger.info("  %s", rows[-1])
+            growth(pd.DataFrame(rows)).to_csv(out / "scale.csv", index=False)  # kept if a later size fails
+    table = growth(pd.DataFrame(rows))
+    (out / "scale.json").write_text(json.dumps(table.to_dict(orient="records"), indent=2))
+    logger.info("\n%s", table.to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

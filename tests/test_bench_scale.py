@@ -1,0 +1,80 @@
+"""The scale benchmark (``python -m sopforecast.bench.scale``): a tiny cycle runs and its
+table adds up; the 1,000-series cycle is a ``slow`` benchmark."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from sopforecast.bench import scale
+
+COLUMNS = {
+    "models",
+    "series",
+    "all_series",
+    "wall_s",
+    "backtest_s",
+    "fit_s",
+    "reconcile_s",
+    "tracking_s",
+    "plan_s",
+    "peak_rss_mb",
+    "s_per_series",
+    "tracking_plan_share",
+    "series_x",
+    "time_x",
+    "memory_x",
+    "time_exponent",
+    "load_1min",
+}
+
+
+def _check(table: pd.DataFrame, sizes: list[int]) -> None:
+    assert COLUMNS <= set(table.columns)
+    assert table["series"].tolist() == sizes
+    assert (table["all_series"] > table["series"]).all()  # the aggregates are forecast too
+    for column in ("wall_s", "backtest_s", "fit_s", "tracking_s", "peak_rss_mb", "s_per_series"):
+        assert (table[column] > 0).all(), column
+    per_series = (table["s_per_series"] * table["series"]).to_numpy()
+    assert per_series == pytest.approx(table["wall_s"].to_numpy(), rel=1e-3)
+    stages = table.filter(regex=r"_s$").drop(columns=["wall_s", "generate_s"])
+    assert stages.sum(axis=1).to_numpy() == pytest.approx(table["wall_s"].to_numpy(), abs=0.1)
+    assert 0 < table["tracking_plan_share"].iloc[0] < 1
+    first = table.iloc[0]
+    assert (first["series_x"], first["time_x"], first["memory_x"]) == (1, 1, 1)
+
+
+def test_a_tiny_cycle_adds_up(tmp_path):
+    assert scale.main(["--sizes", "60", "--models", "fast", "--output", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "scale.csv")
+    _check(table, [60])
+    assert json.loads((tmp_path / "scale.json").read_text())[0]["series"] == 60
+
+
+def test_growth_compares_each_size_with_the_smallest_of_its_model_set():
+    table = pd.DataFrame(
+        {
+            "models": ["fast", "fast", "auto"],
+            "series": [100, 1000, 100],
+            "wall_s": [10.0, 100.0, 30.0],
+            "tracking_s": [1.0, 5.0, 1.0],
+            "plan_s": [1.0, 5.0, 2.0],
+            "peak_rss_mb": [500.0, 1000.0, 800.0],
+        }
+    )
+    out = scale.growth(table)
+    assert out["time_x"].tolist() == [1.0, 10.0, 1.0]
+    assert out["memory_x"].tolist() == [1.0, 2.0, 1.0]
+    assert out["time_exponent"].iloc[1] == pytest.approx(1.0)  # linear
+    assert out["tracking_plan_share"].tolist() == [0.2, 0.1, 0.1]
+    assert "time_x" not in table  # the table given is left as it was
+
+
+@pytest.mark.slow
+def test_the_1000_series_cycle(tmp_path):
+    sizes = ["--sizes", "1000", "--models", "fast", "--output", str(tmp_path)]
+    assert scale.main([*sizes, "--profile", "1000:fast"]) == 0
+    _check(pd.read_csv(tmp_path / "scale.csv"), [1000])
+    assert "cumulative" in (tmp_path / "profile_1000_fast.txt").read_text()
