@@ -74,7 +74,9 @@ def test_every_method_is_coherent_on_a_grouped_hierarchy(method):
     out = fitted.predict().forecast
     assert coherence_gap(out, fitted.panel_.hierarchy, "forecast") < 1e-6
     assert set(out["level"]) == set(fitted.panel_.tags)
-    assert out.groupby("unique_id").size().eq(4).all() and out["unique_id"].nunique() == len(fitted.panel_.hierarchy)
+    assert out.groupby("unique_id").size().eq(4).all() and out["unique_id"].nunique() == len(
+        fitted.panel_.hierarchy
+    )
 
 
 @pytest.mark.parametrize("method", ["top_down", "middle_out"])

@@ -355,7 +355,8 @@ def test_demand_per_working_day_is_forecast_per_working_day():
     total = with_days[with_days["unique_id"] == "Total"]
     assert np.allclose(total["forecast"], 14.0 * working_days(total["ds"]), rtol=0.01)
     assert (
-        coherence_gap(with_days, Forecaster(ForecastConfig(**base)).fit(history).panel_.hierarchy, "forecast") < 1e-9
+        coherence_gap(with_days, Forecaster(ForecastConfig(**base)).fit(history).panel_.hierarchy, "forecast")
+        < 1e-9
     )
     plain = Forecaster(ForecastConfig(**base)).fit(history).predict().forecast
     plain_a = plain[plain["unique_id"] == "F/a"]

@@ -94,7 +94,9 @@ def build_panel(history: pd.DataFrame, config: ForecastConfig) -> Panel:
         Y = Y.merge(agg, on=["unique_id", "ds"], how="left")
         Y[drivers] = Y.groupby("unique_id", sort=False)[drivers].ffill().fillna(0.0)
     logger.info("Hierarchy: %d series on %d levels", len(structure), len(tags))
-    return Panel(Y, bottom, structure, tags, weights, extended, discontinued(bottom, config.discontinued_after))
+    return Panel(
+        Y, bottom, structure, tags, weights, extended, discontinued(bottom, config.discontinued_after)
+    )
 
 
 def discontinued(history: pd.DataFrame, after: int | None) -> list[str]:
@@ -165,7 +167,9 @@ def reconciled_backtest(
     allowed = [m for m in METHODS if is_strict(tags) or m not in ("top_down", "middle_out")]
     if methods is None and len(structure) > config.reconcile_sparse_above:
         # each sparse reconciliation is an iterative solve: compare only what is delivered
-        methods = list(dict.fromkeys(["bottom_up", *([config.reconcile] if config.reconcile != "none" else [])]))
+        methods = list(
+            dict.fromkeys(["bottom_up", *([config.reconcile] if config.reconcile != "none" else [])])
+        )
         logger.info(
             "%s series (above forecast.reconcile_sparse_above): the backtest scores base, %s only",
             f"{len(structure):,}",

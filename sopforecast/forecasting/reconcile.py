@@ -35,7 +35,9 @@ METHODS = ("bottom_up", "top_down", "middle_out", "ols", "wls_struct", "wls_var"
 _NEEDS_RESIDUALS = ("wls_var", "mint_shrink")
 
 
-def aggregate_hierarchy(df: pd.DataFrame, hierarchy: list[str]) -> tuple[pd.DataFrame, Hierarchy, dict[str, np.ndarray]]:
+def aggregate_hierarchy(
+    df: pd.DataFrame, hierarchy: list[str]
+) -> tuple[pd.DataFrame, Hierarchy, dict[str, np.ndarray]]:
     """Build every aggregate series of a (possibly grouped) hierarchy.
 
     Parameters
@@ -123,7 +125,9 @@ def _reconciler(method: str, tags: dict, middle_level: str | None, nonnegative: 
         return cls(middle_level=middle, top_down_method="forecast_proportions")
     if method in ("ols", "wls_struct", "wls_var", "mint_shrink"):
         if sparse:
-            return hf.MinTraceSparse(method="wls_var" if method == "mint_shrink" else method, nonnegative=nonnegative)
+            return hf.MinTraceSparse(
+                method="wls_var" if method == "mint_shrink" else method, nonnegative=nonnegative
+            )
         return hf.MinTrace(method=method, nonnegative=nonnegative)
     raise ConfigError(f"unknown reconciliation {method!r}; valid: none, {', '.join(METHODS)}.")
 
@@ -190,7 +194,9 @@ def reconcile(
     try:
         out = hrec.reconcile(Y_hat_df=base[["unique_id", "ds", "forecast"]], S_df=S_df, tags=tags, Y_df=Y_df)
     except Exception as exc:  # hierarchicalforecast raises plain Exceptions
-        again = dict(residuals=residuals, history=history, middle_level=middle_level, sparse_above=sparse_above)
+        again = dict(
+            residuals=residuals, history=history, middle_level=middle_level, sparse_above=sparse_above
+        )
         if not nonnegative:
             if "ill-conditioned" in str(exc) and any(m in _NEEDS_RESIDUALS for m in methods):
                 return _structural_instead(base, structure, tags, methods, middle_level, exc)

@@ -232,7 +232,7 @@ def _at_stake(scored, S, segments, bottom_level) -> pd.Series:
     price = bottom["price"].astype(float) if "price" in bottom else pd.Series(np.nan, index=bottom.index)
     error = (bottom["final"] - bottom["y"]) * price.fillna(0.0)
     per_series = error.groupby(bottom["unique_id"]).sum().reindex(S.columns).fillna(0.0)
-    stake = pd.Series(S.to_numpy() @ per_series.to_numpy(), index=S.index)
+    stake = pd.Series(S.S @ per_series.to_numpy(), index=S.index)
     parts = [stake]
     owner = segments.set_index("unique_id")
     for col in ("demand_class", "abc", "xyz"):

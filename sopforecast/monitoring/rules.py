@@ -22,6 +22,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from ..data.hierarchy import Hierarchy
 from ..errors import ConfigError, DataError
 
 __all__ = [
@@ -182,15 +183,13 @@ def bias_status(
     return colour if colour != "green" and persistent(tracking_signal, n, bound) else "green"
 
 
-def stake_members(
-    S: pd.DataFrame | None = None, segments: pd.DataFrame | None = None
-) -> dict[str, frozenset]:
+def stake_members(S: Hierarchy | None = None, segments: pd.DataFrame | None = None) -> dict[str, frozenset]:
     """The bottom series under every key that can carry money at stake.
 
     Parameters
     ----------
-    S : pandas.DataFrame, optional
-        The summing frame (keys x bottom series, 1 where a series sums into a key).
+    S : Hierarchy, optional
+        The plan's hierarchy (its sparse summing matrix: keys x bottom series).
     segments : pandas.DataFrame, optional
         ``unique_id`` and segment columns (``demand_class``, ``abc``, ``xyz``) of the bottom
         series: ``abc=A`` holds the series of class A, ``all`` every series.
@@ -201,9 +200,12 @@ def stake_members(
     """
     members: dict[str, frozenset] = {}
     if S is not None and len(S):
-        ids = np.asarray(S.columns, dtype=object)
-        values = S.to_numpy() != 0
-        members.update({str(key): frozenset(ids[row]) for key, row in zip(S.index, values, strict=True)})
+        ids = np.asarray(S.bottom_ids, dtype=object)
+        matrix = S.S.tocsr()
+        bounds = zip(matrix.indptr[:-1], matrix.indptr[1:], strict=True)
+        members.update(
+            {str(key): frozenset(ids[matrix.indices[a:b]]) for key, (a, b) in zip(S.ids, bounds, strict=True)}
+        )
         members.setdefault("all", frozenset(ids))
     if segments is not None and len(segments):
         members["all"] = frozenset(segments["unique_id"])

@@ -76,9 +76,7 @@ def run_plots(history: pd.DataFrame, forecast: pd.DataFrame, folder: Path, per_l
         for level in levels[:-1]:
             ids = _largest(volume, ids_of[level], per_level)
             paths.append(
-                plot_series(
-                    history, forecast, ids, f"Level {level}", folder / f"level_{_slug(level)}.png"
-                )
+                plot_series(history, forecast, ids, f"Level {level}", folder / f"level_{_slug(level)}.png")
             )
         largest = _largest(volume, ids_of[levels[-1]], per_level)
     else:

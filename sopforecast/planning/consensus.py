@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..data.hierarchy import Hierarchy
 from ..errors import format_examples
 from .lines import is_coherent, rollup
 from .overrides import OverrideError
@@ -77,7 +78,7 @@ class Consensus:
 def apply_overrides(
     lines: pd.DataFrame,
     overrides: pd.DataFrame,
-    S: pd.DataFrame,
+    S: Hierarchy,
     *,
     basis: str = "statistical",
     history: pd.DataFrame | None = None,
@@ -92,7 +93,7 @@ def apply_overrides(
         Validated overrides (:func:`~sopforecast.planning.overrides.validate_overrides`)
         with an integer ``id`` (order among keys of equal depth; default the row order).
     S : pandas.DataFrame
-        From :func:`~sopforecast.planning.lines.summing`: index every id, columns the bottom ids.
+        From :func:`~sopforecast.planning.lines.summing`: the hierarchy, its sparse summing matrix.
     basis : {"statistical", "history"}, default "statistical"
         What an aggregate override is spread in proportion to: the bottom series' current
         values, or their demand in the 12 months before the plan. A ``basis`` column in
@@ -127,7 +128,7 @@ def apply_overrides(
             setting="basis",
         )
     months = pd.DatetimeIndex(pd.unique(lines["ds"])).sort_values()
-    member = S.to_numpy() > 0.5
+    member = _Members(S)
     todo = _schedule(overrides, S, months, member)
     start = _bottom_matrix(lines, S.columns, months)
     no_history = np.zeros(len(S.columns))
@@ -135,8 +136,8 @@ def apply_overrides(
     replay = _Replay(start, member, todo, weights)
     replay.run()
 
-    full = member.astype(float) @ replay.values
-    changed = (member.astype(np.int64) @ replay.touched.astype(np.int64)) > 0
+    full = member.S @ replay.values
+    changed = (member.S @ replay.touched.astype(float)) > 0
     last = _last_override(member, replay.stamp)
     out = _write_lines(lines, S, months, full, changed, last, todo["author"].to_numpy())
     _check(out, S)
@@ -217,10 +218,27 @@ def plausibility_warnings(changes: pd.DataFrame, *, factor: float = PLAUSIBLE_FA
     return out
 
 
+class _Members:
+    """Which bottom series add into each series: the sparse ``S`` (every id x bottom id), with
+    a series' members as a dense mask only for the few keys overrides name."""
+
+    def __init__(self, S: Hierarchy):
+        self.S = S.S.tocsr().astype(float)
+        self.sizes = np.diff(self.S.indptr)
+        self._rows: dict[int, np.ndarray] = {}
+
+    def __getitem__(self, pos: int) -> np.ndarray:
+        if pos not in self._rows:
+            mask = np.zeros(self.S.shape[1], dtype=bool)
+            mask[self.S.indices[self.S.indptr[pos] : self.S.indptr[pos + 1]]] = True
+            self._rows[pos] = mask
+        return self._rows[pos]
+
+
 class _Replay:
     """The bottom x month matrix as overrides apply to it, with who changed which cell."""
 
-    def __init__(self, start: np.ndarray, member: np.ndarray, todo: pd.DataFrame, weights):
+    def __init__(self, start: np.ndarray, member: _Members, todo: pd.DataFrame, weights):
         self.values = start.copy()
         self.member, self.weights, self.basis = member, weights, todo["basis"].to_numpy()
         self.pos, self.month = todo["pos"].to_numpy(), todo["month"].to_numpy()
@@ -303,7 +321,9 @@ def _spread(target: float, current: np.ndarray, history: np.ndarray, basis: str)
     return np.full(len(current), target / len(current))
 
 
-def _schedule(overrides: pd.DataFrame, S: pd.DataFrame, months: pd.DatetimeIndex, member) -> pd.DataFrame:
+def _schedule(
+    overrides: pd.DataFrame, S: Hierarchy, months: pd.DatetimeIndex, member: _Members
+) -> pd.DataFrame:
     """The overrides in application order, with their key's row in ``S`` and month's column."""
     todo = overrides.reset_index(drop=True).copy()
     if "id" not in todo:
@@ -322,7 +342,7 @@ def _schedule(overrides: pd.DataFrame, S: pd.DataFrame, months: pd.DatetimeIndex
             f"{int(bad.sum())} override(s) name a series or month not in the plan, or give neither "
             f"value nor change_pct: {format_examples(shown)}. Check them with validate_overrides first."
         )
-    todo["depth"] = member.sum(axis=1)[todo["pos"].to_numpy()]
+    todo["depth"] = member.sizes[todo["pos"].to_numpy()]
     return todo.sort_values(["depth", "id"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
@@ -341,12 +361,15 @@ def _history_weights(history: pd.DataFrame, bottom: pd.Index, first: pd.Timestam
     return np.clip(total.reindex(bottom).fillna(0.0).to_numpy(float), 0.0, None)
 
 
-def _last_override(member: np.ndarray, stamp: np.ndarray) -> np.ndarray:
+def _last_override(member: _Members, stamp: np.ndarray) -> np.ndarray:
     """Per series and month, the position of the last override changing one of its bottom
     series (-1 for none)."""
-    last = np.full((member.shape[0], stamp.shape[1]), -1)
+    S = member.S
+    last = np.full((S.shape[0], stamp.shape[1]), -1)
+    filled = member.sizes > 0
+    starts = S.indptr[:-1][filled]
     for j in np.flatnonzero((stamp >= 0).any(axis=0)):  # only months someone overrode
-        last[:, j] = np.where(member, stamp[:, j][None, :], -1).max(axis=1)
+        last[filled, j] = np.maximum.reduceat(stamp[S.indices, j], starts)
     return last
 
 
@@ -372,7 +395,7 @@ def _write_lines(lines, S, months, full, changed, last, authors) -> pd.DataFrame
     return out
 
 
-def _check(out: pd.DataFrame, S: pd.DataFrame) -> None:
+def _check(out: pd.DataFrame, S: Hierarchy) -> None:
     """The replayed plan has no negative line an override made, and adds up at every level."""
     made = out["consensus"].notna()
     negative = made & (out["final"] < 0)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..data.hierarchy import PATH_SEP, parse_chains
+from ..data.hierarchy import PATH_SEP, Hierarchy, parse_chains
 from ..errors import DataError, format_examples
 from ..store.plans import PlanStore, PlanVersion, user
 from ..supply import scenarios as what_if
@@ -54,10 +54,9 @@ class SupplyInputs:
     sources: tuple[str, str, str] = ("", "", "")
 
 
-def members(S: pd.DataFrame) -> pd.DataFrame:
-    """``unique_id, bottom`` pairs: the bottom series of every series of a summing frame."""
-    rows, cols = np.nonzero(S.to_numpy())
-    return pd.DataFrame({"unique_id": S.index.to_numpy()[rows], "bottom": S.columns.to_numpy()[cols]})
+def members(S: Hierarchy) -> pd.DataFrame:
+    """``unique_id, bottom`` pairs: the bottom series of every series of a hierarchy."""
+    return S.members()
 
 
 def _structure(bottom: pd.DataFrame, hierarchy: list[str]) -> tuple[pd.DataFrame, pd.Series]:
