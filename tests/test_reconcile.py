@@ -163,3 +163,63 @@ def test_an_ill_conditioned_mint_shrink_falls_back_to_structural_weights(tmp_pat
     bottom = got[got.index.get_level_values(0).str.contains("/")]
     total = got.xs("Total", level=0)
     assert np.allclose(bottom.groupby(level=1).sum().to_numpy(), total.to_numpy())  # coherent
+
+
+def _windows(Y: pd.DataFrame, seed=1, still: str | None = None):
+    """Backtest residuals over the last 12 months before the final 6, and base forecasts of
+    the final 6: noisy, except ``still`` whose error is the same every month."""
+    rng = np.random.default_rng(seed)
+    dates = np.sort(Y["ds"].unique())
+    past = Y[Y["ds"].isin(dates[-18:-6])].copy()
+    past["forecast"] = past["y"] + rng.normal(0, 5, len(past))
+    same = past["unique_id"] == still
+    past.loc[same, "forecast"] = past.loc[same, "y"] + 2.0
+    base = Y[Y["ds"].isin(dates[-6:])][["unique_id", "ds", "y"]].copy()
+    base["forecast"] = base["y"] * rng.uniform(0.8, 1.2, len(base))
+    return past, base
+
+
+def test_sparse_reconciliation_above_the_limit_is_coherent_and_matches_dense(caplog):
+    Y, S, tags = aggregate_hierarchy(_bottom(), GROUPED)
+    past, base = _windows(Y)
+    history = Y[["unique_id", "ds", "y"]]
+    for method in ("bottom_up", "ols", "wls_struct"):
+        dense = reconcile(base, S, tags, methods=[method], residuals=past, history=history)
+        sparse = reconcile(base, S, tags, methods=[method], residuals=past, history=history, sparse_above=1)
+        assert coherence_gap(sparse, S, f"forecast/{method}") < 1e-6
+        np.testing.assert_allclose(sparse[f"forecast/{method}"], dense[f"forecast/{method}"], rtol=1e-4)
+    # mint_shrink's dense covariance is not built above the limit: wls_var (sparse) instead, said so
+    with caplog.at_level("WARNING"):
+        out = reconcile(
+            base, S, tags, methods=["mint_shrink"], residuals=past, history=history, sparse_above=10
+        )
+    assert "reconciled with wls_var" in caplog.text and "forecast.reconcile_sparse_above = 10" in caplog.text
+    assert coherence_gap(out, S, "forecast/mint_shrink") < 1e-6
+    wls = reconcile(base, S, tags, methods=["wls_var"], residuals=past, history=history, sparse_above=10)
+    np.testing.assert_allclose(out["forecast/mint_shrink"], wls["forecast/wls_var"])
+
+
+def test_sparse_wls_var_keeps_a_series_whose_error_never_varies():
+    """hierarchicalforecast's sparse wls_var refuses an error variance below 1e-8; such a
+    series gets a minute one and, weighed as near-certain, keeps its forecast."""
+    Y, S, tags = aggregate_hierarchy(_bottom(), GROUPED)
+    still = "Food/Snacks/Snacks-0/North"
+    past, base = _windows(Y, still=still)
+    out = reconcile(base, S, tags, methods=["wls_var"], residuals=past, history=Y, sparse_above=1)
+    assert coherence_gap(out, S, "forecast/wls_var") < 1e-6
+    kept = out.merge(base.rename(columns={"forecast": "base"}), on=["unique_id", "ds"]).query(
+        "unique_id == @still"
+    )
+    np.testing.assert_allclose(kept["forecast/wls_var"], kept["base"], rtol=1e-3)
+
+
+def test_aggregate_hierarchy_sums_every_level_from_a_sparse_s():
+    df = _bottom()
+    Y, S, tags = aggregate_hierarchy(df, GROUPED)
+    assert list(S.ids[-len(S.bottom_ids) :]) == sorted(df["unique_id"].unique())  # bottom block = identity
+    wide = Y.pivot(index="ds", columns="unique_id", values="y")
+    for name, ids in tags.items():
+        for uid in ids[:3]:
+            members = S.bottom_of(uid)
+            np.testing.assert_allclose(wide[uid], wide[list(members)].sum(axis=1))
+    assert len(Y) == len(S) * df["ds"].nunique()

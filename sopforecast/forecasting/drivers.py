@@ -151,13 +151,10 @@ def future_frame(
         raise ConfigError(f"future_fill {fill!r} is not one of {', '.join(FILLS)}.", setting="future_fill")
     last = history.groupby("unique_id", sort=True)["ds"].max()
     offset = pd.tseries.frequencies.to_offset(freq)
-    steps = np.arange(1, h + 1)
-    grid = pd.DataFrame(
-        {
-            "unique_id": np.repeat(last.index.to_numpy(), h),
-            "ds": np.concatenate([pd.DatetimeIndex([d + k * offset for k in steps]) for d in last]),
-        }
-    )
+    # series share a few last dates: each one's future dates are computed once
+    ends, which = np.unique(last.to_numpy(), return_inverse=True)
+    ahead = np.stack([pd.date_range(pd.Timestamp(d) + offset, periods=h, freq=offset).to_numpy() for d in ends])
+    grid = pd.DataFrame({"unique_id": np.repeat(last.index.to_numpy(), h), "ds": ahead[which].reshape(-1)})
     if future is None:
         if fill == "error":
             raise DataError(

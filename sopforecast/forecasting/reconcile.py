@@ -269,20 +269,25 @@ def _balanced_residuals(res: pd.DataFrame, ids: pd.Series, history: pd.DataFrame
 
 
 def _floor_errors(frame: pd.DataFrame) -> pd.DataFrame:
-    """Series whose backtest errors are all zero (no demand and a zero forecast) get a
-    minute error (a millionth of the median squared error of the others): the sparse
-    ``wls_var`` weighs series by the inverse of their error variance, which must be positive.
-    Such a series then keeps its forecast, as a perfect one should."""
-    err2 = (frame["y"] - frame["forecast"]).pow(2)
-    mse = err2.groupby(frame["unique_id"], sort=False).transform("mean")
-    exact = (mse <= 0).to_numpy()
-    if not exact.any():
+    """Series whose backtest errors do not vary (no demand and a zero forecast, or an error
+    that is the same every month) get a minute alternating error on top, so their error
+    variance is a millionth of the median of the others (at least 1e-4): the sparse
+    ``wls_var`` weighs series by the inverse of their error variance, which hierarchicalforecast
+    requires to be at least 1e-8. Such a series then keeps its forecast nearly as it is."""
+    error = frame["y"] - frame["forecast"]
+    variance = error.groupby(frame["unique_id"], sort=False).transform("var").fillna(0.0)
+    flat = (variance < _MIN_VARIANCE).to_numpy()
+    if not flat.any():
         return frame
-    floor = max(float(np.median(mse[~exact])) * 1e-6 if (~exact).any() else 0.0, 1e-12)
+    spread = variance[~flat]
+    floor = max(float(np.median(spread)) * 1e-6 if len(spread) else 0.0, _MIN_VARIANCE)
     sign = np.where(frame.groupby("unique_id", sort=False).cumcount().to_numpy() % 2 == 0, 1.0, -1.0)
     out = frame.copy()
-    out.loc[exact, "forecast"] = out.loc[exact, "y"].to_numpy() + np.sqrt(floor) * sign[exact]
+    out.loc[flat, "forecast"] = out.loc[flat, "forecast"].to_numpy() + np.sqrt(floor) * sign[flat]
     return out
+
+
+_MIN_VARIANCE = 1e-4
 
 
 def nonnegative_coherent(

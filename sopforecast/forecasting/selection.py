@@ -171,40 +171,53 @@ def select_models(
             for s, e in mean_err.items()
         )
         by_series = errors.groupby(level=0).mean()
-        for uid in by_series.index:
-            scored = by_series.loc[uid].dropna()  # models that backtested this series
-            ranked = tuple(scored.sort_values(kind="stable").index)
-            if not ranked:
-                continue
-            if winner in models:
-                members, how = (winner,), "mean"
-            elif winner.startswith("class_top"):
-                members, how = tuple(sorted(class_rank[: int(winner[9:])])), "mean"
-            elif winner == "best":
-                members, how = ranked[:1], "mean"
-            elif winner.startswith("top"):
-                members, how = tuple(sorted(ranked[: int(winner[3:])])), "mean"
-            else:
-                members, how = tuple(models), winner
-            # a member that could not forecast this series (LightGBM on a short launch) drops
-            # out; if none is left, the series' best model stands in
-            members = tuple(m for m in members if m in scored.index) or ranked[:1]
-            rows.append(
-                {
-                    "unique_id": uid,
-                    "demand_class": cls,
-                    "strategy": winner,
-                    "members": members,
-                    "how": how,
-                    "backtest_error": float(table.loc[uid, winner])
-                    if pd.notna(table.loc[uid, winner])
-                    else np.nan,
-                }
-            )
+        rows.extend(_members_per_series(by_series, winner, models, class_rank, cls, table[winner]))
     per_series = pd.DataFrame(
         rows, columns=["unique_id", "demand_class", "strategy", "members", "how", "backtest_error"]
     )
     return Selection(per_series, pd.DataFrame(scores))
+
+
+def _members_per_series(
+    by_series: pd.DataFrame, winner: str, models: list[str], class_rank: list[str], cls, error: pd.Series
+) -> list[dict]:
+    """Each series' members under the class's winning strategy. Its models ranked by mean
+    backtest error (ties in column order); a member that could not forecast the series
+    (LightGBM on a short launch) drops out, and if none is left its best model stands in."""
+    names = np.asarray(by_series.columns, dtype=object)
+    values = by_series.to_numpy(dtype=float)
+    scored = ~np.isnan(values)
+    order = np.argsort(np.where(scored, values, np.inf), axis=1, kind="stable")
+    counts = scored.sum(axis=1)
+    error = error.reindex(by_series.index).to_numpy(dtype=float)
+    if winner in models:
+        fixed, how = (winner,), "mean"
+    elif winner.startswith("class_top"):
+        fixed, how = tuple(sorted(class_rank[: int(winner[9:])])), "mean"
+    elif winner == "best" or winner.startswith("top"):
+        fixed, how = None, "mean"
+    else:
+        fixed, how = tuple(models), winner
+    take = 1 if winner == "best" else int(winner[3:]) if fixed is None else 0
+    rows = []
+    for row, uid in enumerate(by_series.index):
+        if not counts[row]:
+            continue
+        ranked = tuple(names[order[row, : counts[row]]])
+        members = ranked[:1] if winner == "best" else tuple(sorted(ranked[:take])) if fixed is None else fixed
+        own = set(ranked)
+        members = tuple(m for m in members if m in own) or ranked[:1]
+        rows.append(
+            {
+                "unique_id": uid,
+                "demand_class": cls,
+                "strategy": winner,
+                "members": members,
+                "how": how,
+                "backtest_error": error[row],
+            }
+        )
+    return rows
 
 
 def combine_forecasts(wide: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFrame:
