@@ -320,6 +320,23 @@ class PlanStore:
         with self.reader.connect() as conn:
             return reads.lines(conn, vid, self.where)
 
+    def published_lines(self, plan: str, through: pd.Timestamp | None = None) -> pd.DataFrame:
+        """The lines of every published version of ``plan`` up to month ``through`` (all
+        months when ``None``), stacked newest version first with ``version_id`` and ``cycle``
+        (empty when there are none); the filter runs in the database."""
+        with self.reader.connect() as conn:
+            return reads.published(conn, plan, through)
+
+    def has_published(self, plan: str) -> bool:
+        """Whether ``plan`` has a published version."""
+        with self.reader.connect() as conn:
+            found = conn.execute(
+                select(plan_versions.c.id)
+                .where(and_(plan_versions.c.plan == plan, plan_versions.c.status == "published"))
+                .limit(1)
+            ).first()
+        return found is not None
+
     def bottom(self, version: PlanVersion | int) -> pd.DataFrame:
         """The bottom series of a version with their key columns (``unique_id`` + keys)."""
         version = version if isinstance(version, PlanVersion) else self.version(int(version))

@@ -13,7 +13,7 @@ from . import rows
 from .tables import overrides, plan_lines, plan_series, plan_versions
 from .versions import PlanNotFound, PlanVersion
 
-__all__ = ["current_row", "lines", "as_lines", "keys", "bottom", "overrides_of"]
+__all__ = ["current_row", "lines", "as_lines", "published", "keys", "bottom", "overrides_of"]
 
 
 def current_row(conn: Connection, base, cycle: str, branch: str = ""):
@@ -51,6 +51,33 @@ def lines(conn: Connection, vid: int, where: str) -> pd.DataFrame:
     return as_lines(frame)
 
 
+def published(conn: Connection, plan: str, through=None) -> pd.DataFrame:
+    """The lines of every published version of ``plan`` dated up to ``through`` (every
+    month when ``None``), stacked newest version first with ``version_id`` and ``cycle``;
+    versions without such a month are not read."""
+    query = (
+        select(*_LINE_COLUMNS, plan_series.c.level, plan_lines.c.version_id, plan_versions.c.cycle)
+        .join(
+            plan_series,
+            and_(
+                plan_series.c.version_id == plan_lines.c.version_id,
+                plan_series.c.unique_id == plan_lines.c.unique_id,
+            ),
+        )
+        .join(plan_versions, plan_versions.c.id == plan_lines.c.version_id)
+        .where(and_(plan_versions.c.plan == plan, plan_versions.c.status == "published"))
+        .order_by(plan_lines.c.version_id.desc(), plan_series.c.position, plan_lines.c.ds)
+    )
+    if through is not None:
+        query = query.where(plan_lines.c.ds <= pd.Timestamp(through).date())
+    frame = _frame(conn, query)
+    if frame.empty:
+        return pd.DataFrame()
+    out = as_lines(frame)
+    out["version_id"] = out["version_id"].astype(int)
+    return out
+
+
 _LINE_COLUMNS = [
     plan_lines.c[c]
     for c in ("unique_id", "ds", "statistical", *rows.BOUND_COLUMNS.values(), "intervals")
@@ -68,10 +95,10 @@ def as_lines(frame: pd.DataFrame) -> pd.DataFrame:
     lines (:mod:`sopforecast.planning.lines`): bounds as ``statistical-lo-80`` ... columns
     (a level's columns when any line has them), other columns after them."""
     parts = {}
+    present = {name.split("-")[1] for name, c in rows.BOUND_COLUMNS.items() if frame[c].notna().any()}
     for name, column in rows.BOUND_COLUMNS.items():
-        values = frame[column].astype(float)
-        if values.notna().any():
-            parts[name] = values
+        if name.split("-")[1] in present:  # both bounds of a level, as they were written
+            parts[name] = frame[column].astype(float)
     if frame["intervals"].notna().any():  # a level other than 80 and 95
         extra = pd.DataFrame([json.loads(v) if v else {} for v in frame["intervals"]], index=frame.index)
         for name in extra.columns:
