@@ -18,7 +18,10 @@ def test_bench_writes_reads_and_overrides_a_small_plan(tmp_path):
 
 
 def test_bench_command_line(tmp_path):
-    assert plan_store.main(["--series", "60", "--months", "6", "--overrides", "10", "--output", str(tmp_path)]) == 0
+    assert (
+        plan_store.main(["--series", "60", "--months", "6", "--overrides", "10", "--output", str(tmp_path)])
+        == 0
+    )
     saved = json.loads((tmp_path / "plan_store_seconds.json").read_text())
     assert saved["sqlite"]["lines"] == saved["sqlite"]["series"] * 6
 

@@ -764,7 +764,7 @@ def test_upgrade_moves_json_intervals_into_columns(store_url):
 def test_bulk_lines_keep_text_and_numbers_exactly(open_store, example):
     lines, bottom, _ = example
     store = open_store()
-    odd = ["=HYPERLINK(\"x\")", "+1", "tab\there", "line\nbreak", "back\\slash", "quote'\"", "", "ünï"]
+    odd = ['=HYPERLINK("x")', "+1", "tab\there", "line\nbreak", "back\\slash", "quote'\"", "", "ünï"]
     written = lines.assign(author=[odd[i % len(odd)] if i % 3 else None for i in range(len(lines))])
     written.loc[5, "statistical-lo-95"] = np.nan
     written["statistical"] = written["statistical"] + 1e-9 / 3  # every digit kept
@@ -807,7 +807,10 @@ def test_published_lines_read_only_the_months_asked_for(open_store, example):
     assert every["version_id"].drop_duplicates().tolist() == [second.id, first.id]
     assert set(every["cycle"]) == {"2026-01", "2026-02"}
     stacked = pd.concat(
-        [store.lines(v).assign(version_id=v, cycle=c) for v, c in ((second.id, "2026-02"), (first.id, "2026-01"))],
+        [
+            store.lines(v).assign(version_id=v, cycle=c)
+            for v, c in ((second.id, "2026-02"), (first.id, "2026-01"))
+        ],
         ignore_index=True,
     )
     pd.testing.assert_frame_equal(every, stacked, check_dtype=False)

@@ -103,9 +103,7 @@ def run(store_url: str, n_series: int, months: int = 18, n_overrides: int = 100,
 
     plans = PlanStore(store_url)
     try:
-        version = timed(
-            "write", lambda: service.create_version(plans, PLAN, lines, bottom, DEMO_HIERARCHY)
-        )
+        version = timed("write", lambda: service.create_version(plans, PLAN, lines, bottom, DEMO_HIERARCHY))
         read = timed("read", lambda: plans.lines(version))
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "overrides.csv"

@@ -103,5 +103,8 @@ def delete_keys(conn: Connection, table: Table, where: dict, keys: dict[str, lis
         return
     match = " AND ".join(f"{n} = :k_{n}" for n in names)
     lists = [[_iso(v) for v in col] for col in lists]  # as SQLAlchemy keeps SQLite dates
-    params = [{**where, **{f"k_{n}": v for n, v in zip(names, row, strict=True)}} for row in zip(*lists, strict=True)]
+    params = [
+        {**where, **{f"k_{n}": v for n, v in zip(names, row, strict=True)}}
+        for row in zip(*lists, strict=True)
+    ]
     conn.execute(text(f"DELETE FROM {table.name} WHERE {fixed} AND {match}"), params)

@@ -12,7 +12,14 @@ from sqlalchemy import insert
 from . import bulk
 from .tables import overrides
 
-__all__ = ["bound_order", "BOUND_COLUMNS", "series_columns", "line_columns", "changed_lines", "insert_overrides"]
+__all__ = [
+    "bound_order",
+    "BOUND_COLUMNS",
+    "series_columns",
+    "line_columns",
+    "changed_lines",
+    "insert_overrides",
+]
 
 
 def _now() -> datetime:

@@ -51,7 +51,9 @@ def _rewrite(build) -> None:
     has = sa.or_(_lines.c.intervals.is_not(None), *(_lines.c[c].is_not(None) for c in COLUMNS.values()))
     versions = conn.execute(sa.select(_lines.c.version_id).where(has).distinct()).scalars().all()
     for vid in sorted(versions):
-        found = conn.execute(sa.select(_lines).where(sa.and_(_lines.c.version_id == vid, has))).mappings().all()
+        found = (
+            conn.execute(sa.select(_lines).where(sa.and_(_lines.c.version_id == vid, has))).mappings().all()
+        )
         for start in range(0, len(found), CHUNK):
             batch = [
                 {"k_version": r["version_id"], "k_uid": r["unique_id"], "k_ds": r["ds"], **build(r)}
