@@ -737,14 +737,16 @@ def test_upgrade_moves_json_intervals_into_columns(store_url):
     try:
         read = store.lines(1)
         assert [c for c in read.columns if c.startswith("statistical-")] == [
-            f"statistical-{b}" for b in ("lo-50", "hi-50", "lo-80", "hi-80", "lo-95", "hi-95")
+            # a bound empty on every line (hi-95 here) is not returned: NULL there is NaN
+            f"statistical-{b}"
+            for b in ("lo-50", "hi-50", "lo-80", "hi-80", "lo-95")
         ]
         assert read.iloc[0][["statistical-lo-50", "statistical-lo-80", "statistical-lo-95"]].tolist() == [
             9.0,
             8.0,
             6.5,
         ]
-        assert read[["statistical-hi-95"]].isna().all().all() and read.iloc[1, 4:10].isna().all()
+        assert read.iloc[1, 4:9].isna().all()
         schema_downgrade = schema._config  # back to 0004: the JSON holds every bound again
         with store.engine.begin() as conn:
             from alembic import command

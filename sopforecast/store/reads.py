@@ -95,10 +95,10 @@ def as_lines(frame: pd.DataFrame) -> pd.DataFrame:
     lines (:mod:`sopforecast.planning.lines`): bounds as ``statistical-lo-80`` ... columns
     (a level's columns when any line has them), other columns after them."""
     parts = {}
-    present = {name.split("-")[1] for name, c in rows.BOUND_COLUMNS.items() if frame[c].notna().any()}
     for name, column in rows.BOUND_COLUMNS.items():
-        if name.split("-")[1] in present:  # both bounds of a level, as they were written
-            parts[name] = frame[column].astype(float)
+        values = frame[column].astype(float)
+        if values.notna().any():  # a bound no line has was not written (or was empty throughout)
+            parts[name] = values
     if frame["intervals"].notna().any():  # a level other than 80 and 95
         extra = pd.DataFrame([json.loads(v) if v else {} for v in frame["intervals"]], index=frame.index)
         for name in extra.columns:
