@@ -25,7 +25,7 @@ from ..exports import inside, safe_name
 from ..planning import service
 from ..planning.finance import revenue
 from ..planning.fva import fva_table, with_lags
-from ..planning.workflow import actuals_by_level, published_lines
+from ..planning.workflow import actuals_by_level
 from ..store.plans import PlanStore, PlanVersion
 from .accuracy import accuracy_table, mase_scale
 from .drift import DriftResult, DriftSettings, drift_monitor
@@ -98,9 +98,9 @@ def scored_lines(plans: PlanStore, plan: str) -> tuple[pd.DataFrame, PlanVersion
 
 def _read(plans: PlanStore, plan: str):
     """The published lines (with lags), the actuals of every level, and the two joined;
-    read once for everything the monitor computes."""
-    stacked = published_lines(plans, plan)
-    if stacked.empty:
+    read once for everything the monitor computes. Only the months up to the latest actual
+    are read (in the database), so versions that plan later months only are not read."""
+    if not plans.has_published(plan):
         raise NothingToMonitor(
             f"plan {plan!r} has no published version yet; publish one (sopforecast plan publish CYCLE)."
         )
@@ -109,6 +109,13 @@ def _read(plans: PlanStore, plan: str):
     if actual is None:
         raise NothingToMonitor(
             f"plan {plan!r} has no actuals yet; load them (sopforecast actuals load FILE)."
+        )
+    # a version's first month stays in (its lags count from it): months after the actuals go
+    stacked = plans.published_lines(plan, through=actual["ds"].max())
+    if stacked.empty:
+        raise NothingToMonitor(
+            f"no published month of plan {plan!r} has its actuals yet (actuals run to "
+            f"{actual['ds'].max():%Y-%m}); load them with sopforecast actuals load FILE."
         )
     stacked = with_lags(stacked)
     scored = stacked.merge(actual, on=["unique_id", "ds"], how="inner")

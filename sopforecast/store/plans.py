@@ -26,12 +26,12 @@ import os
 from datetime import UTC, datetime
 
 import pandas as pd
-from sqlalchemy import and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import and_, delete, func, insert, literal, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import SopforecastError, format_examples
 from ..workdir import Workdir
-from . import actuals, engine, monitoring, reads, rows, schema, supply
+from . import actuals, bulk, engine, monitoring, reads, rows, schema, supply
 from .tables import actuals as actuals_table
 from .tables import overrides, plan_lines, plan_series, plan_versions
 from .versions import PlanNotFound, PlanVersion, Snapshot, StaleVersion, parse_version_name
@@ -191,9 +191,9 @@ class PlanStore:
                 version_id = conn.execute(
                     insert(plan_versions).values(**row, number=int(number) + 1, revision=1)
                 ).inserted_primary_key[0]
-                conn.execute(insert(plan_series), rows.series_rows(version_id, levels, keys))
+                bulk.insert_columns(conn, plan_series, rows.series_columns(version_id, levels, keys))
                 ids = self._copy_overrides(conn, version_id, carried)
-                conn.execute(insert(plan_lines), rows.line_rows(version_id, lines))
+                bulk.insert_columns(conn, plan_lines, rows.line_columns(version_id, lines))
         except IntegrityError as exc:
             if not _lost_race(exc):
                 raise
@@ -319,6 +319,23 @@ class PlanStore:
         vid = version.id if isinstance(version, PlanVersion) else int(version)
         with self.reader.connect() as conn:
             return reads.lines(conn, vid, self.where)
+
+    def published_lines(self, plan: str, through: pd.Timestamp | None = None) -> pd.DataFrame:
+        """The lines of every published version of ``plan`` up to month ``through`` (all
+        months when ``None``), stacked newest version first with ``version_id`` and ``cycle``
+        (empty when there are none); the filter runs in the database."""
+        with self.reader.connect() as conn:
+            return reads.published(conn, plan, through)
+
+    def has_published(self, plan: str) -> bool:
+        """Whether ``plan`` has a published version."""
+        with self.reader.connect() as conn:
+            found = conn.execute(
+                select(plan_versions.c.id)
+                .where(and_(plan_versions.c.plan == plan, plan_versions.c.status == "published"))
+                .limit(1)
+            ).first()
+        return found is not None
 
     def bottom(self, version: PlanVersion | int) -> pd.DataFrame:
         """The bottom series of a version with their key columns (``unique_id`` + keys)."""
@@ -652,8 +669,10 @@ class PlanStore:
                     _claim(conn, version, **reopened)
                     target, ids = version.id, {int(i): int(i) for i in snap.active["id"]}
                 else:
-                    seen = conn.execute(
-                        select(plan_versions.c.revision).where(plan_versions.c.id == version.id)
+                    seen = conn.execute(  # locked: its lines are copied below as read
+                        select(plan_versions.c.revision)
+                        .where(plan_versions.c.id == version.id)
+                        .with_for_update()
                     ).scalar_one()
                     if seen != version.revision:
                         raise StaleVersion(f"{version.label} changed meanwhile")
@@ -668,8 +687,7 @@ class PlanStore:
                 if new is not None and len(new):
                     stored = rows.insert_overrides(conn, target, new, copied=False)
                     ids.update(zip(new["id"].astype(int).tolist(), stored.tolist(), strict=True))
-                conn.execute(delete(plan_lines).where(plan_lines.c.version_id == target))
-                conn.execute(insert(plan_lines), rows.line_rows(target, lines))
+                _write_lines(conn, target, version.id, snap.lines, lines)
         except IntegrityError as exc:
             if not _lost_race(exc):
                 raise
@@ -698,8 +716,33 @@ class PlanStore:
         )
         row.update({"reopened_at": None, "reopened_by": None, "reopen_reason": None, **reopened})
         new_id = int(conn.execute(insert(plan_versions).values(**row)).inserted_primary_key[0])
-        series = (
-            conn.execute(select(plan_series).where(plan_series.c.version_id == version.id)).mappings().all()
-        )
-        conn.execute(insert(plan_series), [{**dict(s), "version_id": new_id} for s in series])
+        _copy_rows(conn, plan_series, version.id, new_id)
         return new_id
+
+
+def _copy_rows(conn, table, source: int, target: int) -> None:
+    """Copy a version's rows of ``table`` to version ``target`` inside the database."""
+    others = [c for c in table.c if c.name != "version_id"]
+    conn.execute(
+        insert(table).from_select(
+            ["version_id", *(c.name for c in others)],
+            select(literal(int(target)), *others).where(table.c.version_id == int(source)),
+        )
+    )
+
+
+def _write_lines(conn, target: int, source: int, read: pd.DataFrame, lines: pd.DataFrame) -> None:
+    """Make version ``target``'s lines ``lines``: those of ``source`` as ``read`` (the lines
+    the write was computed from; the row counter proved them current) with only the lines
+    that differ rewritten. A new draft starts as a copy of ``source`` made in the database."""
+    changed = rows.changed_lines(read, lines)
+    if changed is None:  # not line for line the lines read: write them all
+        conn.execute(delete(plan_lines).where(plan_lines.c.version_id == target))
+        bulk.insert_columns(conn, plan_lines, rows.line_columns(target, lines))
+        return
+    if target != source:
+        _copy_rows(conn, plan_lines, source, target)
+    if len(changed):
+        keys = {"unique_id": changed["unique_id"].astype(str).tolist(), "ds": bulk.dates(changed["ds"])}
+        bulk.delete_keys(conn, plan_lines, {"version_id": int(target)}, keys)
+        bulk.insert_columns(conn, plan_lines, rows.line_columns(target, changed))

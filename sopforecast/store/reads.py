@@ -14,7 +14,7 @@ from . import rows
 from .tables import overrides, plan_lines, plan_series, plan_versions
 from .versions import PlanNotFound, PlanVersion
 
-__all__ = ["current_row", "lines", "keys", "bottom", "overrides_of"]
+__all__ = ["current_row", "lines", "as_lines", "published", "keys", "bottom", "overrides_of"]
 
 
 def current_row(conn: Connection, base, cycle: str, branch: str = ""):
@@ -35,7 +35,7 @@ def current_row(conn: Connection, base, cycle: str, branch: str = ""):
 def lines(conn: Connection, vid: int, where: str) -> pd.DataFrame:
     """The plan lines of version ``vid``, series in order, interval bounds as columns."""
     query = (
-        select(plan_lines, plan_series.c.level, plan_series.c.position)
+        select(*_LINE_COLUMNS, plan_series.c.level)
         .join(
             plan_series,
             and_(
@@ -46,19 +46,78 @@ def lines(conn: Connection, vid: int, where: str) -> pd.DataFrame:
         .where(plan_lines.c.version_id == vid)
         .order_by(plan_series.c.position, plan_lines.c.ds)
     )
-    result = conn.execute(query)
-    frame = pd.DataFrame.from_records(result.all(), columns=list(result.keys()))  # tuples: fast
+    frame = _frame(conn, query)
     if frame.empty:
         raise PlanNotFound(f"plan version id {vid} has no lines in {where}.")
-    bounds = pd.DataFrame([json.loads(v) if v else {} for v in frame["intervals"]], index=frame.index)
-    bounds = bounds[sorted(bounds.columns, key=rows.bound_order)].add_prefix("statistical-")
+    return as_lines(frame)
+
+
+def published(conn: Connection, plan: str, through=None) -> pd.DataFrame:
+    """The lines of every published version of ``plan`` dated up to ``through`` (every
+    month when ``None``), stacked newest version first with ``version_id`` and ``cycle``;
+    versions without such a month are not read."""
+    query = (
+        select(*_LINE_COLUMNS, plan_series.c.level, plan_lines.c.version_id, plan_versions.c.cycle)
+        .join(
+            plan_series,
+            and_(
+                plan_series.c.version_id == plan_lines.c.version_id,
+                plan_series.c.unique_id == plan_lines.c.unique_id,
+            ),
+        )
+        .join(plan_versions, plan_versions.c.id == plan_lines.c.version_id)
+        .where(and_(plan_versions.c.plan == plan, plan_versions.c.status == "published"))
+        .order_by(plan_lines.c.version_id.desc(), plan_series.c.position, plan_lines.c.ds)
+    )
+    if through is not None:
+        query = query.where(plan_lines.c.ds <= pd.Timestamp(through).date())
+    frame = _frame(conn, query)
+    if frame.empty:
+        return pd.DataFrame()
+    out = as_lines(frame)
+    out["version_id"] = out["version_id"].astype(int)
+    return out
+
+
+_LINE_COLUMNS = [
+    plan_lines.c[c]
+    for c in ("unique_id", "ds", "statistical", *rows.BOUND_COLUMNS.values(), "intervals")
+    + ("naive", "consensus", "final", "author", "price", "unit_cost")
+]
+
+
+def _frame(conn: Connection, query) -> pd.DataFrame:
+    result = conn.execute(query)
+    return pd.DataFrame.from_records(result.all(), columns=list(result.keys()))  # tuples: fast
+
+
+def as_lines(frame: pd.DataFrame) -> pd.DataFrame:
+    """Stored line rows (the columns of ``plan_lines`` and the series' ``level``) as plan
+    lines (:mod:`sopforecast.planning.lines`): bounds as ``statistical-lo-80`` ... columns
+    (a level's columns when any line has them), other columns after them."""
+    parts = {}
+    for name, column in rows.BOUND_COLUMNS.items():
+        values = frame[column].astype(float)
+        if values.notna().any():  # a bound no line has was not written (or was empty throughout)
+            parts[name] = values
+    if frame["intervals"].notna().any():  # a level other than 80 and 95
+        extra = pd.DataFrame([json.loads(v) if v else {} for v in frame["intervals"]], index=frame.index)
+        for name in extra.columns:
+            parts[name] = extra[name].astype(float)
+    order = sorted(parts, key=rows.bound_order)
+    bounds = pd.DataFrame({f"statistical-{n}": parts[n] for n in order}, index=frame.index)
+    frame = frame.copy()
     frame["ds"] = pd.to_datetime(frame["ds"])
     frame["author"] = frame["author"].astype(object).where(frame["author"].notna(), None)
     front = frame[["unique_id", "level", "ds", "statistical"]]
     rest = frame[["naive", "consensus", "final", "author", "price", "unit_cost"]].astype(
         {c: float for c in ("naive", "consensus", "final", "price", "unit_cost")}
     )
-    return pd.concat([front, bounds, rest], axis=1)
+    extra_cols = [c for c in frame.columns if c not in _KNOWN]  # e.g. version_id, cycle
+    return pd.concat([front, bounds, rest, frame[extra_cols]], axis=1)
+
+
+_KNOWN = {c.name for c in _LINE_COLUMNS} | {"level"}
 
 
 def bottom(conn: Connection, version: PlanVersion) -> pd.DataFrame:

@@ -9,9 +9,17 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import insert
 
-from .tables import overrides, plan_lines
+from . import bulk
+from .tables import overrides
 
-__all__ = ["bound_order", "series_rows", "line_rows", "insert_overrides"]
+__all__ = [
+    "bound_order",
+    "BOUND_COLUMNS",
+    "series_columns",
+    "line_columns",
+    "changed_lines",
+    "insert_overrides",
+]
 
 
 def _now() -> datetime:
@@ -23,36 +31,75 @@ def bound_order(name: str) -> tuple[int, int]:
     return int(level), 0 if side == "lo" else 1
 
 
-def series_rows(version_id: int, levels: pd.Series, keys: pd.DataFrame) -> list[dict]:
+# interval bounds kept as columns of plan_lines; bounds of other levels go to its JSON column
+BOUND_COLUMNS = {"lo-80": "lo_80", "hi-80": "hi_80", "lo-95": "lo_95", "hi-95": "hi_95"}
+VALUE_COLUMNS = ("statistical", "naive", "consensus", "final", "price", "unit_cost")
+
+
+def series_columns(version_id: int, levels: pd.Series, keys: pd.DataFrame) -> dict[str, list]:
+    """The ``plan_series`` rows of a version as column lists (:func:`.bulk.insert_columns`)."""
     keys = keys.reindex(levels.index)
-    records = keys.to_dict("records") if len(keys.columns) else [{}] * len(keys)
-    return [
-        {
-            "version_id": int(version_id),
-            "unique_id": uid,
-            "level": level,
-            "position": i,
-            "keys": json.dumps({k: v for k, v in rec.items() if isinstance(v, str)}),
-        }
-        for i, (uid, level, rec) in enumerate(zip(levels.index, levels.to_numpy(), records, strict=True))
-    ]
+    n = len(levels)
+    records = keys.to_dict("records") if len(keys.columns) else [{}] * n
+    encoded = [json.dumps({k: v for k, v in rec.items() if isinstance(v, str)}) for rec in records]
+    return {
+        "version_id": [int(version_id)] * n,
+        "unique_id": [str(u) for u in levels.index],
+        "level": [str(v) for v in levels.to_numpy()],
+        "position": list(range(n)),
+        "keys": encoded,
+    }
 
 
-def line_rows(version_id: int, lines: pd.DataFrame) -> list[dict]:
-    bounds = [c for c in lines.columns if c.startswith("statistical-")]
-    frame = lines.assign(ds=pd.to_datetime(lines["ds"]).dt.date, version_id=int(version_id))
-    if bounds:
-        values = frame[bounds].to_numpy(dtype=float)
-        names = [b.removeprefix("statistical-") for b in bounds]
-        frame["intervals"] = [json.dumps(dict(zip(names, row.tolist(), strict=True))) for row in values]
+def line_columns(version_id: int, lines: pd.DataFrame) -> dict[str, list]:
+    """The ``plan_lines`` rows of a version as column lists: the 80/95% bounds in their own
+    columns, any other level's bounds as JSON (``intervals``; empty when there are none)."""
+    n = len(lines)
+    out: dict[str, list] = {
+        "version_id": [int(version_id)] * n,
+        "unique_id": [str(u) for u in lines["unique_id"]],
+        "ds": bulk.dates(lines["ds"]),
+    }
+    for col in VALUE_COLUMNS:
+        out[col] = bulk.floats(lines[col]) if col in lines else [None] * n
+    out["author"] = bulk.texts(lines["author"]) if "author" in lines else [None] * n
+    bounds = {c.removeprefix("statistical-"): c for c in lines.columns if c.startswith("statistical-")}
+    for name, column in BOUND_COLUMNS.items():
+        out[column] = bulk.floats(lines[bounds.pop(name)]) if name in bounds else [None] * n
+    if bounds:  # levels other than 80 and 95: rare, kept as before
+        values = lines[list(bounds.values())].to_numpy(dtype=float)
+        names = list(bounds)
+        out["intervals"] = [json.dumps(dict(zip(names, row, strict=True))) for row in values.tolist()]
     else:
-        frame["intervals"] = None
-    for col in ("naive", "consensus", "price", "unit_cost", "author"):
-        if col not in frame:
-            frame[col] = None
-    cols = [c.name for c in plan_lines.c]
-    out = frame[cols].astype(object)
-    return out.where(pd.notna(out), None).to_dict("records")
+        out["intervals"] = [None] * n
+    return out
+
+
+def changed_lines(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame | None:
+    """The rows of ``new`` whose stored values differ from ``old`` (the same lines as read
+    from the store, same series and months in the same order); ``None`` when the two do not
+    line up that way (then every line is written)."""
+    stored = [c for c in (*VALUE_COLUMNS, "author") if c in old or c in new]
+    bounds = sorted(c for c in new.columns if c.startswith("statistical-"))
+    if (
+        len(old) != len(new)
+        or bounds != sorted(c for c in old.columns if c.startswith("statistical-"))
+        or any((c in old) != (c in new) for c in stored)
+        or not np.array_equal(old["unique_id"].to_numpy(), new["unique_id"].to_numpy())
+        or not np.array_equal(pd.to_datetime(old["ds"]).to_numpy(), pd.to_datetime(new["ds"]).to_numpy())
+    ):
+        return None
+    differs = np.zeros(len(new), dtype=bool)
+    for col in [c for c in stored if c in new] + bounds:
+        if col == "author":
+            a = old[col].astype(object).where(old[col].notna(), None).to_numpy()
+            b = new[col].astype(object).where(new[col].notna(), None).to_numpy()
+            differs |= a != b
+        else:
+            a = old[col].to_numpy(dtype=float)
+            b = new[col].to_numpy(dtype=float)
+            differs |= ~((a == b) | (np.isnan(a) & np.isnan(b)))
+    return new[differs]
 
 
 def _origin(rec: dict) -> int:

@@ -84,7 +84,12 @@ plan_lines = Table(
     Column("unique_id", String(500), primary_key=True),
     Column("ds", Date, primary_key=True),
     Column("statistical", Float, nullable=False),
-    Column("intervals", Text),  # JSON {"lo-80": ..., "hi-80": ...}
+    # interval bounds of the statistical forecast; the levels every plan carries as columns
+    Column("lo_80", Float),
+    Column("hi_80", Float),
+    Column("lo_95", Float),
+    Column("hi_95", Float),
+    Column("intervals", Text),  # JSON {"lo-50": ..., "hi-50": ...}: bounds of any other level
     Column("naive", Float),
     Column("consensus", Float),
     Column("final", Float, nullable=False),
