@@ -1,8 +1,8 @@
 """The Dask engine (``forecast.engine: dask``): where the statistical models fit.
 
 A :func:`session` connects to the scheduler at ``forecast.dask.address``, or starts a
-``LocalCluster`` on 127.0.0.1 (worker processes started by spawn, one thread each, no
-dashboard) and closes it when the run ends. Inside a session the statistical models run
+``LocalCluster`` on 127.0.0.1 (worker processes started by spawn, one thread each, every
+port on loopback) and closes it when the run ends. Inside a session the statistical models run
 through statsforecast's Fugue backend: the history goes to the cluster as a Dask frame,
 partitioned by series, and the forecasts come back to the client as a pandas frame typed as
 the local engine's (:func:`collect`).
@@ -112,9 +112,12 @@ def session(address: str | None = None, n_workers: int = 2) -> Iterator[DaskSess
                 threads_per_worker=1,
                 processes=True,
                 host="127.0.0.1",
-                dashboard_address=None,
+                # the scheduler's HTTP endpoints (the dashboard, if bokeh is installed) on a
+                # free loopback port: None would take 8787, ":0" would listen on every interface
+                dashboard_address="127.0.0.1:0",
             )
             client = Client(cluster, set_as_default=True)
+            client.register_plugin(_quiet_workers(), name="sopforecast-quiet-workers")
             logger.info(
                 "Started a Dask LocalCluster at %s with %d workers (1 thread each)",
                 cluster.scheduler_address,
@@ -133,6 +136,24 @@ def session(address: str | None = None, n_workers: int = 2) -> Iterator[DaskSess
             logger.info("Closed the Dask LocalCluster at %s", run.address)
         else:
             logger.info("Disconnected from the Dask scheduler at %s", run.address)
+
+
+# what dask's own code makes pandas say in every worker, on every shuffle, that a planner
+# can do nothing about
+_WORKER_NOISE = "DataFrameGroupBy.apply operated on the grouping columns"
+
+
+def _quiet_workers():
+    """A worker plugin that ignores :data:`_WORKER_NOISE` (only on clusters we start)."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class QuietWorkers(WorkerPlugin):
+        def setup(self, worker) -> None:
+            import warnings
+
+            warnings.filterwarnings("ignore", message=_WORKER_NOISE, category=FutureWarning)
+
+    return QuietWorkers()
 
 
 @contextmanager
