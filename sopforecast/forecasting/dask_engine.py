@@ -12,12 +12,17 @@ What runs where:
 - statistical backtests and forecasts: on the workers, one partition of series each;
 - LightGBM: on the client, with the local engine's code (see :mod:`.ml` for why);
 - selection, combination, intervals and reconciliation: on the client, once every
-  forecast is collected. Reconciliation holds the forecasts and backtest of every series
-  of every level: measured with ``mint_shrink`` on the demo hierarchy (3 product levels,
-  ~10,480 series in all for 10,000 bottom series, 18 months, 2 backtest windows), the
-  client's peak memory grows by about 0.45 GB per 10,000 bottom series (0.9 GB measured
-  at 20k; the shrunk covariance of the bottom series, 8 bytes x n², is most of it and
-  grows quadratically: 0.8 GB at 10k, 3.2 GB at 20k, too much beyond ~30k bottom series).
+  forecast is collected.
+
+Client memory of reconciliation (measured at main cdbe7b6: ``combine.deliver`` on 18-month
+forecasts and a 2-window backtest of every series, peak RSS above the collected inputs):
+**about 6.5 GB per 10,000 series** with ``mint_shrink`` (10,000 bottom series in a 3-level
+product hierarchy, 10,022 series in all: +6.5 GB, 38 s) and 4.1 GB with ``bottom_up``,
+because the summing matrix and the MinTrace covariance are dense n x n float64 matrices,
+copied several times. It grows with the square of the series, not linearly: on the demo's
+grouped hierarchy (product x region/channel) +0.22 GB at 2,132 series in all, +0.98 GB at
+4,731, +3.7 GB at 9,159 (about 17 GB at 20,000 series by that square). The client, not the workers,
+must hold that; the sparse reconciliation of issue 21 is what brings it down.
 """
 
 from __future__ import annotations
@@ -97,6 +102,10 @@ def session(address: str | None = None, n_workers: int = 2) -> Iterator[DaskSess
     from distributed import Client, LocalCluster
 
     cluster = None
+    # a LocalCluster's scheduler runs in this process and logs every shuffle of the Fugue
+    # backend at WARNING level ("Shuffle ... initialized by task"): nothing a planner can act on
+    shuffle_log = logging.getLogger("distributed.shuffle._scheduler_plugin")
+    shuffle_level = shuffle_log.level
     # workers start by spawn: nothing relies on state inherited from a forked client
     with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}):
         if address:
@@ -117,6 +126,7 @@ def session(address: str | None = None, n_workers: int = 2) -> Iterator[DaskSess
                 dashboard_address="127.0.0.1:0",
             )
             client = Client(cluster, set_as_default=True)
+            shuffle_log.setLevel(logging.ERROR)
             client.register_plugin(_quiet_workers(), name="sopforecast-quiet-workers")
             logger.info(
                 "Started a Dask LocalCluster at %s with %d workers (1 thread each)",
@@ -133,6 +143,7 @@ def session(address: str | None = None, n_workers: int = 2) -> Iterator[DaskSess
         client.close()
         if cluster is not None:
             cluster.close()
+            shuffle_log.setLevel(shuffle_level)
             logger.info("Closed the Dask LocalCluster at %s", run.address)
         else:
             logger.info("Disconnected from the Dask scheduler at %s", run.address)
