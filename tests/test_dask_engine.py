@@ -18,7 +18,7 @@ pytest.importorskip("distributed")
 
 from mlflow import MlflowClient  # noqa: E402
 from sopforecast.cli import main  # noqa: E402
-from sopforecast.config import ForecastConfig  # noqa: E402
+from sopforecast.config import DaskConfig, ForecastConfig  # noqa: E402
 from sopforecast.errors import ConfigError  # noqa: E402
 from sopforecast.forecasting import dask_engine  # noqa: E402
 from sopforecast.forecasting.forecaster import Forecaster  # noqa: E402
@@ -94,15 +94,33 @@ def test_dask_forecasts_and_backtest_match_the_local_engine(cluster, history, ca
     assert all(frame[c].dtype == "float64" for c in frame.columns if c not in ("unique_id", "ds"))
 
 
-def test_cross_validation_matches_and_the_cli_flag_reaches_the_config(cluster, history, tmp_path, capsys):
+@pytest.fixture()
+def scheduler():
+    """A cluster of someone else's, known by its address only."""
+    from distributed import LocalCluster
+
+    loopback = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
+    with LocalCluster(n_workers=2, threads_per_worker=1, **loopback) as cluster:
+        yield cluster.scheduler_address
+
+
+def test_cross_validation_on_a_cluster_given_by_address_and_the_cli_flags(
+    scheduler, history, tmp_path, capsys, caplog
+):
     ours = Forecaster(_config("local", ("ets", "naive"))).cross_validation(history).metrics
-    theirs = Forecaster(_config("dask", ("ets", "naive"))).cross_validation(history).metrics
+    config = _config("dask", ("ets", "naive")).model_copy(update={"dask": DaskConfig(address=scheduler)})
+    with caplog.at_level(logging.INFO, logger="sopforecast"):
+        theirs = Forecaster(config).cross_validation(history).metrics
     pd.testing.assert_frame_equal(ours, theirs, rtol=RTOL)
+    said = [r.getMessage() for r in caplog.records]
+    assert f"Connected to the Dask scheduler at {scheduler} (2 workers)" in said
+    assert f"Disconnected from the Dask scheduler at {scheduler}" in said
+    assert not any("LocalCluster" in m for m in said)
     data = tmp_path / "sales.csv"
     history.to_csv(data, index=False)
     out = tmp_path / "fc.csv"
     args = ["forecast", "--data", str(data), "--horizon", "6", "--models", "ets,naive", "--output", str(out)]
-    assert main([*args, "--engine", "dask"]) == 0
+    assert main([*args, "--engine", "dask", "--dask-address", scheduler]) == 0
     assert len(pd.read_csv(out)) == history["unique_id"].nunique() * 6
     assert main([*args, "--engine", "spark"]) == 2
     assert "--engine" in capsys.readouterr().err
@@ -116,10 +134,10 @@ def test_without_dask_the_error_says_what_to_install(monkeypatch):
 
 
 def test_a_pipeline_run_with_engine_dask_is_tracked_and_registered(tmp_path, caplog, capfd):
-    """The demo pipeline on 8 series (a hierarchy of ~30) with drivers and LightGBM: its own
+    """The demo pipeline on 6 series (a hierarchy of ~25) with drivers and LightGBM: its own
     cluster, started and closed; params, metrics and the registered model as for any run."""
     settings = [
-        "data.demo.series=8",
+        "data.demo.series=6",
         "forecast.models=[ets,lgbm]",
         "forecast.horizon=6",
         "forecast.windows=1",

@@ -42,6 +42,7 @@ __all__ = ["DaskSession", "session", "engine_session", "active", "scatter", "col
 
 logger = logging.getLogger(__name__)
 
+_CONNECT_SECONDS = 20
 _ACTIVE: contextvars.ContextVar[DaskSession | None] = contextvars.ContextVar("dask_session", default=None)
 
 
@@ -109,7 +110,15 @@ def session(address: str | None = None, n_workers: int = 2) -> Iterator[DaskSess
     # workers start by spawn: nothing relies on state inherited from a forked client
     with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}):
         if address:
-            client = Client(address, set_as_default=True)
+            try:
+                client = Client(address, set_as_default=True, timeout=_CONNECT_SECONDS)
+            except OSError as exc:
+                raise ConfigError(
+                    f"no Dask scheduler answered at {address} within {_CONNECT_SECONDS} s ({exc}); "
+                    "start the cluster, correct forecast.dask.address, or leave it empty for a "
+                    "LocalCluster on this machine.",
+                    setting="dask",
+                ) from exc
             logger.info(
                 "Connected to the Dask scheduler at %s (%d workers)",
                 address,
