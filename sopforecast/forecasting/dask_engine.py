@@ -134,9 +134,13 @@ def session(address: str | None = None, n_workers: int = 2) -> Iterator[DaskSess
                 # free loopback port: None would take 8787, ":0" would listen on every interface
                 dashboard_address="127.0.0.1:0",
             )
-            client = Client(cluster, set_as_default=True)
+            try:
+                client = Client(cluster, set_as_default=True)
+                client.register_plugin(_quiet_workers(), name="sopforecast-quiet-workers")
+            except BaseException:
+                cluster.close()  # never leave worker processes behind
+                raise
             shuffle_log.setLevel(logging.ERROR)
-            client.register_plugin(_quiet_workers(), name="sopforecast-quiet-workers")
             logger.info(
                 "Started a Dask LocalCluster at %s with %d workers (1 thread each)",
                 cluster.scheduler_address,
