@@ -79,6 +79,10 @@ _ENGINE_HELP = (
     "Where models fit: local (processes on this machine) or dask (statistical models on a Dask "
     "cluster: a LocalCluster on 127.0.0.1, or --dask-address; needs the package's dask extra)."
 )
+_PIPELINE_ENGINE_HELP = (
+    "Where models fit: local or dask (a LocalCluster on 127.0.0.1, or --set forecast.dask.address=...; "
+    "needs the package's dask extra). Default: the pipeline's."
+)
 
 
 @app.callback()
@@ -99,7 +103,7 @@ def demo(
         Path | None, typer.Option(help="Pipeline to run [default: pipelines/monthly_demand_plan.yaml].")
     ] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a pipeline setting.")] = None,
-    engine: Annotated[Engine | None, typer.Option(help=_ENGINE_HELP + " Default: the pipeline's.")] = None,
+    engine: Annotated[Engine | None, typer.Option(help=_PIPELINE_ENGINE_HELP)] = None,
 ) -> None:
     """Generate the demo data and run the monthly demand-plan pipeline on it, end to end."""
     from .demo import run_demo
@@ -492,7 +496,7 @@ def run_cmd(
     ] = None,
     promote: Annotated[bool, typer.Option("--promote", help="Make this run's model the champion.")] = False,
     workdir: WorkdirOption = None,
-    engine: Annotated[Engine | None, typer.Option(help=_ENGINE_HELP + " Default: the pipeline's.")] = None,
+    engine: Annotated[Engine | None, typer.Option(help=_PIPELINE_ENGINE_HELP)] = None,
 ) -> None:
     """Run a pipeline as one tracked MLflow run: backtest, forecast, register, write outputs."""
     from .pipeline.runner import run_pipeline
