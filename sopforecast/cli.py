@@ -70,6 +70,21 @@ class ShortPolicy(str, Enum):
     report = "report"
 
 
+class Engine(str, Enum):
+    local = "local"
+    dask = "dask"
+
+
+_ENGINE_HELP = (
+    "Where models fit: local (processes on this machine) or dask (statistical models on a Dask "
+    "cluster: a LocalCluster on 127.0.0.1, or --dask-address; needs the package's dask extra)."
+)
+_PIPELINE_ENGINE_HELP = (
+    "Where models fit: local or dask (a LocalCluster on 127.0.0.1, or --set forecast.dask.address=...; "
+    "needs the package's dask extra). Default: the pipeline's."
+)
+
+
 @app.callback()
 def _root(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and results.")] = False,
@@ -88,6 +103,7 @@ def demo(
         Path | None, typer.Option(help="Pipeline to run [default: pipelines/monthly_demand_plan.yaml].")
     ] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a pipeline setting.")] = None,
+    engine: Annotated[Engine | None, typer.Option(help=_PIPELINE_ENGINE_HELP)] = None,
 ) -> None:
     """Generate the demo data and run the monthly demand-plan pipeline on it, end to end."""
     from .demo import run_demo
@@ -96,7 +112,13 @@ def demo(
     wd = resolve_workdir(workdir)
     with progress() as bar:
         result = run_demo(
-            wd, n_series=series, seed=seed, horizon=horizon, pipeline=pipeline, overrides=set_, progress=bar
+            wd,
+            n_series=series,
+            seed=seed,
+            horizon=horizon,
+            pipeline=pipeline,
+            overrides=_with_engine(set_, engine),
+            progress=bar,
         )
     _print_summary(result.report, result.levels, result.classes)
     _print_run(result.run)
@@ -282,6 +304,15 @@ class HistoryOptions:
     windows: Annotated[
         int, typer.Option(help="Backtest windows (rolling origins).", rich_help_panel=_MODEL_PANEL)
     ] = 2
+    engine: Annotated[Engine, typer.Option(help=_ENGINE_HELP, rich_help_panel=_MODEL_PANEL)] = Engine.local
+    dask_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Scheduler of an existing Dask cluster (tcp://host:8786) for --engine dask; "
+            "default: a LocalCluster started for the run.",
+            rich_help_panel=_MODEL_PANEL,
+        ),
+    ] = None
 
     @property
     def driver_columns(self) -> list[str]:
@@ -322,6 +353,8 @@ class HistoryOptions:
             season_length=self.season_length,
             windows=self.windows,
             drivers=self.driver_columns,
+            engine=self.engine.value,
+            dask={"address": self.dask_address},
             **extra,
         )
 
@@ -463,17 +496,23 @@ def run_cmd(
     ] = None,
     promote: Annotated[bool, typer.Option("--promote", help="Make this run's model the champion.")] = False,
     workdir: WorkdirOption = None,
+    engine: Annotated[Engine | None, typer.Option(help=_PIPELINE_ENGINE_HELP)] = None,
 ) -> None:
     """Run a pipeline as one tracked MLflow run: backtest, forecast, register, write outputs."""
     from .pipeline.runner import run_pipeline
     from .pipeline.spec import load_pipeline
     from .workdir import resolve_workdir
 
-    spec = load_pipeline(pipeline, set_ or [])
+    spec = load_pipeline(pipeline, _with_engine(set_, engine))
     wd = resolve_workdir(workdir)
     with progress() as bar:
         result = run_pipeline(spec, wd, path=str(pipeline.resolve()), promote=promote, progress=bar)
     _print_run(result)
+
+
+def _with_engine(overrides: list[str] | None, engine: Engine | None) -> list[str]:
+    """``--set`` overrides plus ``--engine`` as ``forecast.engine=...`` (``--engine`` wins)."""
+    return [*(overrides or []), *([f"forecast.engine={engine.value}"] if engine is not None else [])]
 
 
 def _print_run(result) -> None:
@@ -673,6 +712,8 @@ CLI_FLAGS = {
     "level": "--level",
     "season_length": "--season-length",
     "windows": "--windows",
+    "engine": "--engine",
+    "dask": "--dask-address",
     "step": "--step",
     "reconcile": "--reconcile",
     "freq": "--freq",

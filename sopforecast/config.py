@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "DataConfig",
+    "DaskConfig",
     "ForecastConfig",
     "RECONCILERS",
     "MAX_HORIZON_MONTHS",
@@ -180,6 +181,19 @@ _MONTHLY = ("MS", "ME", "M")
 _LGBM_EXTRA = ("verbosity", "lags", "windows", "date_features")
 
 
+class DaskConfig(BaseModel):
+    """Where the Dask engine runs (``forecast.engine: dask``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = Field(
+        None,
+        description="Scheduler of an existing Dask cluster (tcp://host:8786); empty: start a "
+        "LocalCluster on 127.0.0.1 for the run and close it at the end.",
+    )
+    n_workers: int = Field(2, ge=1, description="Worker processes of the LocalCluster (1 thread each).")
+
+
 class ForecastConfig(BaseModel):
     """How to forecast: models, horizon, backtest, intervals, hierarchy and reconciliation."""
 
@@ -226,9 +240,12 @@ class ForecastConfig(BaseModel):
         "between its sales before, is discontinued: forecast at zero and reported. None: never.",
     )
     params: dict[str, dict] = Field(default_factory=dict, description="Per-model overrides.")
-    engine: Literal["local"] = Field(
-        "local", description="Where models fit: 'local' (processes on this machine, n_jobs cores)."
+    engine: Literal["local", "dask"] = Field(
+        "local",
+        description="Where models fit: 'local' (processes on this machine, n_jobs cores) or 'dask' "
+        "(statistical models on a Dask cluster, see dask; pip install 'sopforecast[dask]').",
     )
+    dask: DaskConfig = Field(default_factory=DaskConfig, description="The Dask engine's cluster.")
     n_jobs: int = Field(-1, description="Cores for local fitting; -1 = all.")
     top_k: list[int] = Field(default_factory=lambda: [2, 3], description="Top-k ensembles tried.")
     drivers: list[str] = Field(

@@ -36,6 +36,7 @@ from ..notices import library_warnings
 from . import engine
 from .calendar import from_rate, to_rate
 from .combine import deliver
+from .dask_engine import engine_session
 from .drivers import aggregate_drivers, baseline_future, future_frame
 from .hierarchical import (
     Panel,
@@ -150,7 +151,8 @@ class Forecaster:
         progress : rich.progress.Progress, optional
             Shows the stages.
         """
-        with library_warnings(logger):
+        # one cluster for every fit of the run (forecast.engine: dask), closed at the end
+        with library_warnings(logger), engine_session(self.config):
             return self._fit(history, backtest, progress)
 
     def _fit(self, history: pd.DataFrame, backtest: bool | None, progress) -> Forecaster:
@@ -407,7 +409,7 @@ class Forecaster:
         task = progress.add_task("backtest", total=1) if progress is not None else None
         with stage("prepare"):
             panel, classes = _prepare(history, config)
-        with stage("backtest"), library_warnings(logger):
+        with stage("backtest"), library_warnings(logger), engine_session(config):
             bt = engine.run_backtest(panel.Y, config, classes)
         accuracy = None
         if panel.tags is not None and bt.chosen_cv is not None:

@@ -69,11 +69,32 @@ def _min_seasonal(run: StatsRun) -> int:
 
 
 def _engine_settings(run: StatsRun) -> dict:
-    """Where the fits run. ``local``: worker processes on this machine. A distributed engine
-    (Dask) plugs in here: the rest of the engine only sees frames in and frames out."""
+    """Where the fits run. ``local``: worker processes on this machine; ``dask``: the
+    workers of the run's Dask cluster (statsforecast's Fugue backend fits each partition
+    with one process). The rest of the engine only sees frames in and frames out."""
     if run.engine == "local":
         return {"n_jobs": run.n_jobs}
-    raise ValueError(f"unknown engine {run.engine!r}")
+    if run.engine == "dask":
+        return {"n_jobs": 1}
+    raise ValueError(f"unknown engine {run.engine!r}; use local or dask")
+
+
+def _call(sf, df: pd.DataFrame, run: StatsRun, action: str, keys: list[str], **kw) -> pd.DataFrame:
+    """``sf.forecast`` or ``sf.cross_validation`` on this machine, or on the Dask cluster
+    (the frame scattered by series, the result collected and typed as the local one's)."""
+    method = sf.forecast if action == "forecast" else sf.cross_validation
+    if run.engine != "dask":
+        return method(df=df, **kw)
+    from . import dask_engine
+
+    with dask_engine.session() as cluster:  # the run's cluster, else one for this call
+        cluster.note_once(
+            "stats",
+            "Statistical models fit on the Dask cluster at %s (%d workers)",
+            cluster.address,
+            cluster.n_workers,
+        )
+        return dask_engine.collect(method(df=dask_engine.scatter(df, cluster), **kw), df, keys)
 
 
 def _run(df: pd.DataFrame, run: StatsRun, h: int, seasonal: bool, action: str, **kw):
@@ -90,12 +111,12 @@ def _run(df: pd.DataFrame, run: StatsRun, h: int, seasonal: bool, action: str, *
     if action == "forecast":
         # native intervals only when asked (CES simulates them: most of its cost)
         level = list(run.level) if run.level else None
-        return sf.forecast(df=df, h=h, level=level)
+        return _call(sf, df, run, action, ["unique_id", "ds"], h=h, level=level)
     # the backtest scores point forecasts; intervals come from its residuals later.
     # Carrying parameters forward needs every model to implement it (the Croston family
     # does not, and fits in microseconds anyway)
     refit = run.refit or not all(hasattr(m, "forward") for m in sf.models)
-    return sf.cross_validation(df=df, h=h, refit=refit, **kw)
+    return _call(sf, df, run, action, ["unique_id", "cutoff", "ds"], h=h, refit=refit, **kw)
 
 
 def _cv(df: pd.DataFrame, run: StatsRun, h: int, seasonal: bool, **kw) -> pd.DataFrame:
