@@ -39,9 +39,12 @@ def _check(table: pd.DataFrame, sizes: list[int]) -> None:
         assert (table[column] > 0).all(), column
     per_series = (table["s_per_series"] * table["series"]).to_numpy()
     assert per_series == pytest.approx(table["wall_s"].to_numpy(), rel=1e-3)
-    stages = table.filter(regex=r"_s$").drop(columns=["wall_s", "generate_s"])
+    stages = table.filter(regex=r"_s$").drop(columns=["wall_s", "generate_s", "model_s"])
     assert stages.sum(axis=1).to_numpy() == pytest.approx(table["wall_s"].to_numpy(), abs=0.1)
-    assert 0 < table["tracking_plan_share"].iloc[0] < 1
+    assert table["tracking_plan_share"].iloc[0] > 0
+    model = table[[c for c in scale.MODEL_STAGES if c in table]].sum(axis=1)
+    assert table["model_s"].to_numpy() == pytest.approx(model.to_numpy())
+    assert table["engine"].tolist() == ["local"] * len(table)
     first = table.iloc[0]
     assert (first["series_x"], first["time_x"], first["memory_x"]) == (1, 1, 1)
 
@@ -53,12 +56,22 @@ def test_a_tiny_cycle_adds_up(tmp_path):
     assert json.loads((tmp_path / "scale.json").read_text())[0]["series"] == 60
 
 
+def test_the_cycle_runs_the_demo_pipeline_on_the_engine_asked(tmp_path):
+    import yaml
+
+    spec = yaml.safe_load(scale._spec_file(tmp_path / "d.csv", ["theta"], tmp_path, "dask").read_text())
+    assert spec["forecast"]["engine"] == "dask" and spec["forecast"]["models"] == ["theta"]
+    assert spec["plan"]["enabled"] and not spec["balance"]["enabled"] and not spec["monitor"]["enabled"]
+
+
 def test_growth_compares_each_size_with_the_smallest_of_its_model_set():
     table = pd.DataFrame(
         {
             "models": ["fast", "fast", "auto"],
             "series": [100, 1000, 100],
             "wall_s": [10.0, 100.0, 30.0],
+            "backtest_s": [4.0, 40.0, 10.0],
+            "fit_s": [4.0, 40.0, 10.0],
             "tracking_s": [1.0, 5.0, 1.0],
             "plan_s": [1.0, 5.0, 2.0],
             "peak_rss_mb": [500.0, 1000.0, 800.0],
@@ -68,7 +81,7 @@ def test_growth_compares_each_size_with_the_smallest_of_its_model_set():
     assert out["time_x"].tolist() == [1.0, 10.0, 1.0]
     assert out["memory_x"].tolist() == [1.0, 2.0, 1.0]
     assert out["time_exponent"].iloc[1] == pytest.approx(1.0)  # linear
-    assert out["tracking_plan_share"].tolist() == [0.2, 0.1, 0.1]
+    assert out["tracking_plan_share"].tolist() == [0.25, 0.125, 0.15]  # of the model time
     assert "time_x" not in table  # the table given is left as it was
 
 

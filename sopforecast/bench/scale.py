@@ -13,7 +13,7 @@ the run's own ``time_*_seconds`` MLflow metrics, read back from the run; ``plan_
 rest of the run (the draft plan stored, the output files written), which logs no metric.
 
 Run ``python -m sopforecast.bench.scale [--sizes 1000,10000] [--models auto,fast]
-[--profile 10000:fast] --output DIR``.
+[--engines local,dask] [--profile 10000:fast] --output DIR``.
 """
 
 from __future__ import annotations
@@ -48,13 +48,15 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 MODEL_STAGES = ("prepare_s", "backtest_s", "fit_s", "accuracy_s", "predict_s", "reconcile_s")
 
 
-def _spec_file(data: Path, models: str | list[str], folder: Path) -> Path:
-    """The demo pipeline on the CSV ``data``: plan on, balance and monitor off."""
+def _spec_file(data: Path, models: str | list[str], folder: Path, engine: str = "local") -> Path:
+    """The demo pipeline on the CSV ``data``: plan on, balance and monitor off; ``engine``
+    local or dask (a 2-worker LocalCluster on 127.0.0.1 the run starts and closes)."""
     raw = yaml.safe_load(PIPELINE.read_text())
     raw["data"].pop("dataset", None)
     raw["data"].pop("demo", None)
     raw["data"]["path"] = str(data)
     raw["forecast"]["models"] = models
+    raw["forecast"]["engine"] = engine
     raw["plan"]["enabled"] = True
     raw["balance"] = {"enabled": False}
     raw["monitor"] = {"enabled": False}
@@ -63,7 +65,9 @@ def _spec_file(data: Path, models: str | list[str], folder: Path) -> Path:
     return path
 
 
-def run_cycle(n_series: int, model_set: str, seed: int = 0, profile: Path | None = None) -> dict:
+def run_cycle(
+    n_series: int, model_set: str, seed: int = 0, profile: Path | None = None, engine: str = "local"
+) -> dict:
     """One tracked monthly cycle of ``n_series`` demo series with the model set named.
 
     Returns
@@ -85,7 +89,7 @@ def run_cycle(n_series: int, model_set: str, seed: int = 0, profile: Path | None
         path = root / "demand.csv"
         generate_demand(n_series=n_series, periods=60, seed=seed).to_csv(path, index=False)
         generated = time.perf_counter() - clock
-        spec = load_pipeline(_spec_file(path, MODEL_SETS[model_set], root))
+        spec = load_pipeline(_spec_file(path, MODEL_SETS[model_set], root, engine))
         profiler = cProfile.Profile() if profile else None
         clock = time.perf_counter()
         if profiler:
@@ -137,19 +141,21 @@ def _tree_rss(root: int) -> int:
     return total
 
 
-def _child(queue, n_series: int, model_set: str, seed: int, profile: Path | None) -> None:
+def _child(queue, n_series: int, model_set: str, seed: int, profile: Path | None, engine: str) -> None:
     logging.basicConfig(level=logging.WARNING)
     try:
-        queue.put(("ok", run_cycle(n_series, model_set, seed, profile)))
+        queue.put(("ok", run_cycle(n_series, model_set, seed, profile, engine)))
     except BaseException as exc:  # the parent reports it
         queue.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
-def measure(n_series: int, model_set: str, seed: int = 0, profile: Path | None = None) -> dict:
+def measure(
+    n_series: int, model_set: str, seed: int = 0, profile: Path | None = None, engine: str = "local"
+) -> dict:
     """:func:`run_cycle` in a fresh spawned process, with the peak RSS of its process tree."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(queue, n_series, model_set, seed, profile))
+    proc = ctx.Process(target=_child, args=(queue, n_series, model_set, seed, profile, engine))
     proc.start()
     peak, done = [0], threading.Event()
 
@@ -165,8 +171,8 @@ def measure(n_series: int, model_set: str, seed: int = 0, profile: Path | None =
     done.set()
     sampler.join()
     if status != "ok":
-        raise RuntimeError(f"the {n_series}-series {model_set} cycle failed: {result}")
-    return {"models": model_set, **result, "peak_rss_mb": round(peak[0] / 2**20, 1)}
+        raise RuntimeError(f"the {n_series}-series {model_set} cycle ({engine}) failed: {result}")
+    return {"models": model_set, "engine": engine, **result, "peak_rss_mb": round(peak[0] / 2**20, 1)}
 
 
 def growth(table: pd.DataFrame) -> pd.DataFrame:
@@ -179,7 +185,9 @@ def growth(table: pd.DataFrame) -> pd.DataFrame:
     model = [c for c in MODEL_STAGES if c in out.columns]
     out["model_s"] = out[model].sum(axis=1)
     out["tracking_plan_share"] = (out.get("tracking_s", 0.0) + out["plan_s"]) / out["model_s"]
-    first = out.groupby("models")[["series", "wall_s", "peak_rss_mb"]].transform("first")
+    if "engine" not in out:
+        out["engine"] = "local"
+    first = out.groupby(["models", "engine"])[["series", "wall_s", "peak_rss_mb"]].transform("first")
     out["series_x"] = out["series"] / first["series"]
     out["time_x"] = out["wall_s"] / first["wall_s"]
     out["memory_x"] = out["peak_rss_mb"] / first["peak_rss_mb"]
@@ -208,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="SIZE:MODELS to profile (cProfile, top 30 cumulative), e.g. 10000:fast",
     )
+    parser.add_argument("--engines", default="local", help="engines, comma-separated: local, dask")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="sopforecast-work/benchmarks/scale")
     args = parser.parse_args(argv)
@@ -215,17 +224,27 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in sets if m not in MODEL_SETS]
     if unknown:
         parser.error(f"unknown model set(s) {unknown}; valid: {', '.join(MODEL_SETS)}")
+    engines = args.engines.split(",")
+    if set(engines) - {"local", "dask"}:
+        parser.error(f"unknown engine(s) {sorted(set(engines) - {'local', 'dask'})}; valid: local, dask")
     out = output_folder(args.output)
     rows = []
-    for model_set in sets:
-        for n in sorted(int(v) for v in args.sizes.split(",")):
-            profile = out / f"profile_{n}_{model_set}.txt" if args.profile == f"{n}:{model_set}" else None
-            logger.info(
-                "monthly cycle of %d series, models %s%s ...", n, model_set, " (profiled)" * bool(profile)
-            )
-            rows.append({**measure(n, model_set, args.seed, profile), "load_1min": os.getloadavg()[0]})
-            logger.info("  %s", rows[-1])
-            growth(pd.DataFrame(rows)).to_csv(out / "scale.csv", index=False)  # kept if a later size fails
+    for engine in engines:
+        for model_set in sets:
+            for n in sorted(int(v) for v in args.sizes.split(",")):
+                wanted = args.profile == f"{n}:{model_set}" and engine == "local"
+                profile = out / f"profile_{n}_{model_set}.txt" if wanted else None
+                logger.info(
+                    "monthly cycle of %d series, models %s, engine %s%s ...",
+                    n,
+                    model_set,
+                    engine,
+                    " (profiled)" * bool(profile),
+                )
+                result = measure(n, model_set, args.seed, profile, engine)
+                rows.append({**result, "load_1min": os.getloadavg()[0]})
+                logger.info("  %s", rows[-1])
+                growth(pd.DataFrame(rows)).to_csv(out / "scale.csv", index=False)  # kept if a later one fails
     table = growth(pd.DataFrame(rows))
     (out / "scale.json").write_text(json.dumps(table.to_dict(orient="records"), indent=2))
     logger.info("\n%s", table.to_string(index=False))
