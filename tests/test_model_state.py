@@ -185,3 +185,21 @@ def test_a_model_registered_by_an_earlier_version_still_loads(flat, tmp_path):
         model.predict(None, pd.DataFrame({"horizon": [6]})), fitted.predict().forecast, check_exact=True
     )
     assert load_forecaster(old).config == fitted.config
+
+
+def test_a_hierarchy_pickled_before_the_hierarchy_value_still_reconciles(grouped, tmp_path):
+    """Champions registered before issue 21 hold a panel with a dense summing frame ``S``
+    (no ``hierarchy``) and a config without the settings added since; read as they are, the
+    panel's hierarchy would be None and predict would skip reconciliation without a word."""
+    fitted, _, _ = grouped
+    old = pickle.loads(pickle.dumps(fitted))
+    structure = vars(old.panel_).pop("hierarchy")
+    dense = pd.DataFrame(structure.to_numpy(), columns=structure.bottom_ids)
+    vars(old.panel_)["S"] = dense.assign(unique_id=structure.ids)[["unique_id", *structure.bottom_ids]]
+    del vars(old.config)["reconcile_sparse_above"]
+    path = tmp_path / "forecaster.pkl"
+    path.write_bytes(pickle.dumps(old))
+    loaded = load_forecaster(path)
+    assert loaded.panel_.hierarchy is not None and "S" not in vars(loaded.panel_)
+    assert loaded.config == fitted.config
+    pd.testing.assert_frame_equal(loaded.predict().forecast, fitted.predict().forecast, check_exact=True)

@@ -39,7 +39,7 @@ try:  # mlflow is a runtime dependency; the import guard keeps this module impor
 except ImportError:  # pragma: no cover
     PythonModel = object
 
-from ..data.hierarchy import key_columns
+from ..data.hierarchy import Hierarchy, key_columns
 from ..errors import ConfigError, DataError, format_examples
 from ..forecasting.drivers import series_ids
 from ..forecasting.state import STATE_FILE, is_state, load_state, save_state
@@ -77,7 +77,37 @@ def load_forecaster(path: str | Path):
     if path.is_dir():
         return load_state(path)
     with path.open("rb") as fh:
-        return pickle.load(fh)  # noqa: S301 - our own artifact, from an earlier version
+        forecaster = pickle.load(fh)  # noqa: S301 - our own artifact, from an earlier version
+    # settings added since get their defaults (an unpickled config lacks them)
+    config = forecaster.config
+    forecaster.config = type(config).model_validate(
+        {k: v for k, v in vars(config).items() if k in type(config).model_fields}
+    )
+    return _with_hierarchy(forecaster)
+
+
+def _with_hierarchy(forecaster):
+    """A forecaster pickled before the :class:`~sopforecast.data.hierarchy.Hierarchy` value
+    holds a dense summing frame ``S`` in its panel; read as it is, its panel would have no
+    hierarchy and ``predict`` would silently skip reconciliation. The hierarchy is built
+    again from the panel's bottom series (the same ids and summing matrix)."""
+    panel = getattr(forecaster, "panel_", None)
+    state = vars(panel) if panel is not None else {}
+    if "S" not in state or "hierarchy" in state:
+        return forecaster
+    dense = state.pop("S")
+    structure = None
+    if dense is not None:
+        hierarchy = forecaster.config.hierarchy
+        bottom = panel.bottom[["unique_id", *key_columns(hierarchy)]].sort_values("unique_id")
+        structure = Hierarchy.from_bottom(bottom, hierarchy)
+        if set(structure.ids) != set(dense["unique_id"].astype(str)):
+            raise ConfigError(
+                "this registered model was saved by an earlier sopforecast whose hierarchy ids differ "
+                "from this version's; run its pipeline again to register a model this version reads."
+            )
+    panel.hierarchy = structure
+    return forecaster
 
 
 def find_forecaster(root: str | Path) -> Path | None:
