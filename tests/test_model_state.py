@@ -111,6 +111,12 @@ def test_hierarchy_drivers_and_lightgbm_predict_exactly_as_fitted(grouped):
     )
 
 
+def test_a_loaded_forecaster_saves_again(grouped, tmp_path):
+    fitted, loaded, _ = grouped
+    again = load_state(save_state(loaded, tmp_path / "again"))
+    pd.testing.assert_frame_equal(again.predict().forecast, fitted.predict().forecast, check_exact=True)
+
+
 def test_a_flat_panel_predicts_exactly_as_fitted(flat):
     fitted, loaded, folder = flat
     assert loaded.panel_.hierarchy is None and not (folder / "hierarchy").exists()

@@ -48,13 +48,14 @@ _ML = "lightgbm"
 
 
 class _Booster:
-    """A LightGBM booster where mlforecast expects a fitted regressor: ``predict(X)``."""
+    """A LightGBM booster where mlforecast expects a fitted regressor: ``predict(X)``, and
+    ``booster_`` as LightGBM's regressor names it (a loaded forecaster saves again)."""
 
     def __init__(self, booster) -> None:
-        self.booster = booster
+        self.booster_ = booster
 
     def predict(self, X):
-        return self.booster.predict(X)
+        return self.booster_.predict(X)
 
 
 def is_state(folder: str | Path) -> bool:
