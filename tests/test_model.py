@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from sopforecast.demo import run_demo
+from sopforecast.pipeline.registry import load_champion
 from sopforecast.pipeline.tracking import resolve_store
 from sopforecast.workdir import Workdir
 
@@ -31,6 +32,7 @@ PROMO_MONTH = 3
 # before the model is even loaded, so a re-fit anywhere in load or predict fails the test.
 _FRESH = """
 import json, sys, time
+from pathlib import Path
 import mlflow, pandas as pd
 import mlforecast, statsforecast
 
@@ -62,11 +64,13 @@ except Exception as exc:
     unknown = f"{type(exc).__name__}: {exc}"
 example = model.input_example
 model.predict(example).to_parquet(f"{out}/example.parquet")
+root = Path(mlflow.artifacts.download_artifacts(uri, dst_path=f"{out}/model"))
+files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 params = signature.params.to_dict() if signature is not None and signature.params else None
 inputs = signature.inputs.input_names() if signature is not None else None
 with open(f"{out}/meta.json", "w") as fh:
     json.dump({"seconds": seconds, "inputs": inputs, "params": params, "unknown": unknown,
-               "example": sorted(example["unique_id"].unique())}, fh)
+               "example": sorted(example["unique_id"].unique()), "files": files}, fh)
 """
 
 
@@ -105,7 +109,10 @@ def fresh(tmp_path_factory):
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
+    store = resolve_store(workdir)
+    champion, _ = load_champion(store.client(), MODEL, tracking_uri=store.tracking_uri)
     return {
+        "champion": champion.predict(h=HORIZON).forecast,
         "series": set(demo.forecast["unique_id"]),
         "bottom": "/".join(bottom),
         "bottoms": set(history[KEYS].astype(str).agg("/".join, axis=1)),
@@ -185,3 +192,15 @@ def test_the_input_example_is_logged_and_predicts(fresh):
     example = fresh["meta"]["example"]
     assert example and set(example) <= fresh["bottoms"]
     assert set(fresh["example"]["unique_id"]) == set(example)
+
+
+def test_the_registered_state_is_plain_files_without_pickle(fresh):
+    files = fresh["meta"]["files"]
+    state = [f for f in files if f.startswith("artifacts/forecaster/")]
+    assert {"artifacts/forecaster/state.json", "artifacts/forecaster/history.parquet"} <= set(state)
+    assert "artifacts/forecaster/hierarchy/S.npz" in state
+    assert not [f for f in files if f.endswith((".pkl", ".pickle"))]
+
+
+def test_the_champion_loads_from_its_state_and_forecasts_as_served(fresh):
+    pd.testing.assert_frame_equal(fresh["champion"], fresh["plain"], check_exact=True)

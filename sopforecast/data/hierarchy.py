@@ -9,8 +9,10 @@ levels (:mod:`sopforecast.forecasting.reconcile`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from itertools import product
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -293,6 +295,54 @@ class Hierarchy:
         out = pd.concat(parts).reindex(columns=self.keys)
         out.index.name = "unique_id"
         return out[~out.index.duplicated()]
+
+    def to_folder(self, folder: str | Path) -> Path:
+        """Write the hierarchy as plain files (no pickle) into ``folder``: ``S`` in CSR arrays
+        (``S.npz``), the ids and levels (``series.parquet``), the bottom ids and their key
+        columns (``bottom.parquet``), where each level's ids first appear (``first.npz``) and
+        the chains and level names (``hierarchy.json``). :meth:`from_folder` reads it back."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        sp.save_npz(folder / "S.npz", self.S.tocsr())
+        firsts = [np.asarray(f, dtype=np.int64) for f in self._first]
+        np.savez(folder / "first.npz", values=np.concatenate(firsts), sizes=[len(f) for f in firsts])
+        pd.DataFrame({"unique_id": self.ids.astype(str), "level": self.level.astype(str)}).to_parquet(
+            folder / "series.parquet", index=False
+        )
+        bottom = self.bottom_keys.reset_index(drop=True).copy()
+        bottom.insert(0, "unique_id", self.bottom_ids.astype(str))
+        bottom.to_parquet(folder / "bottom.parquet", index=False)
+        meta = {
+            "chains": self.chains,
+            "keys": self.keys,
+            "levels": self.levels,
+            "level_names": self.level_names,
+        }
+        (folder / "hierarchy.json").write_text(json.dumps(meta, indent=1))
+        return folder
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> Hierarchy:
+        """The hierarchy :meth:`to_folder` wrote into ``folder``."""
+        folder = Path(folder)
+        meta = json.loads((folder / "hierarchy.json").read_text())
+        series = pd.read_parquet(folder / "series.parquet")
+        bottom = pd.read_parquet(folder / "bottom.parquet")
+        first = np.load(folder / "first.npz")
+        bounds = np.cumsum([0, *first["sizes"]])
+        S = sp.csr_matrix(sp.load_npz(folder / "S.npz"))
+        return cls(
+            chains=meta["chains"],
+            keys=meta["keys"],
+            levels=meta["levels"],
+            level_names=meta["level_names"],
+            ids=series["unique_id"].to_numpy(dtype=object),
+            level=series["level"].to_numpy(dtype=object),
+            bottom_ids=bottom["unique_id"].to_numpy(dtype=object),
+            S=S,
+            bottom_keys=bottom[meta["keys"]].reset_index(drop=True),
+            _first=[first["values"][a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)],
+        )
 
     def _level_ids(self) -> list[np.ndarray]:
         bounds = np.cumsum([0, *(len(f) for f in self._first)])

@@ -1,9 +1,11 @@
 """The fitted forecaster as an MLflow pyfunc model.
 
-The pipeline logs the fitted :class:`~sopforecast.forecasting.forecaster.Forecaster` itself
-(pickled: its selection, the statistical models' stored forecasts, the fitted LightGBM,
-the backtest residuals behind the intervals, the hierarchy). ``predict`` never re-fits:
-it combines the stored forecasts with the drivers given, attaches intervals and reconciles.
+The pipeline logs the fitted :class:`~sopforecast.forecasting.forecaster.Forecaster` as the
+folder artifact ``forecaster`` of plain files, no pickle (:mod:`sopforecast.forecasting.state`:
+history and stored forecasts as Parquet, the hierarchy's sparse summing matrix as CSR arrays,
+LightGBM in its native text form). Models registered before it hold ``forecaster.pkl``, which
+still loads. ``predict`` never re-fits: it combines the stored forecasts with the drivers
+given, attaches intervals and reconciles.
 
 Input, one of:
 
@@ -37,13 +39,16 @@ try:  # mlflow is a runtime dependency; the import guard keeps this module impor
 except ImportError:  # pragma: no cover
     PythonModel = object
 
-from ..data.hierarchy import key_columns
+from ..data.hierarchy import Hierarchy, key_columns
 from ..errors import ConfigError, DataError, format_examples
 from ..forecasting.drivers import series_ids
+from ..forecasting.state import STATE_FILE, is_state, load_state, save_state
 
 __all__ = [
     "ForecasterModel",
     "save_artifacts",
+    "load_forecaster",
+    "find_forecaster",
     "predict_with",
     "model_signature",
     "input_example",
@@ -53,17 +58,64 @@ __all__ = [
 
 ARTIFACT = "forecaster"
 AGGREGATES = "aggregates"  # the predict parameter: also return the aggregates of the series given
+_PICKLE = "forecaster.pkl"  # the artifact of models registered before the state folder
 
 
 def save_artifacts(folder: Path, forecaster) -> dict[str, str]:
-    """Write the fitted forecaster (and its config, readable without unpickling) into
+    """Write the fitted forecaster's state (the folder ``forecaster``) and its config into
     ``folder``; return MLflow's artifacts mapping."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "forecaster.pkl"
-    with path.open("wb") as fh:
-        pickle.dump(forecaster, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    state = save_state(forecaster, folder / ARTIFACT)
     (folder / "config.json").write_text(forecaster.config.model_dump_json(indent=2))
-    return {ARTIFACT: str(path), "config": str(folder / "config.json")}
+    return {ARTIFACT: str(state), "config": str(folder / "config.json")}
+
+
+def load_forecaster(path: str | Path):
+    """The fitted forecaster at ``path``: a state folder (:func:`save_artifacts`), or the
+    ``forecaster.pkl`` of a model registered by an earlier version."""
+    path = Path(path)
+    if path.is_dir():
+        return load_state(path)
+    with path.open("rb") as fh:
+        forecaster = pickle.load(fh)  # noqa: S301 - our own artifact, from an earlier version
+    # settings added since get their defaults (an unpickled config lacks them)
+    config = forecaster.config
+    forecaster.config = type(config).model_validate(
+        {k: v for k, v in vars(config).items() if k in type(config).model_fields}
+    )
+    return _with_hierarchy(forecaster)
+
+
+def _with_hierarchy(forecaster):
+    """A forecaster pickled before the :class:`~sopforecast.data.hierarchy.Hierarchy` value
+    holds a dense summing frame ``S`` in its panel; read as it is, its panel would have no
+    hierarchy and ``predict`` would silently skip reconciliation. The hierarchy is built
+    again from the panel's bottom series (the same ids and summing matrix)."""
+    panel = getattr(forecaster, "panel_", None)
+    state = vars(panel) if panel is not None else {}
+    if "S" not in state or "hierarchy" in state:
+        return forecaster
+    dense = state.pop("S")
+    structure = None
+    if dense is not None:
+        hierarchy = forecaster.config.hierarchy
+        bottom = panel.bottom[["unique_id", *key_columns(hierarchy)]].sort_values("unique_id")
+        structure = Hierarchy.from_bottom(bottom, hierarchy)
+        if set(structure.ids) != set(dense["unique_id"].astype(str)):
+            raise ConfigError(
+                "this registered model was saved by an earlier sopforecast whose hierarchy ids differ "
+                "from this version's; run its pipeline again to register a model this version reads."
+            )
+    panel.hierarchy = structure
+    return forecaster
+
+
+def find_forecaster(root: str | Path) -> Path | None:
+    """Where under ``root`` (a downloaded model) the fitted forecaster is: its state folder,
+    else an earlier version's ``forecaster.pkl``; None when neither is there."""
+    root = Path(root)
+    state = next((p.parent for p in sorted(root.rglob(STATE_FILE)) if is_state(p.parent)), None)
+    return state if state is not None else next(root.rglob(_PICKLE), None)
 
 
 def _keys(forecaster) -> list[str]:
@@ -247,8 +299,7 @@ class ForecasterModel(PythonModel):
     """MLflow pyfunc wrapper of a pipeline's fitted forecaster (see the module docstring)."""
 
     def load_context(self, context) -> None:
-        with Path(context.artifacts[ARTIFACT]).open("rb") as fh:
-            self.forecaster = pickle.load(fh)  # noqa: S301 - our own artifact
+        self.forecaster = load_forecaster(context.artifacts[ARTIFACT])
 
     # the type hints tell MLflow the input is a frame (checked against the logged signature)
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:  # noqa: ARG002

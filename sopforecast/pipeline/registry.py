@@ -190,11 +190,11 @@ def load_champion(client: MlflowClient, name: str, *, tracking_uri: str, where: 
         The model has no champion, or its artifact holds no fitted forecaster.
     """
     import os
-    import pickle
     import tempfile
-    from pathlib import Path
 
     import mlflow
+
+    from .model import find_forecaster, load_forecaster
 
     model = _champion(client, name)
     if model is None:
@@ -212,13 +212,13 @@ def load_champion(client: MlflowClient, name: str, *, tracking_uri: str, where: 
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=source, dst_path=tmp, tracking_uri=tracking_uri
             )
-            found = next(Path(local).rglob("forecaster.pkl"), None)
+            found = find_forecaster(local)
             if found is None:
                 raise ConfigError(
-                    f"champion v{model.version} of {name!r} holds no fitted forecaster (forecaster.pkl)."
+                    f"champion v{model.version} of {name!r} holds no fitted forecaster (a forecaster "
+                    "state folder or forecaster.pkl)."
                 )
-            with found.open("rb") as fh:
-                return pickle.load(fh), model  # noqa: S301 - our own artifact
+            return load_forecaster(found), model
     finally:
         if bar is None:
             os.environ.pop(_DOWNLOAD_BAR, None)
