@@ -153,7 +153,9 @@ def future_frame(
     offset = pd.tseries.frequencies.to_offset(freq)
     # series share a few last dates: each one's future dates are computed once
     ends, which = np.unique(last.to_numpy(), return_inverse=True)
-    ahead = np.stack([pd.date_range(pd.Timestamp(d) + offset, periods=h, freq=offset).to_numpy() for d in ends])
+    ahead = np.stack(
+        [pd.date_range(pd.Timestamp(d) + offset, periods=h, freq=offset).to_numpy() for d in ends]
+    )
     grid = pd.DataFrame({"unique_id": np.repeat(last.index.to_numpy(), h), "ds": ahead[which].reshape(-1)})
     if future is None:
         if fill == "error":
