@@ -95,10 +95,10 @@ SPARSE_ABOVE = 4000
 """Series count above which reconciliation runs on the sparse summing matrix: the diagonal
 MinTrace methods by :func:`~.sparse_wls.wls_reconcile` (every horizon in one preconditioned
 conjugate-gradient solve: 1.4 s and +0.08 GB at 16,250 series), the others by
-hierarchicalforecast's sparse classes; ``mint_shrink`` becomes ``wls_var``: its dense error covariance and the matrices built from
-it take up to ``DENSE_BYTES_PER_SERIES2`` bytes per squared series (measured: 0.26 GB more at
-1,975 series, 0.58 GB at 3,560; so about 1.1 GB at 4,000 and 22 GB at 18,000 series, the demo
-hierarchy over 10k bottom series)."""
+hierarchicalforecast's sparse classes; ``mint_shrink`` becomes ``wls_var``: its dense error
+covariance and the matrices built from it take up to ``DENSE_BYTES_PER_SERIES2`` bytes per
+squared series (measured: 0.26 GB more at 1,975 series, 0.58 GB at 3,560; so about 1.1 GB
+at 4,000 and 22 GB at 18,000 series, the demo hierarchy over 10k bottom series)."""
 DENSE_BYTES_PER_SERIES2 = 70
 
 

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ..data.hierarchy import Hierarchy
 from ..errors import ConfigError, DataError
@@ -183,13 +184,16 @@ def bias_status(
     return colour if colour != "green" and persistent(tracking_signal, n, bound) else "green"
 
 
-def stake_members(S: Hierarchy | None = None, segments: pd.DataFrame | None = None) -> dict[str, frozenset]:
+def stake_members(
+    S: Hierarchy | pd.DataFrame | None = None, segments: pd.DataFrame | None = None
+) -> dict[str, frozenset]:
     """The bottom series under every key that can carry money at stake.
 
     Parameters
     ----------
-    S : Hierarchy, optional
-        The plan's hierarchy (its sparse summing matrix: keys x bottom series).
+    S : Hierarchy or pandas.DataFrame, optional
+        The plan's hierarchy (its sparse summing matrix: keys x bottom series), or a small
+        summing frame (keys x bottom series, non-zero where a series sums into a key).
     segments : pandas.DataFrame, optional
         ``unique_id`` and segment columns (``demand_class``, ``abc``, ``xyz``) of the bottom
         series: ``abc=A`` holds the series of class A, ``all`` every series.
@@ -200,11 +204,13 @@ def stake_members(S: Hierarchy | None = None, segments: pd.DataFrame | None = No
     """
     members: dict[str, frozenset] = {}
     if S is not None and len(S):
-        ids = np.asarray(S.bottom_ids, dtype=object)
-        matrix = S.S.tocsr()
+        if isinstance(S, Hierarchy):
+            matrix, keys, ids = S.S.tocsr(), S.ids, np.asarray(S.bottom_ids, dtype=object)
+        else:  # a small summing frame: keys x bottom series
+            matrix, keys, ids = sp.csr_matrix(S.to_numpy() != 0), S.index, np.asarray(S.columns, dtype=object)
         bounds = zip(matrix.indptr[:-1], matrix.indptr[1:], strict=True)
         members.update(
-            {str(key): frozenset(ids[matrix.indices[a:b]]) for key, (a, b) in zip(S.ids, bounds, strict=True)}
+            {str(key): frozenset(ids[matrix.indices[a:b]]) for key, (a, b) in zip(keys, bounds, strict=True)}
         )
         members.setdefault("all", frozenset(ids))
     if segments is not None and len(segments):
