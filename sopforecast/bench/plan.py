@@ -43,7 +43,7 @@ def demo_sized_plan(n_series: int = 500, months: int = 18, seed: int = 0):
     S, _ = summing(bottom, DEMO_HIERARCHY)
     future = pd.date_range(history["ds"].max(), periods=months + 1, freq="MS")[1:]
     rng = np.random.default_rng(seed)
-    values = S.to_numpy() @ rng.gamma(2.0, 20.0, (len(S.columns), months))
+    values = S.S @ rng.gamma(2.0, 20.0, (len(S.columns), months))  # sparse: any size
     forecast = pd.DataFrame(
         {"unique_id": np.repeat(S.index, months), "ds": np.tile(future, len(S)), "forecast": values.ravel()}
     )

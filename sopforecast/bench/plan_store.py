@@ -33,14 +33,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data.datasets import generate_plan
 from ..demo import DEMO_HIERARCHY
 from ..planning import service
-from ..planning.lines import summing
 from ..planning.plan import draft_lines
 from ..planning.workflow import apply_override_file
 from ..store.plans import PlanStore
 from . import output_folder
+from .plan import demo_sized_plan
 
 __all__ = ["synthetic_plan", "run", "postgres_server", "main"]
 
@@ -52,20 +51,7 @@ PLAN = "bench"
 def synthetic_plan(n_series: int, months: int = 18, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Plan lines of every level (bottom values summed up, 80/95% intervals) and the bottom
     series with their keys, as :func:`~sopforecast.planning.plan.draft_lines` makes them."""
-    plan = generate_plan(n_series=n_series, periods=60, horizon=months, seed=seed)
-    keys = [c for chain in DEMO_HIERARCHY for c in chain.split("/")]
-    history = plan.history.assign(unique_id=plan.history[keys].astype(str).agg("/".join, axis=1))
-    bottom = history[["unique_id", *keys]].drop_duplicates("unique_id")
-    S, _ = summing(bottom, DEMO_HIERARCHY)
-    future = pd.date_range(history["ds"].max(), periods=months + 1, freq="MS")[1:]
-    rng = np.random.default_rng(seed)
-    values = S.S @ rng.gamma(2.0, 20.0, (len(S.columns), months))  # sparse: any size
-    forecast = pd.DataFrame(
-        {"unique_id": np.repeat(S.index, months), "ds": np.tile(future, len(S)), "forecast": values.ravel()}
-    )
-    for lv, z in ((80, 1.28), (95, 1.96)):
-        forecast[f"forecast-lo-{lv}"] = forecast["forecast"] * (1 - 0.1 * z)
-        forecast[f"forecast-hi-{lv}"] = forecast["forecast"] * (1 + 0.1 * z)
+    history, forecast, _ = demo_sized_plan(n_series, months, seed)
     return draft_lines(forecast, history, DEMO_HIERARCHY, months=months)
 
 
