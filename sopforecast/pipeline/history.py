@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,26 +154,41 @@ class RunHistory:
         return rows
 
 
+# the locks this process holds: a POSIX record lock does not exclude its own process, and
+# closing any handle on the file would drop it, so the process keeps its own book
+_HELD: set[str] = set()
+_HELD_GUARD = threading.Lock()
+
+
 @contextmanager
 def pipeline_lock(workdir: Workdir, pipeline: str):
     """Hold the pipeline's lock for the duration of a run; raise if another run holds it.
 
-    An OS file lock: released by the kernel when the process ends, even on SIGKILL.
+    A POSIX record lock (``lockf``): owned by this process alone, so worker processes the run
+    forks (statsforecast's pool) do not inherit it and cannot keep it after the run is
+    killed; the kernel releases it when the process ends, even on SIGKILL.
     """
     folder = workdir.root / "locks"
     folder.mkdir(parents=True, exist_ok=True)
     path = Path(folder / f"{pipeline}.lock")
-    handle = open(path, "a+")  # noqa: SIM115 - held for the whole run
+    busy = AlreadyRunning(
+        f"pipeline {pipeline!r} is already running (lock {path}); wait for it to finish."
+    )
+    key = str(path.resolve())
+    with _HELD_GUARD:
+        if key in _HELD:
+            raise busy
+        _HELD.add(key)
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise AlreadyRunning(
-                f"pipeline {pipeline!r} is already running (lock {path}); wait for it to finish."
-            ) from exc
-        yield
+        with open(path, "a+") as handle:
+            try:
+                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                raise busy from exc
+            yield
     finally:
-        handle.close()
+        with _HELD_GUARD:
+            _HELD.discard(key)
 
 
 def _ended_row(pipeline, path, trigger, started_at, ended_at, status: str, error: str, pid: int):
