@@ -380,6 +380,44 @@ def test_one_run_of_a_pipeline_at_a_time(tiny):
         run_pipeline(load_pipeline(path), workdir)
 
 
+_LOCK_THEN_FORK = """
+import os, sys, time
+from pathlib import Path
+from sopforecast.pipeline.history import pipeline_lock
+from sopforecast.workdir import Workdir
+with pipeline_lock(Workdir(Path(sys.argv[1])), "tiny"):
+    if os.fork() == 0:  # a worker the run forked, as statsforecast's pool does: it outlives the run
+        time.sleep(60)
+        os._exit(0)
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_killed_runs_forked_workers_do_not_hold_its_lock(tmp_path):
+    workdir = Workdir(tmp_path / "work")
+    workdir.root.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LOCK_THEN_FORK, str(workdir.root)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        with pytest.raises(AlreadyRunning):  # held while the run lives
+            with pipeline_lock(workdir, "tiny"):
+                pass
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        survivors = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout
+        assert survivors.split(), "the forked worker should still be alive for this test to mean anything"
+        with pipeline_lock(workdir, "tiny"):  # the worker alive, the lock free
+            pass
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 def test_sigkill_mid_run_leaves_champion_and_results_intact(tiny):
     path, workdir = tiny
     good = run_pipeline(load_pipeline(path), workdir)

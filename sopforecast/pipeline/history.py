@@ -171,9 +171,7 @@ def pipeline_lock(workdir: Workdir, pipeline: str):
     folder = workdir.root / "locks"
     folder.mkdir(parents=True, exist_ok=True)
     path = Path(folder / f"{pipeline}.lock")
-    busy = AlreadyRunning(
-        f"pipeline {pipeline!r} is already running (lock {path}); wait for it to finish."
-    )
+    busy = AlreadyRunning(f"pipeline {pipeline!r} is already running (lock {path}); wait for it to finish.")
     key = str(path.resolve())
     with _HELD_GUARD:
         if key in _HELD:
