@@ -6,6 +6,7 @@ on small demo data checks per-level logging and plots.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -202,7 +203,12 @@ def test_run_is_tracked_with_children_dataset_artifacts_and_model(tiny, caplog):
     assert tags["sopforecast.code_version"].startswith("0.")
     assert parent.data.params["forecast.horizon"] == "6"
     assert {"backtest_wape", "backtest_mase"} <= set(parent.data.metrics)
-    assert parent.inputs.dataset_inputs and parent.inputs.dataset_inputs[0].dataset.name == "tiny-history"
+    dataset = parent.inputs.dataset_inputs[0].dataset
+    assert dataset.name == "tiny-history"
+    assert dataset.digest == tags["sopforecast.data_fingerprint"]  # the whole content's hash
+    assert json.loads(dataset.profile)["num_rows"] == len(result.data.frame)
+    columns = {c["name"]: c for c in json.loads(dataset.schema)["mlflow_colspec"]}
+    assert {"unique_id", "ds", "y"} <= set(columns) and columns["y"]["type"] == "double"
     children = client.search_runs(
         [result.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'"
     )

@@ -5,6 +5,7 @@ two processes at once. Real numbers from a small synthetic hierarchy; no mocks.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -540,6 +541,30 @@ def test_sigkill_while_writing_leaves_no_partial_version(open_store, store_url, 
         assert not Path(f"{db}-journal").exists() or Path(f"{db}-journal").stat().st_size == 0
 
 
+def test_actuals_keep_drivers_and_load_time_through_the_bulk_load(open_store):
+    store = open_store()
+    frame = pd.DataFrame(
+        {
+            "unique_id": ["A", "A", '=B,"x"'],
+            "ds": pd.to_datetime(["2025-10-01", "2025-11-01", "2025-10-01"]),
+            "y": [1.5, 2.0, 3.25],
+            "price": [9.99, None, 1e-07],
+            "promo": [1, 0, None],
+        }
+    )
+    before = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+    assert store.load_actuals("demand", frame, source="erp.csv")["new"] == 3
+    got = store.actuals("demand", drivers=True).set_index(["unique_id", "ds"])
+    assert got.loc[("A", pd.Timestamp("2025-10-01")), ["price", "promo"]].tolist() == [9.99, 1.0]
+    assert np.isnan(got.loc[("A", pd.Timestamp("2025-11-01")), "price"])
+    assert got.loc[('=B,"x"', pd.Timestamp("2025-10-01")), "price"] == 1e-07
+    every = store.actual_revisions("demand")
+    stored = {json.loads(v)["promo"] if "promo" in json.loads(v) else None for v in every["drivers"]}
+    assert stored == {1.0, 0.0, None}
+    # the load time is a timestamp (read back as one), not text
+    assert every["loaded_at"].dtype.kind == "M" and (every["loaded_at"] >= before).all()
+
+
 def test_actuals_are_loaded_with_revisions(open_store):
     store = open_store()
     frame = pd.DataFrame(
@@ -773,6 +798,19 @@ def test_bulk_lines_keep_text_and_numbers_exactly(open_store, example):
     version = service.create_version(store, "demand", written, bottom, HIERARCHY)
     read = store.lines(version)
     pd.testing.assert_frame_equal(read, written[read.columns], check_dtype=False)
+
+
+def test_top_totals_sum_the_top_level_in_the_database(open_store, example):
+    lines = example[0]
+    store = open_store()
+    draft = _create(store, example)
+    changed, _ = service.apply(store, _override(lines, "C1/F1/S1/R1", "2026-03", value=500.0), version=draft)
+    read = store.lines(changed)
+    top = read[read["level"] == read["level"].iloc[0]]
+    expected = top.groupby("ds")[["statistical", "final"]].sum().reset_index()
+    got = store.top_totals(changed)
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12)
+    assert got["final"].sum() != pytest.approx(got["statistical"].sum())  # the override counts
 
 
 def test_an_override_rewrites_only_the_lines_it_changes(open_store, example):

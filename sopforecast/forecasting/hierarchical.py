@@ -201,6 +201,7 @@ def reconciled_backtest(
                 middle_level=config.middle_level,
                 nonnegative=config.nonnegative,
                 sparse_above=config.reconcile_sparse_above,
+                say_switch=False,  # the final forecast's reconciliation says it
             )
             rec = rec.rename(columns={f"forecast/{m}": m for m in methods})
             window = window.merge(rec[["unique_id", "ds", *methods]], on=["unique_id", "ds"], how="left")

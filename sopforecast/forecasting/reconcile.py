@@ -151,6 +151,7 @@ def reconcile(
     middle_level: str | None = None,
     nonnegative: bool = False,
     sparse_above: int = SPARSE_ABOVE,
+    say_switch: bool = True,
 ) -> pd.DataFrame:
     """Reconcile base forecasts with one or more methods.
 
@@ -171,6 +172,8 @@ def reconcile(
         Non-negative MinTrace.
     sparse_above : int, default :data:`SPARSE_ABOVE`
         Above this many series the sparse methods run (``mint_shrink`` as ``wls_var``), logged.
+    say_switch : bool, default True
+        Log the switch to the sparse methods (a backtest says it once, not every window).
 
     Returns
     -------
@@ -182,7 +185,7 @@ def reconcile(
 
     n = len(structure)
     sparse = n > sparse_above
-    if sparse:
+    if sparse and say_switch:
         _log_sparse(methods, n, sparse_above)
     reconcilers = [_reconciler(m, tags, middle_level, nonnegative, sparse) for m in methods]
     Y_df = None

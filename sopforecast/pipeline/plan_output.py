@@ -88,8 +88,7 @@ def keep_history(plans: PlanStore, spec: PipelineSpec, run_id: str, history: pd.
 def summary(plans: PlanStore, version: PlanVersion) -> tuple[dict[str, float], list[float], dict[str, str]]:
     """What the run records of its plan: totals (metrics), the top level's month totals
     and tags naming the version."""
-    lines = plans.lines(version)
-    top = lines[lines["level"] == lines["level"].iloc[0]].groupby("ds")[["statistical", "final"]].sum()
+    top = plans.top_totals(version)
     metrics = {
         "plan_version_id": float(version.id),
         "plan_total_statistical": float(top["statistical"].sum()),

@@ -36,9 +36,11 @@ def texts(values) -> list:
 
 
 def dates(values) -> list[dt.date]:
-    """Dates (month starts, any datetime-like) as ``datetime.date``."""
-    stamps = pd.DatetimeIndex(pd.to_datetime(values))
-    return [dt.date(y, m, d) for y, m, d in zip(stamps.year, stamps.month, stamps.day, strict=True)]
+    """Dates (month starts, any datetime-like) as ``datetime.date``; each distinct day is
+    made once (a plan repeats a few dozen months over many series)."""
+    days = pd.DatetimeIndex(pd.to_datetime(values)).to_numpy().astype("datetime64[D]")
+    distinct, inverse = np.unique(days, return_inverse=True)
+    return distinct.astype(object)[inverse].tolist()
 
 
 def insert_columns(conn: Connection, table: Table, columns: dict[str, list]) -> int:
@@ -55,7 +57,7 @@ def insert_columns(conn: Connection, table: Table, columns: dict[str, list]) -> 
         _copy(conn, driver, table.name, names, lists)
     elif dialect == "sqlite":
         # SQLAlchemy keeps SQLite dates as ISO text: the same text here, so they read back alike
-        lists = [[_iso(v) for v in col] if _has_dates(col) else col for col in lists]
+        lists = [_iso_column(col) if _has_dates(col) else col for col in lists]
         marks = ", ".join("?" * len(names))
         sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})"
         conn.exec_driver_sql(sql, list(zip(*lists, strict=True)))
@@ -69,7 +71,16 @@ def _has_dates(column: list) -> bool:
     return isinstance(first, dt.date)
 
 
+def _iso_column(column: list) -> list:
+    """:func:`_iso` of every value, each distinct value converted once."""
+    memo: dict = {}
+    return [memo[v] if v in memo else memo.setdefault(v, _iso(v)) for v in column]
+
+
 def _iso(value):
+    """A date or timestamp as the text SQLAlchemy keeps in SQLite for ``Date``/``DateTime``."""
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
     return value.isoformat() if isinstance(value, dt.date) else value
 
 
@@ -102,7 +113,7 @@ def delete_keys(conn: Connection, table: Table, where: dict, keys: dict[str, lis
         conn.execute(text(sql), {**where, **{f"k_{n}": lists[i] for i, n in enumerate(names)}})
         return
     match = " AND ".join(f"{n} = :k_{n}" for n in names)
-    lists = [[_iso(v) for v in col] for col in lists]  # as SQLAlchemy keeps SQLite dates
+    lists = [_iso_column(col) for col in lists]  # as SQLAlchemy keeps SQLite dates
     params = [
         {**where, **{f"k_{n}": v for n, v in zip(names, row, strict=True)}}
         for row in zip(*lists, strict=True)

@@ -320,6 +320,13 @@ class PlanStore:
         with self.reader.connect() as conn:
             return reads.lines(conn, vid, self.where)
 
+    def top_totals(self, version: PlanVersion | int) -> pd.DataFrame:
+        """``ds, statistical, final``: the month totals of the version's top level, summed in
+        the database (a run's summary, without reading every line)."""
+        vid = version.id if isinstance(version, PlanVersion) else int(version)
+        with self.reader.connect() as conn:
+            return reads.top_totals(conn, vid)
+
     def published_lines(self, plan: str, through: pd.Timestamp | None = None) -> pd.DataFrame:
         """The lines of every published version of ``plan`` up to month ``through`` (all
         months when ``None``), stacked newest version first with ``version_id`` and ``cycle``

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
 from ..data.hierarchy import key_columns
@@ -14,7 +14,7 @@ from . import rows
 from .tables import overrides, plan_lines, plan_series, plan_versions
 from .versions import PlanNotFound, PlanVersion
 
-__all__ = ["current_row", "lines", "as_lines", "published", "keys", "bottom", "overrides_of"]
+__all__ = ["current_row", "lines", "top_totals", "as_lines", "published", "keys", "bottom", "overrides_of"]
 
 
 def current_row(conn: Connection, base, cycle: str, branch: str = ""):
@@ -50,6 +50,38 @@ def lines(conn: Connection, vid: int, where: str) -> pd.DataFrame:
     if frame.empty:
         raise PlanNotFound(f"plan version id {vid} has no lines in {where}.")
     return as_lines(frame)
+
+
+def top_totals(conn: Connection, vid: int) -> pd.DataFrame:
+    """``ds, statistical, final``: the month totals of version ``vid``'s top level (the level
+    of its first series), summed in the database."""
+    top = (
+        select(plan_series.c.level)
+        .where(plan_series.c.version_id == vid)
+        .order_by(plan_series.c.position)
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = (
+        select(
+            plan_lines.c.ds,
+            func.sum(plan_lines.c.statistical).label("statistical"),
+            func.sum(plan_lines.c.final).label("final"),
+        )
+        .join(
+            plan_series,
+            and_(
+                plan_series.c.version_id == plan_lines.c.version_id,
+                plan_series.c.unique_id == plan_lines.c.unique_id,
+            ),
+        )
+        .where(plan_lines.c.version_id == vid, plan_series.c.level == top)
+        .group_by(plan_lines.c.ds)
+        .order_by(plan_lines.c.ds)
+    )
+    frame = _frame(conn, query)
+    frame["ds"] = pd.to_datetime(frame["ds"])
+    return frame.astype({"statistical": float, "final": float})
 
 
 def published(conn: Connection, plan: str, through=None) -> pd.DataFrame:

@@ -14,6 +14,7 @@ import pandas as pd
 from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Connection
 
+from . import bulk
 from .tables import (
     balance_decisions,
     balance_months,
@@ -75,10 +76,18 @@ def _frame(conn: Connection, query, table) -> pd.DataFrame:
 def save_backtest(conn: Connection, version_id: int, frame: pd.DataFrame) -> int:
     """Keep the delivered forecast's backtest (``unique_id, cutoff, ds, y, forecast``)."""
     conn.execute(delete(plan_backtest).where(plan_backtest.c.version_id == version_id))
-    rows = _records(frame, ["unique_id", "cutoff", "ds", "y", "forecast"], version_id=version_id)
-    if rows:
-        conn.execute(insert(plan_backtest), rows)
-    return len(rows)
+    return bulk.insert_columns(
+        conn,
+        plan_backtest,
+        {
+            "version_id": [version_id] * len(frame),
+            "unique_id": bulk.texts(frame["unique_id"]),
+            "cutoff": bulk.dates(frame["cutoff"]),
+            "ds": bulk.dates(frame["ds"]),
+            "y": bulk.floats(frame["y"]),
+            "forecast": bulk.floats(frame["forecast"]),
+        },
+    )
 
 
 def backtest(conn: Connection, version_id: int) -> pd.DataFrame:
