@@ -239,6 +239,19 @@ class ForecastConfig(BaseModel):
         description="A series with no demand for this many periods, and longer than any gap "
         "between its sales before, is discontinued: forecast at zero and reported. None: never.",
     )
+    cleanse_promotions: bool = Field(
+        True,
+        description="Fit the statistical models on history cleansed of the promotions' effect "
+        "(uplift and the dip after) that LightGBM estimates from the drivers, then apply the "
+        "plan's effect on top; in the backtest as in the final forecast. Needs a 0/1 driver "
+        "(promo) and LightGBM.",
+    )
+    bias_correction: bool = Field(
+        True,
+        description="Take out a level's systematic lean seen in every backtest window (all under- "
+        "or all over-forecast): a factor per level and horizon step, cross-fitted in the backtest "
+        "(forecasting/bias.py). False: the forecast as the models make it.",
+    )
     params: dict[str, dict] = Field(default_factory=dict, description="Per-model overrides.")
     engine: Literal["local", "dask"] = Field(
         "local",

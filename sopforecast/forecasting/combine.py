@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import ForecastConfig
+from .bias import BiasFactors, apply_factors
 from .engine import attach_intervals
 from .hierarchical import Panel
 from .intervals import ErrorProfile, interval_bounds
@@ -39,6 +40,7 @@ def deliver(
     config: ForecastConfig,
     errors: ErrorProfile | None,
     residuals: pd.DataFrame | None = None,
+    bias: BiasFactors | None = None,
 ) -> pd.DataFrame:
     """The forecast a planner receives, from every candidate's forecast (``wide``).
 
@@ -49,8 +51,12 @@ def deliver(
         the chosen models' own intervals are used, moved with the reconciled point.
     residuals : pandas.DataFrame, optional
         Backtest of the chosen forecasts, for the MinTrace methods that need error variances.
+    bias : BiasFactors, optional
+        Each level's lean from the backtest (:mod:`.bias`), taken out before reconciliation.
     """
     point = combine_forecasts(wide, selection)
+    if bias is not None:
+        point = apply_factors(point, bias, panel.levels, ["forecast"])
     base = point["forecast"].to_numpy(dtype=float)
     gone = panel.discontinued
     if gone:

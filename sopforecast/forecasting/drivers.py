@@ -14,6 +14,14 @@ known value, ``zero`` sets flags (0/1 drivers) to 0 and carries the others.
 The *baseline* of a future is the same calendar with every flag off and every other driver
 at its last value before the origin: what demand would be without the plan's promotions
 and price moves. The forecaster turns the gap between the two into a driver effect.
+
+A *flag* is a driver between 0 and 1 that takes both values: 0/1 at the bottom (on
+promotion or not), the share of demand on promotion at an aggregate. Each flag's value in
+the period before is a feature too (``promo_prev``: the month after a promotion, when
+customers who stocked up buy less); :func:`previous_flags` makes it. The *regular* history
+(:func:`regular_history`) is the history with every flag off and the other drivers at their
+value in the last period without a flag on: what the driver model is asked for to take the
+promotions out of the history (promotion cleansing).
 """
 
 from __future__ import annotations
@@ -32,21 +40,73 @@ __all__ = [
     "future_frame",
     "baseline_future",
     "series_ids",
+    "previous_flags",
+    "previous_name",
+    "regular_history",
     "FILLS",
+    "EFFECT_RANGE",
 ]
 
 FILLS = ("error", "carry", "zero")
+EFFECT_RANGE = (0.2, 5.0)  # a driver moves demand by at most 5x either way
 WEIGHT_PERIODS = 12
 
 
 def flag_drivers(history: pd.DataFrame, drivers: list[str]) -> list[str]:
-    """Drivers whose history holds only 0 and 1 (promotion flags)."""
+    """Promotion flags among the drivers: values between 0 and 1, both 0 and 1 among them, or
+    only 0 and 1 (a bottom series' 0/1 flag, an aggregate's share of demand on promotion)."""
     flags = []
     for col in drivers:
-        values = history[col].dropna().unique()
-        if len(values) and np.isin(values, (0.0, 1.0)).all():
+        values = pd.to_numeric(history[col], errors="coerce").dropna().unique()
+        if not len(values) or values.min() < 0.0 or values.max() > 1.0:
+            continue
+        if np.isin(values, (0.0, 1.0)).all() or (0.0 in values and 1.0 in values):
             flags.append(col)
     return flags
+
+
+def previous_name(flag: str) -> str:
+    """Column of a flag's value in the period before: ``promo_prev``."""
+    return f"{flag}_prev"
+
+
+def previous_flags(frame: pd.DataFrame, flags: list[str], last: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``frame`` (``unique_id, ds`` and the flags, any order) with each flag's value in the
+    period before (:func:`previous_name`); a series' first period takes its value in ``last``
+    (index ``unique_id``: the flags in the period before ``frame`` starts), else 0."""
+    out = frame.copy()
+    if not flags:
+        return out
+    order = out.sort_values(["unique_id", "ds"], kind="stable")
+    for flag in flags:
+        prev = order.groupby("unique_id", sort=False)[flag].shift(1)
+        if last is not None and flag in last.columns:
+            prev = prev.fillna(order["unique_id"].map(last[flag]))
+        out[previous_name(flag)] = prev.fillna(0.0).reindex(out.index).to_numpy(dtype=float)
+    return out
+
+
+def regular_history(history: pd.DataFrame, drivers: list[str], flags: list[str]) -> pd.DataFrame:
+    """The history's drivers without its promotions: flags (and their previous values) off,
+    every other driver at its value in the series' last period without a flag on (the
+    regular price rather than the promotion's discount). Same rows and order."""
+    out = history.copy()
+    if not flags:
+        return out
+    on = (out[flags].to_numpy(dtype=float) > 0).any(axis=1)
+    order = out.sort_values(["unique_id", "ds"], kind="stable").index
+    for col in drivers:
+        if col in flags:
+            out[col] = 0.0
+            continue
+        regular = out[col].where(~on).loc[order]
+        ids = out.loc[order, "unique_id"]
+        filled = regular.groupby(ids, sort=False).ffill().groupby(ids, sort=False).bfill()
+        out[col] = filled.reindex(out.index).fillna(out[col]).to_numpy()
+    for flag in flags:
+        if previous_name(flag) in out.columns:
+            out[previous_name(flag)] = 0.0
+    return out
 
 
 def driver_weights(bottom: pd.DataFrame) -> pd.Series:

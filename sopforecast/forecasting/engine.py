@@ -16,7 +16,7 @@ import pandas as pd
 from ..config import ForecastConfig
 from ..data.profile import classify_demand
 from ..errors import ConfigError, DataError
-from .drivers import baseline_future
+from .drivers import EFFECT_RANGE, baseline_future, flag_drivers
 from .metrics import evaluate_backtest, summarise_metrics
 from .ml import MLSettings, default_features, ml_backtest, static_columns
 from .models import (
@@ -41,6 +41,8 @@ __all__ = [
     "selection_for_all",
     "attach_intervals",
     "apply_driver_effect",
+    "cleanse",
+    "cleansing_flags",
     "main_season",
     "season_of",
     "is_auto",
@@ -113,7 +115,31 @@ def ml_settings(df: pd.DataFrame, config: ForecastConfig) -> MLSettings:
         params=params,
         n_jobs=_cores(config.n_jobs),
         seed=config.seed,
+        # the month after a promotion is a feature: demand dips when customers stocked up
+        lagged=flag_drivers(df, list(config.drivers)),
     )
+
+
+def cleansing_flags(df: pd.DataFrame, config: ForecastConfig) -> list[str]:
+    """The flags whose effect is taken out of the statistical models' history
+    (``cleanse_promotions``): none when it is off or no driver is a 0/1 flag."""
+    return flag_drivers(df, list(config.drivers)) if config.cleanse_promotions and config.drivers else []
+
+
+def cleanse(df: pd.DataFrame, effects: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``y`` divided by the promotions' effect (:func:`~.ml.ml_fit_effect`). In a
+    backtest (``effects`` with a ``cutoff``) each period takes the estimate of the earliest
+    window whose training history holds it, so no window's history is cleansed with what
+    came after its origin. Returns a new frame."""
+    if effects.empty:
+        return df
+    if "cutoff" in effects.columns:
+        effects = effects.sort_values("cutoff", kind="stable")
+    first = effects.drop_duplicates(["unique_id", "ds"], keep="first").set_index(["unique_id", "ds"])[
+        "effect"
+    ]
+    factor = first.reindex(pd.MultiIndex.from_frame(df[["unique_id", "ds"]])).fillna(1.0).to_numpy()
+    return df.assign(y=df["y"].to_numpy(dtype=float) / factor)
 
 
 def _cores(n_jobs: int) -> int:
@@ -122,31 +148,29 @@ def _cores(n_jobs: int) -> int:
     return os.cpu_count() or 1 if n_jobs < 1 else n_jobs
 
 
-def _ml_backtest_part(df: pd.DataFrame, config: ForecastConfig) -> pd.DataFrame | None:
+def _ml_backtest_part(df: pd.DataFrame, config: ForecastConfig) -> tuple[pd.DataFrame | None, pd.DataFrame]:
     step = config.step or config.horizon
     need = config.horizon + step * (config.windows - 1) + max(default_features(config.freq)[0]) + 2
     sizes = df.groupby("unique_id")["y"].transform("size")
     part = df[sizes >= need]
     if part.empty:
-        return None
+        return None, pd.DataFrame(columns=["unique_id", "ds", "effect", "cutoff"])
     drivers = list(config.drivers)
 
     def baseline(future: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame:
         return baseline_future(future, train, drivers)
 
-    cv = ml_backtest(
+    cv, effects = ml_backtest(
         part,
         config.horizon,
         ml_settings(df, config),
         n_windows=config.windows,
         step_size=config.step,
         baseline=baseline if drivers else None,
+        cleanse=cleansing_flags(df, config),
     )
     keep = [c for c in cv.columns if c in ("unique_id", "ds", "cutoff") or c.startswith(ML_ALIAS)]
-    return cv[keep]
-
-
-EFFECT_RANGE = (0.2, 5.0)  # a driver moves demand by at most 5x either way
+    return cv[keep], effects
 
 
 def apply_driver_effect(wide: pd.DataFrame, aliases: list[str]) -> pd.DataFrame:
@@ -250,6 +274,17 @@ def run_backtest(
         config.windows,
         config.horizon,
     )
+    # LightGBM first: each window's model estimates the promotions' effect on its history,
+    # and the statistical candidates forecast that history cleansed of it
+    ml_cv, effects = _ml_backtest_part(df, config) if use_ml else (None, pd.DataFrame())
+    cleansed = cleanse(df, effects)
+    if not effects.empty:
+        logger.info(
+            "Promotion cleansing: %d promoted periods and periods after of %d series taken out "
+            "of the statistical models' history",
+            len(effects.drop_duplicates(["unique_id", "ds"])),
+            effects["unique_id"].nunique(),
+        )
     parts = [
         stats_backtest(
             part,
@@ -258,11 +293,13 @@ def run_backtest(
             n_windows=config.windows,
             step_size=config.step,
         )
-        for part, models in model_groups(df, config, classes, names)
+        for part, models in model_groups(cleansed, config, classes, names)
     ]
     parts = [p for p in parts if not p.empty]
     cv = pd.concat(parts, ignore_index=True) if parts else None
-    ml_cv = _ml_backtest_part(df, config) if use_ml else None
+    if cv is not None and cleansed is not df:  # scored against what was sold
+        actual = df.set_index(["unique_id", "ds"])["y"]
+        cv["y"] = actual.reindex(pd.MultiIndex.from_frame(cv[["unique_id", "ds"]])).to_numpy()
     if ml_cv is not None:
         if cv is None:
             cv = ml_cv.merge(df[["unique_id", "ds", "y"]], on=["unique_id", "ds"], how="left")

@@ -34,6 +34,7 @@ from ..data.profile import classify_demand
 from ..errors import ConfigError, NotFittedError, format_examples
 from ..notices import library_warnings
 from . import engine
+from .bias import BiasFactors, cross_fitted, fit_factors
 from .calendar import from_rate, to_rate
 from .combine import deliver
 from .dask_engine import engine_session
@@ -42,12 +43,14 @@ from .hierarchical import (
     Panel,
     build_panel,
     hierarchy_keys,
+    known_demand,
     level_accuracy,
     reconciled_backtest,
     score_levels,
 )
 from .intervals import error_profile
-from .ml import ml_fit, ml_predict
+from .launches import launch_forecast, read_launches
+from .ml import last_flags, ml_fit_effect, ml_predict
 from .models import CATALOGUE
 from .stats import stats_forecast
 
@@ -188,13 +191,19 @@ class Forecaster:
             used = {m for members in selection["members"] for m in members}
             stats_names = [n for n in names if CATALOGUE[n].alias in used]
             native = backtest is None or backtest.chosen_cv is None  # else intervals from the backtest
-            wide, short = self._fit_stats(panel.Y, classes, stats_names, selection, native)
-            fitted_ml = ml_fit(panel.Y, engine.ml_settings(panel.Y, config)) if use_ml else None
+            fitted_ml, effects = None, None
+            if use_ml:
+                settings = engine.ml_settings(panel.Y, config)
+                flags = engine.cleansing_flags(panel.Y, config)
+                fitted_ml, effects = ml_fit_effect(panel.Y, settings, flags)
+            cleansed = engine.cleanse(panel.Y, effects) if effects is not None else panel.Y
+            wide, short = self._fit_stats(cleansed, classes, stats_names, selection, native)
             selection, wide, short = self._cover_ml_gaps(panel.Y, selection, wide, short, fitted_ml)
         advance("score levels")
-        accuracy, errors, delivered = None, None, None
+        accuracy, errors, delivered, bias = None, None, None, None
         if backtest is not None and backtest.chosen_cv is not None:
             with stage("accuracy"):
+                backtest.chosen_cv, bias = self._debias(backtest.chosen_cv, panel)
                 accuracy, errors, delivered = self._score(backtest.chosen_cv, panel)
         if panel.discontinued:
             logger.info(
@@ -207,8 +216,35 @@ class Forecaster:
         self.selection_, self.stats_wide_, self.short_ = selection, wide, short
         self.ml_, self.accuracy_, self.errors_ = fitted_ml, accuracy, errors
         self.delivered_backtest_ = delivered  # unique_id, cutoff, ds, y, forecast as delivered
+        self.bias_ = bias
+        self.cleansed_ = int(len(effects)) if effects is not None else 0  # periods cleansed
         self.timings_ = stage.seconds
         return self
+
+    def _debias(self, chosen: pd.DataFrame, panel: Panel) -> tuple[pd.DataFrame, BiasFactors | None]:
+        """The backtest of the chosen forecasts scored on the items known at each origin and,
+        with ``bias_correction``, cross-fitted for each level's lean; with the factors the
+        final forecast takes (:mod:`.bias`)."""
+        chosen = known_demand(chosen, panel)
+        if not self.config.bias_correction or chosen["cutoff"].nunique() < 2:
+            return chosen, None
+        factors = fit_factors(chosen, panel.levels)
+        table = factors.summary()
+        on = table[table["applied"]]
+        if on.empty:
+            logger.info("Bias correction: no level leans the same way in every backtest window; none applied")
+        else:
+            logger.info(
+                "Bias correction on %d of %d level(s): %s",
+                len(on),
+                len(table),
+                "; ".join(
+                    f"{r.level} backtest bias {r.bias:+.1%}, "
+                    f"factor {r.factor_first:.3f} to {r.factor_last:.3f}"
+                    for r in on.itertuples()
+                ),
+            )
+        return cross_fitted(chosen, panel.levels), factors
 
     def _score(self, chosen: pd.DataFrame, panel: Panel):
         """Accuracy per level (hierarchies) and the interval calibration, both from the
@@ -285,7 +321,12 @@ class Forecaster:
 
     # -- predicting ----------------------------------------------------------------------
     def predict(
-        self, h: int | None = None, future: pd.DataFrame | None = None, *, fill: str | None = None
+        self,
+        h: int | None = None,
+        future: pd.DataFrame | None = None,
+        *,
+        fill: str | None = None,
+        launches: pd.DataFrame | None = None,
     ) -> ForecastRun:
         """Forecast ``h`` periods (default the configured horizon) without re-fitting.
 
@@ -299,6 +340,10 @@ class Forecaster:
         fill : {"error", "carry", "zero"}, optional
             How to fill series and periods missing from ``future`` in this call; default the
             config's ``future_fill``.
+        launches : pandas.DataFrame, optional
+            New items and the like items they will sell like (``new_item, like_item,
+            launch_month[, scale]``, :mod:`.launches`): each new item gets its like item's
+            forecast at its own level, and the levels above it follow.
         """
         if not hasattr(self, "panel_"):
             raise NotFittedError("this Forecaster is not fitted yet; call fit(history) first.")
@@ -316,12 +361,39 @@ class Forecaster:
             wide = self._candidates(h, future, fill or config.future_fill)
         with stage("reconcile"):
             residuals = self.backtest_.chosen_cv if self.backtest_ is not None else None
-            out = deliver(wide, self.selection_, self.panel_, config, self.errors_, residuals)
+            out = deliver(
+                wide,
+                self.selection_,
+                self.panel_,
+                config,
+                self.errors_,
+                residuals,
+                getattr(self, "bias_", None),
+            )
         series = self.panel_.Y[["unique_id", "ds", "y"]]
         if config.working_days:
             out = from_rate(out, [c for c in out.columns if c.startswith("forecast")])
             wide = from_rate(wide, [c for c in wide.columns if c not in ("unique_id", "ds")])
             series = from_rate(series, ["y"])
+        self.launched_ = None
+        if launches is not None and len(launches):
+            out, launched = launch_forecast(
+                out,
+                read_launches(launches, keys=hierarchy_keys(config)),
+                series,
+                hierarchy=self.panel_.hierarchy,
+                hierarchy_spec=list(config.hierarchy),
+            )
+            self.launched_ = launched
+            for row in launched.itertuples():
+                logger.info(
+                    "Launch %s like %s from %s: scale %.3f (%s)",
+                    row.new_item,
+                    row.like_item,
+                    f"{row.launch_month:%Y-%m}",
+                    row.scale,
+                    row.how,
+                )
         timings = {**self.timings_, **stage.seconds}
         return ForecastRun(
             out,
@@ -348,7 +420,7 @@ class Forecaster:
         config = self.config
         settings = engine.ml_settings(self.panel_.Y, config)
         plan = self._future(future, h, fill) if config.drivers else None
-        ml = ml_predict(self.ml_, h, settings, plan)
+        ml = ml_predict(self.ml_, h, settings, plan, last_flags(self.panel_.Y, settings))
         if plan is not None:
             baseline = baseline_future(plan, self.panel_.Y, list(config.drivers))
             ml[f"{engine.ML_ALIAS}|baseline"] = ml_predict(self.ml_, h, settings, baseline)[
@@ -412,6 +484,8 @@ class Forecaster:
         with stage("backtest"), library_warnings(logger), engine_session(config):
             bt = engine.run_backtest(panel.Y, config, classes)
         accuracy = None
+        if bt.chosen_cv is not None:
+            bt.chosen_cv, _ = self._debias(bt.chosen_cv, panel)
         if panel.tags is not None and bt.chosen_cv is not None:
             with stage("accuracy"):
                 accuracy = level_accuracy(

@@ -39,6 +39,7 @@ __all__ = [
     "reconciled_backtest",
     "discontinued",
     "hierarchy_keys",
+    "known_demand",
 ]
 
 logger = logging.getLogger(__name__)
@@ -213,6 +214,37 @@ def reconciled_backtest(
         if methods:
             merged = nonnegative_coherent(merged, structure, methods)
     return merged, columns
+
+
+def known_demand(backtest: pd.DataFrame, panel: Panel) -> pd.DataFrame:
+    """The backtest with each aggregate's actual demand summed over the items known at the
+    window's origin (items with history up to the cutoff).
+
+    Items launched after an origin are in no forecast made then (a plan takes them from the
+    launch plan), so their demand is left out of every level's actuals in that window, as
+    the bottom level's scoring leaves out their rows; otherwise every aggregate shows their
+    demand as under-forecast. Flat panels are returned as they are. Returns a new frame.
+    """
+    structure = panel.hierarchy
+    if structure is None or backtest.empty:
+        return backtest.copy()
+    bottom = panel.bottom[["unique_id", "ds", "y"]]
+    first = bottom.groupby("unique_id", sort=False)["ds"].min()
+    col = pd.Index(structure.bottom_ids).get_indexer(bottom["unique_id"].astype(str))
+    out = backtest.copy()
+    row = pd.Index(structure.ids).get_indexer(out["unique_id"].astype(str))
+    for cutoff in out["cutoff"].unique():
+        mine = (out["cutoff"] == cutoff).to_numpy()
+        dates = pd.Index(np.sort(out.loc[mine, "ds"].unique()))
+        at = dates.get_indexer(bottom["ds"])
+        known = bottom["unique_id"].map(first).to_numpy() <= np.datetime64(pd.Timestamp(cutoff))
+        take = (at >= 0) & (col >= 0) & known
+        base = np.zeros((len(structure.bottom_ids), len(dates)))
+        base[col[take], at[take]] = bottom["y"].to_numpy(dtype=float)[take]
+        summed = structure.S @ base
+        rows = np.flatnonzero(mine & (row >= 0))
+        out.iloc[rows, out.columns.get_loc("y")] = summed[row[rows], dates.get_indexer(out["ds"].iloc[rows])]
+    return out
 
 
 def _naive_window(Y: pd.DataFrame, ids: list[str], window: pd.DataFrame, cutoff) -> pd.DataFrame:

@@ -15,7 +15,7 @@ back into a forecaster that predicts exactly as the one saved, without re-fittin
   :meth:`~sopforecast.data.hierarchy.Hierarchy.to_folder` (sparse ``S`` in CSR arrays);
 - ``stats_wide.parquet``: the statistical models' stored forecasts; ``selection``,
   ``classes``, ``accuracy``, the backtest's ``chosen_cv`` and ``summary`` and the interval
-  profile (``errors_*``) as Parquet;
+  profile (``errors_*``) and the bias factors (``bias``) as Parquet;
 - ``lightgbm/booster.txt``: the fitted LightGBM in its native text form, and
   ``lightgbm/series.parquet`` the ids it was fitted on. On load mlforecast's series state is
   rebuilt from the history with ``MLForecast.preprocess`` (no model is trained) and the
@@ -95,6 +95,9 @@ def save_state(forecaster, folder: str | Path) -> Path:
     if backtest is not None:
         put("chosen_cv", backtest.chosen_cv)
         put("summary", backtest.summary)
+    bias = getattr(forecaster, "bias_", None)
+    if bias is not None:
+        put("bias", bias.table)
     errors = forecaster.errors_
     if errors is not None:
         for part in ("scale", "growth", "quantile", "demand_ratio"):
@@ -121,6 +124,7 @@ def save_state(forecaster, folder: str | Path) -> Path:
 def load_state(folder: str | Path):
     """The forecaster :func:`save_state` wrote into ``folder``, ready to ``predict``."""
     from . import engine
+    from .bias import BiasFactors
     from .engine import BacktestResult
     from .forecaster import Forecaster
     from .intervals import ErrorProfile
@@ -166,6 +170,7 @@ def load_state(folder: str | Path):
     forecaster.short_ = list(meta["short"])
     forecaster.ml_, forecaster.accuracy_, forecaster.errors_ = ml, get("accuracy"), errors
     forecaster.delivered_backtest_ = None
+    forecaster.bias_ = BiasFactors(get("bias")) if "bias" in frames else None
     forecaster.timings_ = dict(meta["timings"])
     return forecaster
 
@@ -187,13 +192,12 @@ def _load_ml(folder: Path, Y: pd.DataFrame, settings):
     stored booster as its model."""
     import lightgbm as lgb
 
-    from .ml import ALIAS
+    from .ml import ALIAS, ml_frame
 
     uids = pd.read_parquet(folder / "series.parquet")["unique_id"]
-    # the frame ml_fit gave mlforecast: statics as categories (of every series), the series fitted
-    frame = Y[["unique_id", "ds", "y", *settings.statics, *settings.drivers]].copy()
-    for col in settings.statics:
-        frame[col] = frame[col].astype("category")
+    # the frame ml_fit gave mlforecast: statics as categories (of every series), the lagged
+    # flags, the series fitted
+    frame = ml_frame(Y, settings)
     frame = frame[frame["unique_id"].isin(set(uids))]
     fitted = settings.build()
     fitted._cs_df = None  # no conformal intervals in mlforecast: ours come from the backtest

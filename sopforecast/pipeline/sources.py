@@ -28,6 +28,7 @@ class History:
     source: str
     test: pd.DataFrame | None = None
     future: pd.DataFrame | None = None  # the drivers' planned values (promotion calendar)
+    launches: pd.DataFrame | None = None  # new items and their like items
 
 
 def fingerprint(frame: pd.DataFrame) -> str:
@@ -93,4 +94,7 @@ def load_history(data: PipelineData, workdir: Workdir) -> History:
     if data.future:
         future = read_source(data.future, text_columns=data.series_columns)
         future = future.rename(columns={data.time_col: "ds", data.id_col: "unique_id"})
-    return History(validated.frame, validated.report, source, test, future)
+    launches = None
+    if data.launches:
+        launches = read_source(data.launches, text_columns=[*data.series_columns, "new_item", "like_item"])
+    return History(validated.frame, validated.report, source, test, future, launches)

@@ -83,6 +83,11 @@ class PipelineData(DataConfig):
         description="Promotion calendar / price plan: a file with unique_id (or the key columns), ds and "
         "the drivers for the forecast months. The demo makes its own.",
     )
+    launches: str | None = Field(
+        None,
+        description="New items: a file with new_item (or the key columns), like_item, launch_month "
+        "and optionally scale; each new item is forecast from its like item (forecasting/launches.py).",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> PipelineData:
@@ -451,6 +456,8 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
         spec.data.path = str((path.parent / data_path).resolve())
     if spec.data.future and not Path(spec.data.future).is_absolute():
         spec.data.future = str((path.parent / spec.data.future).resolve())
+    if spec.data.launches and not Path(spec.data.launches).is_absolute():
+        spec.data.launches = str((path.parent / spec.data.launches).resolve())
     prices = spec.plan.prices
     if prices.file and not Path(prices.file).is_absolute():
         prices.file = str((path.parent / prices.file).resolve())
@@ -465,6 +472,11 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
         raise ConfigError(
             f"{path}: data.future {spec.data.future} does not exist; fix the path or use --set.",
             setting="data.future",
+        )
+    if spec.data.launches and not Path(spec.data.launches).is_file():
+        raise ConfigError(
+            f"{path}: data.launches {spec.data.launches} does not exist; fix the path or use --set.",
+            setting="data.launches",
         )
     if spec.data.path and "://" not in spec.data.path and not Path(spec.data.path).exists():
         raise ConfigError(

@@ -83,7 +83,11 @@ def load(spec: PipelineSpec, workdir: Workdir) -> History:
 
 
 def evaluate(
-    frame: pd.DataFrame, config: ForecastConfig, future: pd.DataFrame | None = None, progress=None
+    frame: pd.DataFrame,
+    config: ForecastConfig,
+    future: pd.DataFrame | None = None,
+    progress=None,
+    launches: pd.DataFrame | None = None,
 ) -> Evaluation:
     """Backtest, fit and forecast ``frame`` with ``config``.
 
@@ -95,6 +99,8 @@ def evaluate(
         The pipeline's forecast section.
     future : pandas.DataFrame, optional
         The drivers' planned values (promotion calendar).
+    launches : pandas.DataFrame, optional
+        New items and their like items (:mod:`sopforecast.forecasting.launches`).
     progress : rich.progress.Progress, optional
         Shows the forecasting stages.
 
@@ -109,7 +115,7 @@ def evaluate(
     forecaster = Forecaster(config)
     forecaster.check_future(frame, future)  # a bad promotion calendar fails before the fit
     forecaster.fit(frame, backtest=True, progress=progress)
-    run = forecaster.predict(future=future)
+    run = forecaster.predict(future=future, launches=launches)
     if run.accuracy is not None:
         method = "base" if config.reconcile == "none" else config.reconcile
         acc = run.accuracy
@@ -163,6 +169,12 @@ def run_metrics(ev: Evaluation, data: History) -> dict[str, float]:
     ``<metric>_<method>_<level>`` per level for hierarchies, ``test_*`` on a held-out part."""
     metrics = {f"backtest_{k}": v for k, v in ev.headline.items()}
     metrics["discontinued_series"] = float(len(ev.discontinued))
+    forecaster = ev.forecaster
+    bias = getattr(forecaster, "bias_", None)
+    metrics["bias_corrected_levels"] = float(bias.summary()["applied"].sum()) if bias is not None else 0.0
+    metrics["promotion_cleansed_periods"] = float(getattr(forecaster, "cleansed_", 0))
+    launched = getattr(forecaster, "launched_", None)
+    metrics["launched_items"] = float(len(launched)) if launched is not None else 0.0
     if data.test is not None:
         metrics.update(_test_scores(ev.forecast, data.test))
     if ev.accuracy is not None:
@@ -283,6 +295,12 @@ def result_tables(ev: Evaluation, data: History, spec: PipelineSpec, folder: Pat
         put("selection_per_series.csv", lambda p: chosen.to_csv(p, index=False))
     if ev.accuracy is not None:
         put("level_accuracy.csv", lambda p: ev.accuracy.to_csv(p, index=False))
+    bias = getattr(ev.forecaster, "bias_", None)
+    if bias is not None:  # each level's lean in the backtest and the correction taken
+        put("bias_factors.csv", lambda p: bias.summary().to_csv(p, index=False))
+    launched = getattr(ev.forecaster, "launched_", None)
+    if launched is not None and len(launched):  # new items: like item, scale and how
+        put("launches.csv", lambda p: launched.to_csv(p, index=False))
     checks = level_checks(spec, ev)
     put("level_targets.csv", lambda p: checks.to_csv(p, index=False))
     report = json.dumps(data.report.to_dict(), indent=2, default=str)

@@ -1,0 +1,241 @@
+"""New products from like items.
+
+A launch names a new item, the established item it will sell like, its launch month and,
+optionally, a scale (``new_item, like_item, launch_month, scale``; for a hierarchy the new
+item may instead be named by its key columns, as in the promotion calendar). The new item's
+forecast is the like item's: seasonality and growth from the like item's own forecast in the
+same calendar months, the level times the scale, and, when the like item itself was launched
+inside the history, its launch curve at the new item's age (the like item's first 12 months
+relative to its next 12). Without a scale the level comes from the new item's own first months
+(``first_months``, up to 12): their demand over what the like item's profile says for those
+months. The intervals are the like item's, scaled the same way: the like item's errors at the
+new item's level.
+
+Every aggregate above a new item moves by the new item's change (added, or its short-history
+forecast replaced), so the forecast stays coherent. Pure: frames in, frames out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..data.hierarchy import Hierarchy
+from ..errors import DataError, format_examples
+from .drivers import series_ids
+
+__all__ = ["read_launches", "launch_forecast", "launch_curve", "LAUNCH_COLUMNS", "CURVE_MONTHS"]
+
+LAUNCH_COLUMNS = ("new_item", "like_item", "launch_month", "scale")
+CURVE_MONTHS = 12
+
+
+def read_launches(
+    frame: pd.DataFrame, *, keys: list[str] | None = None, where: str = "launches"
+) -> pd.DataFrame:
+    """The launches checked: ``new_item, like_item, launch_month, scale`` (scale NaN: from the
+    first months). ``new_item`` may be given by the hierarchy's ``keys`` instead; they are kept."""
+    data = frame.copy()
+    if "new_item" not in data.columns and keys and all(k in data.columns for k in keys):
+        data["new_item"] = series_ids(data, keys, where)
+    missing = [c for c in ("new_item", "like_item", "launch_month") if c not in data.columns]
+    if missing:
+        raise DataError(
+            f"{where}: column(s) {missing} missing (columns: {list(frame.columns)}); a launch file "
+            f"needs new_item (or the key columns {keys or []}), like_item, launch_month and "
+            "optionally scale."
+        )
+    for col in ("new_item", "like_item"):
+        data[col] = data[col].astype(str).str.strip()
+        empty = data[col].isin(["", "nan", "None"])
+        if empty.any():
+            raise DataError(f"{where}: {col} is empty in row(s) {format_examples(data.index[empty])}.")
+    month = pd.to_datetime(data["launch_month"].astype(str), errors="coerce")
+    if month.isna().any():
+        bad = data.loc[month.isna(), "launch_month"]
+        raise DataError(f"{where}: launch_month {format_examples(bad)} is not a month (write 2026-03).")
+    data["launch_month"] = month.dt.to_period("M").dt.to_timestamp()
+    if "scale" not in data.columns:
+        data["scale"] = np.nan
+    scale = pd.to_numeric(data["scale"], errors="coerce")
+    bad = (scale.isna() & data["scale"].notna() & (data["scale"].astype(str).str.strip() != "")) | (
+        scale <= 0
+    )
+    if bad.any():
+        raise DataError(
+            f"{where}: scale {format_examples(data.loc[bad, 'scale'])} is not a positive number "
+            "(1 sells like the like item; leave it empty to take the level from the first months)."
+        )
+    data["scale"] = scale
+    same = data["new_item"] == data["like_item"]
+    if same.any():
+        raise DataError(f"{where}: {format_examples(data.loc[same, 'new_item'])} is its own like item.")
+    twice = data["new_item"].duplicated()
+    if twice.any():
+        raise DataError(f"{where}: {format_examples(data.loc[twice, 'new_item'])} launched twice.")
+    return data.reset_index(drop=True)
+
+
+def launch_curve(history: pd.DataFrame, item: str, start: pd.Timestamp) -> np.ndarray:
+    """The like item's launch curve: its demand in each of its first :data:`CURVE_MONTHS`
+    months over its mean demand in the 12 after, clipped to [0.05, 1]; ones when it was not
+    launched inside ``history`` (it sold from the first month) or is too young to tell."""
+    own = history[history["unique_id"] == item].sort_values("ds")
+    selling = own[own["y"] > 0]
+    if selling.empty or selling["ds"].iloc[0] <= start:
+        return np.ones(CURVE_MONTHS)
+    since = own[own["ds"] >= selling["ds"].iloc[0]]["y"].to_numpy(dtype=float)
+    if len(since) < 2 * CURVE_MONTHS:
+        return np.ones(CURVE_MONTHS)
+    mature = since[CURVE_MONTHS : 2 * CURVE_MONTHS].mean()
+    if mature <= 0:
+        return np.ones(CURVE_MONTHS)
+    return np.clip(since[:CURVE_MONTHS] / mature, 0.05, 1.0)
+
+
+def _age(ds: pd.Series | np.ndarray, launch: pd.Timestamp) -> np.ndarray:
+    ds = pd.DatetimeIndex(ds)
+    return (ds.year - launch.year) * 12 + (ds.month - launch.month)
+
+
+def _curve_at(curve: np.ndarray, age: np.ndarray) -> np.ndarray:
+    return np.where(age < 0, 0.0, curve[np.clip(age, 0, CURVE_MONTHS - 1)] if len(curve) else 1.0)
+
+
+def launch_forecast(
+    forecast: pd.DataFrame,
+    launches: pd.DataFrame,
+    history: pd.DataFrame,
+    *,
+    hierarchy: Hierarchy | None = None,
+    hierarchy_spec: list[str] | None = None,
+    first_months: int = 3,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The forecast with every launch's new item forecast from its like item.
+
+    Parameters
+    ----------
+    forecast : pandas.DataFrame
+        The delivered forecast: ``unique_id, ds, forecast`` and interval bounds (``level``
+        and ``model`` kept where present).
+    launches : pandas.DataFrame
+        :func:`read_launches` output (with the key columns for new items of a hierarchy).
+    history : pandas.DataFrame
+        ``unique_id, ds, y`` of the bottom series.
+    hierarchy : Hierarchy, optional
+        The forecast's hierarchy: aggregates above each new item move with it.
+    hierarchy_spec : list of str, optional
+        The key chains (``forecast.hierarchy``), to place new items not yet in ``hierarchy``.
+    first_months : int, default 3
+        Months of the new item's own demand that set its level when no scale is given.
+
+    Returns
+    -------
+    (pandas.DataFrame, pandas.DataFrame)
+        The forecast, and one row per launch: ``new_item, like_item, launch_month, scale``
+        (the one used) and ``how`` (``scale`` or ``first N months``).
+    """
+    bounds = [c for c in forecast.columns if c.startswith("forecast-")]
+    values = ["forecast", *bounds]
+    known = set(forecast["unique_id"].astype(str))
+    unknown_like = sorted(set(launches["like_item"]) - known)
+    if unknown_like:
+        raise DataError(
+            f"launches: like item(s) {format_examples(unknown_like)} are not forecast; name series "
+            "of the forecast (their unique_id)."
+        )
+    start = history["ds"].min()
+    rows, report = [], []
+    for launch in launches.itertuples(index=False):
+        like = forecast[forecast["unique_id"] == launch.like_item].sort_values("ds")
+        curve = launch_curve(history, launch.like_item, start)
+        own = history[(history["unique_id"] == launch.new_item) & (history["ds"] >= launch.launch_month)]
+        own = own.sort_values("ds").head(max(int(first_months), 1))
+        scale, how = launch.scale, "scale"
+        if not np.isfinite(scale):
+            like_past = history[history["unique_id"] == launch.like_item].set_index("ds")["y"]
+            profile = like_past.reindex(own["ds"]).to_numpy(dtype=float) * _curve_at(
+                curve, _age(own["ds"], launch.launch_month)
+            )
+            if own.empty or np.nansum(profile) <= 0:
+                raise DataError(
+                    f"launches: {launch.new_item} has no scale and no demand of its own since "
+                    f"{launch.launch_month:%Y-%m} to take its level from; give it a scale (1 sells "
+                    f"like {launch.like_item})."
+                )
+            scale, how = float(own["y"].sum() / np.nansum(profile)), f"first {len(own)} months"
+        factor = scale * _curve_at(curve, _age(like["ds"], launch.launch_month))
+        new = like[["ds", *values]].copy()
+        new[values] = new[values].to_numpy(dtype=float) * factor[:, None]
+        rows.append(new.assign(unique_id=launch.new_item))
+        report.append(
+            {
+                "new_item": launch.new_item,
+                "like_item": launch.like_item,
+                "launch_month": launch.launch_month,
+                "scale": scale,
+                "how": how,
+            }
+        )
+    if not rows:
+        return forecast, pd.DataFrame(columns=["new_item", "like_item", "launch_month", "scale", "how"])
+    new = pd.concat(rows, ignore_index=True)
+    out = _moved(forecast, new, launches, values, hierarchy, hierarchy_spec)
+    return out, pd.DataFrame(report)
+
+
+def _moved(forecast, new, launches, values, hierarchy, spec) -> pd.DataFrame:
+    """``forecast`` with the new items' rows set to ``new`` and every aggregate above them
+    moved by the change."""
+    old = forecast.set_index(["unique_id", "ds"])[values]
+    change = new.set_index(["unique_id", "ds"])[values].sub(
+        old.reindex(new.set_index(["unique_id", "ds"]).index).fillna(0.0)
+    )
+    pairs = _ancestors(launches, hierarchy, spec)
+    out = forecast.set_index(["unique_id", "ds"])
+    extra = [c for c in out.columns if c not in values]
+    delta = change.reset_index().merge(pairs, left_on="unique_id", right_on="bottom", suffixes=("_new", ""))
+    delta = delta.groupby(["unique_id", "ds"])[values].sum()
+    merged = out[values].add(delta, fill_value=0.0)
+    out = merged.join(out[extra], how="left")
+    if "model" in out.columns:
+        launched = set(new["unique_id"])
+        out.loc[out.index.get_level_values(0).isin(launched), "model"] = "like item"
+    if "level" in out.columns and hierarchy is not None:
+        lv = pd.Series(out.index.get_level_values(0)).map(_levels(launches, hierarchy, spec))
+        out["level"] = out["level"].fillna(pd.Series(lv.to_numpy(), index=out.index))
+    return (
+        out.reset_index()[forecast.columns]
+        .sort_values(["unique_id", "ds"], kind="stable")
+        .reset_index(drop=True)
+    )
+
+
+def _ancestors(launches, hierarchy: Hierarchy | None, spec) -> pd.DataFrame:
+    """(``unique_id``, ``bottom``) pairs: every series a new item adds into, itself included."""
+    items = launches["new_item"].tolist()
+    if hierarchy is None or hierarchy.flat:
+        return pd.DataFrame({"unique_id": items, "bottom": items})
+    members = hierarchy.members()
+    inside = members[members["bottom"].isin(items)]
+    outside = sorted(set(items) - set(hierarchy.bottom_ids))
+    if outside:
+        keys = hierarchy.keys
+        rows = launches[launches["new_item"].isin(outside)]
+        if not all(k in rows.columns for k in keys):
+            raise DataError(
+                f"launches: {format_examples(outside)} are not in the history; give their key "
+                f"columns {keys} so every level above them gets their forecast."
+            )
+        placed = Hierarchy.from_bottom(rows.rename(columns={"new_item": "unique_id"}), spec)
+        inside = pd.concat([inside, placed.members()], ignore_index=True)
+    return inside.drop_duplicates()
+
+
+def _levels(launches, hierarchy: Hierarchy, spec) -> pd.Series:
+    level = hierarchy.level_of()
+    outside = sorted(set(launches["new_item"]) - set(hierarchy.bottom_ids))
+    if outside and all(k in launches.columns for k in hierarchy.keys):
+        rows = launches[launches["new_item"].isin(outside)].rename(columns={"new_item": "unique_id"})
+        level = pd.concat([level, Hierarchy.from_bottom(rows, spec).level_of()])
+    return level[~level.index.duplicated()]
