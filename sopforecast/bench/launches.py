@@ -137,9 +137,7 @@ def run(seed: int = 0, share: float = 0.10, n_jobs: int = -1) -> list[dict]:
                     "seconds": seconds,
                 }
             )
-        logger.info(
-            "seed %d, %s: WAPE today %.3f, like item %.3f", seed, label, base["wape"], like["wape"]
-        )
+        logger.info("seed %d, %s: WAPE today %.3f, like item %.3f", seed, label, base["wape"], like["wape"])
     return rows
 
 
