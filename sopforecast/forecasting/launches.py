@@ -191,7 +191,7 @@ def _moved(forecast, new, launches, values, hierarchy, spec) -> pd.DataFrame:
     change = new.set_index(["unique_id", "ds"])[values].sub(
         old.reindex(new.set_index(["unique_id", "ds"]).index).fillna(0.0)
     )
-    pairs = _ancestors(launches, hierarchy, spec)
+    pairs, level_of = _placed(launches, hierarchy, spec)
     out = forecast.set_index(["unique_id", "ds"])
     extra = [c for c in out.columns if c not in values]
     delta = change.reset_index().merge(pairs, left_on="unique_id", right_on="bottom", suffixes=("_new", ""))
@@ -201,8 +201,8 @@ def _moved(forecast, new, launches, values, hierarchy, spec) -> pd.DataFrame:
     if "model" in out.columns:
         launched = set(new["unique_id"])
         out.loc[out.index.get_level_values(0).isin(launched), "model"] = "like item"
-    if "level" in out.columns and hierarchy is not None:
-        lv = pd.Series(out.index.get_level_values(0)).map(_levels(launches, hierarchy, spec))
+    if "level" in out.columns and level_of is not None:
+        lv = pd.Series(out.index.get_level_values(0)).map(level_of)
         out["level"] = out["level"].fillna(pd.Series(lv.to_numpy(), index=out.index))
     return (
         out.reset_index()[forecast.columns]
@@ -211,13 +211,16 @@ def _moved(forecast, new, launches, values, hierarchy, spec) -> pd.DataFrame:
     )
 
 
-def _ancestors(launches, hierarchy: Hierarchy | None, spec) -> pd.DataFrame:
-    """(``unique_id``, ``bottom``) pairs: every series a new item adds into, itself included."""
+def _placed(launches, hierarchy: Hierarchy | None, spec) -> tuple[pd.DataFrame, pd.Series | None]:
+    """(``unique_id``, ``bottom``) pairs, every series a new item adds into (itself included),
+    and the level of every series, the new items' and their new aggregates' included. New
+    items not in the history are placed by their key columns, once."""
     items = launches["new_item"].tolist()
     if hierarchy is None or hierarchy.flat:
-        return pd.DataFrame({"unique_id": items, "bottom": items})
+        return pd.DataFrame({"unique_id": items, "bottom": items}), None
     members = hierarchy.members()
-    inside = members[members["bottom"].isin(items)]
+    pairs = members[members["bottom"].isin(items)]
+    level = hierarchy.level_of()
     outside = sorted(set(items) - set(hierarchy.bottom_ids))
     if outside:
         keys = hierarchy.keys
@@ -228,14 +231,6 @@ def _ancestors(launches, hierarchy: Hierarchy | None, spec) -> pd.DataFrame:
                 f"columns {keys} so every level above them gets their forecast."
             )
         placed = Hierarchy.from_bottom(rows.rename(columns={"new_item": "unique_id"}), spec)
-        inside = pd.concat([inside, placed.members()], ignore_index=True)
-    return inside.drop_duplicates()
-
-
-def _levels(launches, hierarchy: Hierarchy, spec) -> pd.Series:
-    level = hierarchy.level_of()
-    outside = sorted(set(launches["new_item"]) - set(hierarchy.bottom_ids))
-    if outside and all(k in launches.columns for k in hierarchy.keys):
-        rows = launches[launches["new_item"].isin(outside)].rename(columns={"new_item": "unique_id"})
-        level = pd.concat([level, Hierarchy.from_bottom(rows, spec).level_of()])
-    return level[~level.index.duplicated()]
+        pairs = pd.concat([pairs, placed.members()], ignore_index=True)
+        level = pd.concat([level, placed.level_of()])
+    return pairs.drop_duplicates(), level[~level.index.duplicated()]
