@@ -181,24 +181,29 @@ def test_m3_time_table_sums_the_reference_and_shows_stages(tmp_path):
     assert "| yearly | 9.0 | 4.0 | 5.0 | 2.0 | 7.0 |" in text
 
 
-def test_drivers_benchmark_scores_promotion_months_per_level():
+def test_drivers_benchmark_scores_promotion_months_the_month_after_and_others_per_level():
     from sopforecast.bench import drivers
 
     frame = pd.DataFrame(
         {
-            "unique_id": ["a", "a", "T", "T"],
-            "ds": pd.to_datetime(["2024-01-01", "2024-02-01"] * 2),
-            "y": [10.0, 20.0, 30.0, 40.0],
-            "f": [12.0, 15.0, 30.0, 36.0],
+            "unique_id": ["a"] * 3 + ["T"] * 3,
+            "ds": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-03-01"] * 2),
+            "y": [10.0, 20.0, 10.0, 30.0, 40.0, 30.0],
+            "f": [12.0, 15.0, 13.0, 30.0, 36.0, 30.0],
         }
     )
-    promo = pd.Series([0.0, 1.0, 0.1, 0.5])
+    promo = pd.Series([0.0, 1.0, 0.0, 0.1, 0.5, 0.0])
     levels = pd.Series({"a": "sku", "T": "Total"})
     table = drivers.promo_wape(frame, "f", promo, levels).set_index("level")
-    assert table.loc["sku", "wape"] == pytest.approx(7 / 30)
+    assert table.loc["sku", "wape"] == pytest.approx(10 / 40)
     assert table.loc["sku", "wape_promo"] == pytest.approx(5 / 20)  # only the promoted month
+    assert table.loc["sku", "wape_after"] == pytest.approx(3 / 10)  # March follows February's promotion
+    assert table.loc["sku", "wape_other"] == pytest.approx(2 / 10)  # January alone
+    assert table.loc["sku", "bias"] == pytest.approx(0.0)  # +2 -5 +3 over 40
     assert table.loc["Total", "wape_promo"] == pytest.approx(4 / 40)  # share 0.5 >= 0.25
     assert table.loc["Total", "promo_rows"] == 1
+    assert table.loc["Total", "after_rows"] == 1
+    assert table.loc["Total", "bias"] == pytest.approx(-4 / 100)
 
 
 @pytest.mark.integration  # a whole benchmark run

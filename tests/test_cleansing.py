@@ -52,12 +52,13 @@ def test_flags_are_0_1_drivers_and_aggregate_shares():
         {
             "promo": [0.0, 1.0, 0.0],
             "share": [0.0, 0.35, 1.0],  # an aggregate's demand-weighted share on promotion
+            "summed": [0.0, 0.35, 1.0 + 1e-12],  # the same, 1 summed from fractions (the demo's Total)
             "discount": [0.1, 0.2, 0.3],  # within [0, 1] but never off or fully on
             "price": [2.0, 1.0, 0.0],
             "never": [0.0, 0.0, 0.0],
         }
     )
-    assert flag_drivers(frame, list(frame.columns)) == ["promo", "share", "never"]
+    assert flag_drivers(frame, list(frame.columns)) == ["promo", "share", "summed", "never"]
 
 
 def test_previous_flags_shift_within_a_series_and_start_from_the_last_known():

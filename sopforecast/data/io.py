@@ -420,6 +420,8 @@ def stage_frame(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write ``frame`` in the format of ``path`` to a hidden file beside it; return that file.
 
     ``staged.replace(path)`` publishes it. Used to publish several outputs together, last.
+    A CSV's text cells that a spreadsheet would run as a formula (a series named ``=1+1``)
+    get a leading ``'`` (:func:`sopforecast.exports.neutralise`); Parquet keeps them as is.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -429,7 +431,9 @@ def stage_frame(frame: pd.DataFrame, path: str | Path) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".csv":
-            frame.to_csv(tmp, index=False)
+            from ..exports import neutralise
+
+            neutralise(frame).to_csv(tmp, index=False)
         else:
             frame.to_parquet(tmp, index=False)
     except OSError as exc:

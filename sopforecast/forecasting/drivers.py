@@ -52,15 +52,20 @@ EFFECT_RANGE = (0.2, 5.0)  # a driver moves demand by at most 5x either way
 WEIGHT_PERIODS = 12
 
 
+_ROUNDING = 1e-9
+
+
 def flag_drivers(history: pd.DataFrame, drivers: list[str]) -> list[str]:
     """Promotion flags among the drivers: values between 0 and 1, both 0 and 1 among them, or
     only 0 and 1 (a bottom series' 0/1 flag, an aggregate's share of demand on promotion)."""
     flags = []
     for col in drivers:
         values = pd.to_numeric(history[col], errors="coerce").dropna().unique()
-        if not len(values) or values.min() < 0.0 or values.max() > 1.0:
+        # an aggregate's share is a sum of fractions: 1 can come out a rounding error above 1
+        if not len(values) or values.min() < -_ROUNDING or values.max() > 1.0 + _ROUNDING:
             continue
-        if np.isin(values, (0.0, 1.0)).all() or (0.0 in values and 1.0 in values):
+        zero, one = np.isclose(values, 0.0, atol=_ROUNDING), np.isclose(values, 1.0, atol=_ROUNDING)
+        if (zero | one).all() or (zero.any() and one.any()):
             flags.append(col)
     return flags
 

@@ -133,7 +133,7 @@ def launch_forecast(
     -------
     (pandas.DataFrame, pandas.DataFrame)
         The forecast, and one row per launch: ``new_item, like_item, launch_month, scale``
-        (the one used) and ``how`` (``scale`` or ``first N months``).
+        (the one used), ``how`` (``scale`` or ``first N months``) and the key columns given.
     """
     bounds = [c for c in forecast.columns if c.startswith("forecast-")]
     values = ["forecast", *bounds]
@@ -145,6 +145,10 @@ def launch_forecast(
             "of the forecast (their unique_id)."
         )
     start = history["ds"].min()
+    # a new item's key columns (hierarchies) travel with it: the plan places it by them
+    keys = [
+        k for k in (hierarchy.keys if hierarchy is not None and not hierarchy.flat else []) if k in launches
+    ]
     rows, report = [], []
     for launch in launches.itertuples(index=False):
         like = forecast[forecast["unique_id"] == launch.like_item].sort_values("ds")
@@ -175,6 +179,7 @@ def launch_forecast(
                 "launch_month": launch.launch_month,
                 "scale": scale,
                 "how": how,
+                **{k: getattr(launch, k) for k in keys},
             }
         )
     if not rows:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
+from ..data.hierarchy import key_columns
 from ..data.io import read_source, write_frame
 from ..data.schema import ValidationReport, validate
 from ..workdir import Workdir
@@ -97,4 +99,72 @@ def load_history(data: PipelineData, workdir: Workdir) -> History:
     launches = None
     if data.launches:
         launches = read_source(data.launches, text_columns=[*data.series_columns, "new_item", "like_item"])
+    keys = key_columns(list(data.hierarchy)) if data.hierarchy else []
+    launches = _with_like_items(launches, like_item_launches(raw, validated.frame, config, source), keys)
     return History(validated.frame, validated.report, source, test, future, launches)
+
+
+LIKE_ITEM = "like_item"
+LIKE_MATURE = 24  # months of own sales after which an item's history speaks for itself
+
+
+def like_item_launches(
+    raw: pd.DataFrame, history: pd.DataFrame, data: PipelineData, source: str
+) -> pd.DataFrame | None:
+    """Launches named in the sales history itself: a ``like_item`` column, filled on the rows
+    of a new item with the established item it will sell like. The launch month is the new
+    item's first month with demand, its level from its first months (no scale); an item not
+    selling yet launches the month after the history and sells like its like item (scale 1).
+    Items with :data:`LIKE_MATURE` months of their own sales keep their own forecast. ``None``
+    without such a column."""
+    if LIKE_ITEM not in raw.columns:
+        return None
+    from ..errors import DataError, format_examples
+    from ..forecasting.drivers import series_ids
+
+    like = raw[LIKE_ITEM].astype("string").str.strip()
+    named = like.notna() & (like != "")
+    if not named.any():
+        return None
+    keys = key_columns(list(data.hierarchy)) if data.hierarchy else []
+    ids = series_ids(raw, keys, source) if keys else raw[data.id_col].astype(str)
+    pairs = pd.DataFrame({"new_item": ids[named].to_numpy(), "like_item": like[named].to_numpy()})
+    pairs = pairs.drop_duplicates()
+    twice = pairs["new_item"].duplicated(keep=False)
+    if twice.any():
+        raise DataError(
+            f"{source}: column {LIKE_ITEM} names more than one like item for "
+            f"{format_examples(pairs.loc[twice, 'new_item'].unique())}; give each new item one."
+        )
+    selling = history[history["y"] > 0].groupby("unique_id")["ds"].min()
+    end = history["ds"].max()
+    first = pd.to_datetime(pairs["new_item"].map(selling))
+    age = (end.year - first.dt.year) * 12 + (end.month - first.dt.month) + 1
+    # an item with LIKE_MATURE months of its own sales is forecast from them, not its like item
+    pairs = pairs[~(age >= LIKE_MATURE)]
+    first = first[pairs.index]
+    # not selling yet: it sells like its like item (scale 1) until its first months say more
+    scale = np.where(first.isna(), 1.0, np.nan)
+    first = first.fillna(end + pd.offsets.MonthBegin(1))
+    return pairs.assign(launch_month=first.dt.strftime("%Y-%m"), scale=scale).reset_index(drop=True)
+
+
+def _with_like_items(
+    launches: pd.DataFrame | None, from_column: pd.DataFrame | None, keys: list[str]
+) -> pd.DataFrame | None:
+    """The launch file's rows, and the history's ``like_item`` rows for items it does not name
+    (the file says more: a launch month and a scale)."""
+    if from_column is None or from_column.empty:
+        return launches
+    if launches is None:
+        return from_column
+    from ..forecasting.drivers import series_ids
+
+    if "new_item" in launches.columns:
+        named = set(launches["new_item"].astype(str).str.strip())
+    elif keys and all(k in launches.columns for k in keys):
+        named = set(series_ids(launches, keys, "launches"))
+    else:
+        named = set()
+    extra = from_column[~from_column["new_item"].isin(named)]
+    return pd.concat([launches, extra], ignore_index=True) if len(extra) else launches

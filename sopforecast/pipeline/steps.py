@@ -381,6 +381,11 @@ def plan_draft(spec: PipelineSpec, ev: Evaluation, data: History) -> tuple[pd.Da
     from ..planning.plan import draft_lines
 
     plan = spec.plan
+    launched = getattr(ev.forecaster, "launched_", None)
+    keys = list(spec.data.keys)
+    new_items = None
+    if launched is not None and all(k in launched.columns for k in keys):
+        new_items = launched.rename(columns={"new_item": "unique_id"})[["unique_id", *keys]]
     lines, bottom = draft_lines(
         ev.forecast,
         data.frame,
@@ -388,6 +393,7 @@ def plan_draft(spec: PipelineSpec, ev: Evaluation, data: History) -> tuple[pd.Da
         freq=spec.data.freq,
         months=plan.months,
         bucket=plan.bucket,
+        new_items=new_items,
     )
     source = plan.prices.source
     if source == "auto":

@@ -45,6 +45,7 @@ def draft_lines(
     freq: str = "MS",
     months: int = 18,
     bucket: str = "month",
+    new_items: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Plan lines for a new draft version.
 
@@ -62,6 +63,9 @@ def draft_lines(
     months : int, default 18
         Buckets to plan (at most 36).
     bucket : {"month", "445"}, default "month"
+    new_items : pandas.DataFrame, optional
+        Launched items not in the history (``unique_id`` and the keys): planned beside the
+        others, in the aggregates above them.
 
     Returns
     -------
@@ -74,6 +78,10 @@ def draft_lines(
         )
     keys = key_columns(hierarchy)
     bottom = history[["unique_id", *keys]].drop_duplicates("unique_id")
+    if new_items is not None and len(new_items):
+        bottom = pd.concat([bottom, new_items[["unique_id", *keys]]], ignore_index=True).drop_duplicates(
+            "unique_id"
+        )
     S, levels = summing(bottom, hierarchy)
     missing = sorted(set(S.index) - set(forecast["unique_id"]))
     if missing:
