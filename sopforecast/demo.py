@@ -139,8 +139,9 @@ def run_demo(
 
 
 def _backfill(spec, workdir: Workdir, cycles: int = 6) -> None:
-    """Published plans of the last ``cycles`` months, made from the history known then, so the
-    monitor has plans to judge on the first run (once per work directory)."""
+    """Published plans of the last ``cycles`` months, made from the history known then with
+    the pipeline's forecast settings, so the monitor has plans to judge on the first run
+    (once per work directory)."""
     from .pipeline.sources import load_history
     from .pipeline.steps import plan_name
     from .planning.backfill import backfill
@@ -151,7 +152,15 @@ def _backfill(spec, workdir: Workdir, cycles: int = 6) -> None:
     if (versions["status"] == "published").any():  # a track record exists already
         return
     history = load_history(spec.data, workdir).frame
-    backfill(plans, name, history, list(spec.data.hierarchy), cycles=cycles, months=max(spec.monitor.lags))
+    backfill(
+        plans,
+        name,
+        history,
+        list(spec.data.hierarchy),
+        cycles=cycles,
+        months=max(spec.monitor.lags),
+        config=spec.forecast,  # the live cycle's settings: calibrated intervals, same models
+    )
 
 
 def _write_json(payload: dict, path: Path) -> Path:

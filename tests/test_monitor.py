@@ -41,8 +41,8 @@ except ImportError:  # the mail tests need a real SMTP server
 needs_smtp = pytest.mark.skipif(Controller is None, reason="pip install aiosmtpd")
 
 SERIES = 150  # the smallest demo panels have no Paper family; 150 has (one SKU, four outlets)
-# the back-filled plans (theta) are what the monitor judges; the run's own model set only
-# makes the next cycle's plan, so the fastest one will do
+# the back-filled plans are made with the run's forecast settings (as the live cycle's), so
+# the fastest set keeps this module quick
 FAST = [
     "--set",
     "forecast.models=[theta]",

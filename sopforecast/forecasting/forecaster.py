@@ -185,20 +185,9 @@ class Forecaster:
         backtest = result
         advance("fit")
         with stage("fit"):
-            selection = engine.selection_for_all(
-                panel.Y, backtest, [*names, *(["lgbm"] if use_ml else [])], classes
+            selection, wide, short, fitted_ml, effects = self._estimate(
+                panel, classes, names, use_ml, backtest
             )
-            used = {m for members in selection["members"] for m in members}
-            stats_names = [n for n in names if CATALOGUE[n].alias in used]
-            native = backtest is None or backtest.chosen_cv is None  # else intervals from the backtest
-            fitted_ml, effects = None, None
-            if use_ml:
-                settings = engine.ml_settings(panel.Y, config)
-                flags = engine.cleansing_flags(panel.Y, config)
-                fitted_ml, effects = ml_fit_effect(panel.Y, settings, flags)
-            cleansed = engine.cleanse(panel.Y, effects) if effects is not None else panel.Y
-            wide, short = self._fit_stats(cleansed, classes, stats_names, selection, native)
-            selection, wide, short = self._cover_ml_gaps(panel.Y, selection, wide, short, fitted_ml)
         advance("score levels")
         accuracy, errors, delivered, bias = None, None, None, None
         if backtest is not None and backtest.chosen_cv is not None:
@@ -218,6 +207,48 @@ class Forecaster:
         self.delivered_backtest_ = delivered  # unique_id, cutoff, ds, y, forecast as delivered
         self.bias_ = bias
         self.cleansed_ = int(len(effects)) if effects is not None else 0  # periods cleansed
+        self.timings_ = stage.seconds
+        return self
+
+    def _estimate(self, panel: Panel, classes: pd.DataFrame, names: list[str], use_ml: bool, backtest):
+        """Each series' members (from ``backtest``), LightGBM fitted with its estimate of the
+        promotions' effect, and the statistical members fitted on the cleansed history."""
+        config = self.config
+        selection = engine.selection_for_all(
+            panel.Y, backtest, [*names, *(["lgbm"] if use_ml else [])], classes
+        )
+        used = {m for members in selection["members"] for m in members}
+        stats_names = [n for n in names if CATALOGUE[n].alias in used]
+        native = backtest is None or backtest.chosen_cv is None  # else intervals from the backtest
+        fitted_ml, effects = None, None
+        if use_ml:
+            settings = engine.ml_settings(panel.Y, config)
+            flags = engine.cleansing_flags(panel.Y, config)
+            fitted_ml, effects = ml_fit_effect(panel.Y, settings, flags)
+        cleansed = engine.cleanse(panel.Y, effects) if effects is not None else panel.Y
+        wide, short = self._fit_stats(cleansed, classes, stats_names, selection, native)
+        selection, wide, short = self._cover_ml_gaps(panel.Y, selection, wide, short, fitted_ml)
+        return selection, wide, short, fitted_ml, effects
+
+    def refit(self, history: pd.DataFrame) -> Forecaster:
+        """Re-estimate the fitted forecast's models on ``history`` (the same series and more
+        months) without a new backtest: each series keeps its selected models, the interval
+        calibration and the bias factors of the last :meth:`fit`. What a team does between
+        quarterly model reviews: the parameters follow the data every month, the choice of
+        model and the error profile are revisited less often. Returns self."""
+        if not hasattr(self, "panel_"):
+            raise NotFittedError("refit re-estimates a fitted forecaster: call fit first.")
+        config = self.config
+        stage = _Stages()
+        with library_warnings(logger), engine_session(config):
+            with stage("prepare"):
+                panel, classes = _prepare(history, config)
+                names, use_ml, _ = engine.candidates(config, classes)
+            with stage("fit"):
+                estimated = self._estimate(panel, classes, names, use_ml, self.backtest_)
+        self.panel_, self.classes_ = panel, classes
+        self.selection_, self.stats_wide_, self.short_, self.ml_, effects = estimated
+        self.cleansed_ = int(len(effects)) if effects is not None else 0
         self.timings_ = stage.seconds
         return self
 
@@ -310,8 +341,13 @@ class Forecaster:
             else ()
         )
         wide, short = [], []
-        for part, models in engine.model_groups(Y, config, classes, names):
-            fcst, part_short = stats_forecast(part, horizon, engine.stats_run(config, models, alone))
+        # each series fits only the models its forecast is made of (after a refit, a series
+        # whose demand class changed keeps the models chosen for it)
+        parts = _by_members(Y, tuple(names), selection)
+        if parts is None:  # many distinct sets: every candidate of the series' class
+            parts = engine.model_groups(Y, config, classes, names)
+        for part, needed in parts:
+            fcst, part_short = stats_forecast(part, horizon, engine.stats_run(config, needed, alone))
             wide.append(fcst)
             short.extend(part_short)
         if short:
@@ -507,3 +543,22 @@ class Forecaster:
             else panel.Y[["unique_id", "ds", "y"]],
             bottom_level=panel.bottom_level,
         )
+
+
+MAX_MEMBER_SETS = 8  # more distinct model sets than this: the class's candidates for each series
+
+
+def _by_members(Y: pd.DataFrame, models: tuple[str, ...], selection: pd.DataFrame):
+    """``(part, models)`` pairs covering ``Y``: its series split by the statistical models
+    their selected forecast is made of, so none estimates a model it does not use (under
+    ``auto`` most series combine 3 of the 6 models some series use). Series that use none
+    (LightGBM alone) are left out. ``None`` with more than :data:`MAX_MEMBER_SETS` sets."""
+    members = dict(zip(selection["unique_id"], selection["members"], strict=True))
+    ids = Y["unique_id"].drop_duplicates().tolist()
+    wanted = {uid: tuple(m for m in models if CATALOGUE[m].alias in members.get(uid, ())) for uid in ids}
+    sets = sorted({w for w in wanted.values() if w})
+    if len(sets) > MAX_MEMBER_SETS:
+        return None
+    code = {key: i for i, key in enumerate(sets)}
+    which = Y["unique_id"].map({uid: code.get(w, -1) for uid, w in wanted.items()}).to_numpy()
+    return [(Y[which == i], key) for key, i in code.items()]
