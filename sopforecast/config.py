@@ -194,6 +194,16 @@ class DaskConfig(BaseModel):
     n_workers: int = Field(2, ge=1, description="Worker processes of the LocalCluster (1 thread each).")
 
 
+def quantile_level(q: float) -> int:
+    """The central interval whose bound is the ``q`` quantile: 0.1 and 0.9 -> 80."""
+    return int(round(abs(2 * q - 1) * 100))
+
+
+def quantile_column(q: float) -> str:
+    """The forecast column of the ``q`` quantile: ``q10`` for 0.1, ``q2.5`` for 0.025."""
+    return f"q{100 * q:g}"
+
+
 class ForecastConfig(BaseModel):
     """How to forecast: models, horizon, backtest, intervals, hierarchy and reconciliation."""
 
@@ -205,6 +215,11 @@ class ForecastConfig(BaseModel):
         "auto", description="'auto' (select per series by backtest) or names: ets, arima, ..."
     )
     level: list[int] = Field(default_factory=lambda: [80, 95], description="Interval levels, %.")
+    quantiles: list[float] = Field(
+        default_factory=list,
+        description="Quantile forecasts, e.g. [0.1, 0.5, 0.9] (safety stock): columns q10, q50, q90 "
+        "from the same calibrated error profile as the intervals; 0.5 is the point forecast.",
+    )
     season_length: int | list[int] | None = Field(
         None, description="Periods per season; default from freq (MS 12, W 52, D 7, QS 4, YS 1)."
     )
@@ -301,6 +316,20 @@ class ForecastConfig(BaseModel):
         if bad:
             raise ValueError(f"interval levels must lie between 0 and 100, got {bad}")
         return sorted(set(value))
+
+    @field_validator("quantiles")
+    @classmethod
+    def _quantiles(cls, value: list[float]) -> list[float]:
+        bad = [q for q in value if not 0 < q < 1]
+        if bad:
+            raise ValueError(f"quantiles must lie between 0 and 1 (0.1 for the 10th percentile), got {bad}")
+        return sorted(set(value))
+
+    @property
+    def interval_levels(self) -> list[int]:
+        """The interval levels the forecaster computes: ``level`` and those the ``quantiles``
+        are read from (the 10% and 90% quantiles are the 80% interval's bounds)."""
+        return sorted({*self.level, *(quantile_level(q) for q in self.quantiles if q != 0.5)})
 
     @field_validator("models")
     @classmethod

@@ -57,3 +57,27 @@ def test_refit_keeps_the_choice_and_calibration_and_forecasts_from_the_new_end(f
 def test_refit_needs_a_fit(history):
     with pytest.raises(NotFittedError, match="call fit first"):
         Forecaster(CONFIG).refit(history)
+
+
+def test_quantile_forecasts_are_the_calibrated_bounds_and_the_point(history):
+    config = CONFIG.model_copy(update={"level": [95], "quantiles": [0.1, 0.5, 0.9]})
+    assert config.interval_levels == [80, 95]
+    out = Forecaster(config).fit(history).predict().forecast
+    assert {"q10", "q50", "q90", "forecast-lo-95", "forecast-hi-95"} <= set(out.columns)
+    assert "forecast-lo-80" not in out.columns  # computed for the quantiles, not asked for
+    assert (out["q50"] == out["forecast"]).all()
+    assert (out["q10"] <= out["q50"] + 1e-9).all() and (out["q50"] <= out["q90"] + 1e-9).all()
+    # the 80% bounds sit inside the 95% interval
+    assert (out["q10"] >= out["forecast-lo-95"] - 1e-9).all()
+    assert (out["q90"] <= out["forecast-hi-95"] + 1e-9).all()
+    assert (out["q90"] > out["q10"]).any()
+    # the same numbers as the 80% interval of a forecaster asked for it
+    plain = Forecaster(CONFIG.model_copy(update={"level": [80, 95]})).fit(history).predict().forecast
+    assert out["q10"].to_numpy() == pytest.approx(plain["forecast-lo-80"].to_numpy())
+
+
+def test_quantiles_outside_0_1_are_refused():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="quantiles must lie between 0 and 1"):
+        ForecastConfig(quantiles=[10, 50, 90])

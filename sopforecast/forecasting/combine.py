@@ -14,7 +14,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from ..config import ForecastConfig
+from ..config import ForecastConfig, quantile_column, quantile_level
 from .bias import BiasFactors, apply_factors
 from .engine import attach_intervals
 from .hierarchical import Panel
@@ -102,7 +102,7 @@ def deliver(
 
 
 def _with_intervals(point, base, wide, selection, panel: Panel, config: ForecastConfig, errors):
-    levels = list(config.level)
+    levels = list(config.interval_levels)
     if not levels:
         return point
     if errors is not None:
@@ -143,3 +143,24 @@ def _finite(out: pd.DataFrame) -> pd.DataFrame:
         for col in bounds[1:]:
             out[col] = out[col].where(np.isfinite(out[col]), point_col)
     return out
+
+
+def with_quantiles(forecast: pd.DataFrame, config: ForecastConfig) -> pd.DataFrame:
+    """``forecast`` with a column per ``quantiles`` (:func:`~sopforecast.config.quantile_column`):
+    the bound of the central interval it closes (0.1: the 80% interval's lower bound), the
+    point forecast for 0.5. The intervals computed only for them are dropped, so the frame
+    has the configured ``level`` columns and the quantiles."""
+    if not config.quantiles:
+        return forecast
+    out = forecast.copy()
+    for q in config.quantiles:
+        level = quantile_level(q)
+        source = "forecast" if q == 0.5 else f"forecast-{'lo' if q < 0.5 else 'hi'}-{level}"
+        out[quantile_column(q)] = out[source] if source in out.columns else np.nan
+    extra = [
+        c
+        for lv in set(config.interval_levels) - set(config.level)
+        for c in (f"forecast-lo-{lv}", f"forecast-hi-{lv}")
+        if c in out.columns
+    ]
+    return out.drop(columns=extra)

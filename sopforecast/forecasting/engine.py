@@ -111,7 +111,7 @@ def ml_settings(df: pd.DataFrame, config: ForecastConfig) -> MLSettings:
         freq=config.freq,
         statics=statics,
         drivers=list(config.drivers),
-        level=tuple(config.level),
+        level=tuple(config.interval_levels),
         params=params,
         n_jobs=_cores(config.n_jobs),
         seed=config.seed,
@@ -220,7 +220,7 @@ def stats_run(
         models,
         config.freq,
         season_of(config),
-        tuple(config.level),
+        tuple(config.interval_levels),
         config.params,
         config.n_jobs,
         engine=config.engine,
@@ -383,7 +383,7 @@ def attach_intervals(point, wide, selection, config: ForecastConfig) -> pd.DataF
     """The chosen models' own intervals where a series has a single model that has them;
     NaN elsewhere (a backtest calibrates those: :mod:`.intervals`)."""
     out = point.copy()
-    levels = list(config.level)
+    levels = list(config.interval_levels)
     if not levels:
         return out
     members = selection.set_index("unique_id")["members"]

@@ -36,7 +36,7 @@ from ..notices import library_warnings
 from . import engine
 from .bias import BiasFactors, cross_fitted, fit_factors
 from .calendar import from_rate, to_rate
-from .combine import deliver
+from .combine import deliver, with_quantiles
 from .dask_engine import engine_session
 from .drivers import aggregate_drivers, baseline_future, future_frame
 from .hierarchical import (
@@ -291,7 +291,8 @@ class Forecaster:
             column = columns[-1]
         else:
             merged = chosen.assign(forecast=chosen["forecast"].clip(lower=0.0)) if config.clip else chosen
-        errors = error_profile(merged, column, panel.levels, list(config.level)) if config.level else None
+        levels = config.interval_levels
+        errors = error_profile(merged, column, panel.levels, levels) if levels else None
         delivered = merged[["unique_id", "cutoff", "ds", "y", column]].rename(columns={column: "forecast"})
         return accuracy, errors, delivered
 
@@ -325,7 +326,7 @@ class Forecaster:
         several = len(names) + use_ml > 1
         conformal = any(not CATALOGUE[n].native_intervals for n in names) or use_ml
         residuals = panel.tags is not None and config.reconcile in ("wls_var", "mint_shrink")
-        return several or bool(config.level and conformal) or residuals
+        return several or bool(config.interval_levels and conformal) or residuals
 
     def _fit_stats(
         self, Y: pd.DataFrame, classes: pd.DataFrame, names: list[str], selection: pd.DataFrame, native: bool
@@ -430,6 +431,7 @@ class Forecaster:
                     row.scale,
                     row.how,
                 )
+        out = with_quantiles(out, config)
         timings = {**self.timings_, **stage.seconds}
         return ForecastRun(
             out,
