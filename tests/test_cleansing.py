@@ -110,6 +110,24 @@ def _settings(drivers=("price", "promo")) -> MLSettings:
     return MLSettings(freq="MS", drivers=list(drivers), lagged=["promo"], n_jobs=1)
 
 
+def test_an_aggregates_promotion_share_evens_out_its_months_and_keeps_its_level(promoted):
+    """A share of demand on promotion is above 0 in most months: its effects average 1, so
+    the aggregate's cleansed history keeps its level; the bottom series' do not."""
+    history = promoted.drop(columns="base")
+    ids = sorted(history["unique_id"].unique())[:6]
+    part = history[history["unique_id"].isin(ids)]
+    total = part.groupby("ds").agg(y=("y", "sum"), price=("price", "mean"), promo=("promo", "mean"))
+    aggregate = total.reset_index().assign(unique_id="agg")
+    frame = pd.concat([history, aggregate], ignore_index=True)
+    _, effect = ml_fit_effect(frame, _settings(), ["promo"])
+    months = frame[frame["unique_id"] == "agg"][["ds"]]
+    agg = months.merge(effect[effect["unique_id"] == "agg"], on="ds", how="left")["effect"].fillna(1.0)
+    assert agg.mean() == pytest.approx(1.0, abs=0.02)
+    assert agg.min() < 0.99 and agg.max() > 1.01  # its months are still evened out
+    own = history[["unique_id", "ds"]].merge(effect, on=["unique_id", "ds"], how="left")["effect"].fillna(1.0)
+    assert own.mean() > 1.02  # bottom series: the whole uplift comes out
+
+
 def test_lightgbm_estimates_the_uplift_and_the_dip_and_nothing_else(promoted):
     history = promoted.drop(columns="base")
     fitted, effect = ml_fit_effect(history, _settings(), ["promo"])
