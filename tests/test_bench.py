@@ -360,7 +360,7 @@ def test_pbs_delivered_forecast_is_non_negative_coherent_and_calibrated_at_the_b
     assert abs(bottom["coverage"].iloc[0] - 0.80) <= 0.05
 
 
-@pytest.mark.integration  # a whole benchmark run
+@pytest.mark.slow  # a whole benchmark run (18 s): CI keeps to 20 minutes
 def test_plan_benchmark_times_every_planner_action_on_a_coherent_plan(tmp_path):
     from sopforecast.bench import plan
 

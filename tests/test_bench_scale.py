@@ -50,6 +50,7 @@ def _check(table: pd.DataFrame, sizes: list[int]) -> None:
     assert (first["series_x"], first["time_x"], first["memory_x"]) == (1, 1, 1)
 
 
+@pytest.mark.slow  # a whole monthly cycle through the benchmark (50 s): CI keeps to 20 minutes
 def test_a_tiny_cycle_adds_up(tmp_path):
     assert scale.main(["--sizes", "60", "--models", "fast", "--output", str(tmp_path)]) == 0
     table = pd.read_csv(tmp_path / "scale.csv")

@@ -79,7 +79,11 @@ def fresh(tmp_path_factory):
     """Run the demo pipeline, then predict from the registered champion in a new process."""
     root = tmp_path_factory.mktemp("model")
     workdir = Workdir(root / "work")
-    demo = run_demo(workdir, n_series=6, overrides=["forecast.windows=1", "balance.enabled=false"])
+    demo = run_demo(  # the model is the subject: no back-filled cycles, no monitor, no balance
+        workdir,
+        n_series=6,
+        overrides=["forecast.windows=1", "balance.enabled=false", "monitor.enabled=false"],
+    )
     history = demo.run.data.frame
     # the largest bottom series: the one with most signal for the promotion's effect
     bottom = history.groupby(KEYS)["y"].sum().idxmax()

@@ -130,7 +130,9 @@ def run(
     tables = []
     for label in variants or list(VARIANTS):
         settings = {"horizon": horizon, "windows": windows, "hierarchy": HIERARCHY, "n_jobs": n_jobs}
-        config = ForecastConfig(**settings, **VARIANTS[label])
+        # an older checkout lacks the newer settings: it runs what it had (its "drivers")
+        variant = {k: v for k, v in VARIANTS[label].items() if k in ForecastConfig.model_fields}
+        config = ForecastConfig(**settings, **variant)
         start = time.perf_counter()
         result = Forecaster(config).cross_validation(history)
         seconds = time.perf_counter() - start
