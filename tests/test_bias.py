@@ -131,7 +131,7 @@ def _growing(n: int = 12, periods: int = 54, seed: int = 0) -> pd.DataFrame:
 def growing_fits(tmp_path_factory):
     history = _growing()
     base = {"horizon": 6, "windows": 3, "models": ["snaive", "ets"], "hierarchy": ["g/item"], "n_jobs": 1}
-    on = sf.Forecaster(sf.ForecastConfig(**base)).fit(history)
+    on = sf.Forecaster(sf.ForecastConfig(**base, bias_correction=True)).fit(history)
     off = sf.Forecaster(sf.ForecastConfig(**base, bias_correction=False)).fit(history)
     folder = save_state(on, tmp_path_factory.mktemp("bias") / "state")
     return history, on, off, load_state(folder)

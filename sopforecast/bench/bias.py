@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 PIPELINE = {"demo": "monthly_demand_plan.yaml", "pbs": "pbs_monthly.yaml"}
-VARIANTS = {"corrected": {}, "uncorrected": {"bias_correction": False}}
+VARIANTS = {"uncorrected": {"bias_correction": False}, "corrected": {"bias_correction": True}}
 
 
 def case_history(case: str, seed: int, workdir: Path) -> tuple[pd.DataFrame, ForecastConfig]:

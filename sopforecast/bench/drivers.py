@@ -9,8 +9,8 @@ rolling origin (2 windows of 18 months by default) with ``models: auto`` in four
   history is not cleansed (``cleanse_promotions: false``, the forecast before issue 22);
 - ``cleansed``: drivers, and the statistical models fitted on the history with the estimated
   promotion effect taken out (the default);
-- ``cleansed-uncorrected``: as ``cleansed`` with ``bias_correction: false``, so
-  the correction's own effect on bias and WAPE shows.
+- ``cleansed-corrected``: as ``cleansed`` with ``bias_correction: true``, so the
+  correction's own effect on bias and WAPE shows.
 
 In the backtest windows the drivers' actual values play the promotion calendar, as a
 planner's calendar would. Reported per hierarchy level for the delivered (reconciled)
@@ -111,7 +111,7 @@ VARIANTS = {
     "no-drivers": {"drivers": []},
     "drivers": {"drivers": ["price", "promo"], "cleanse_promotions": False},
     "cleansed": {"drivers": ["price", "promo"]},
-    "cleansed-uncorrected": {"drivers": ["price", "promo"], "bias_correction": False},
+    "cleansed-corrected": {"drivers": ["price", "promo"], "bias_correction": True},
 }
 
 

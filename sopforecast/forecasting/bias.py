@@ -15,8 +15,9 @@ In the backtest the correction is cross-fitted: each window is corrected with th
 the other windows, so its scores stay out of sample (with one window nothing is corrected).
 Which levels are corrected at all is decided once, on every window, as for the final
 forecast: the backtest then shows what the delivered forecast does.
-The final forecast takes the factors of all windows. Setting ``forecast.bias_correction``
-switches it off.
+The final forecast takes the factors of all windows. ``forecast.bias_correction: true``
+switches it on (off by default: on the demo's held-out months the factors, fitted on two
+windows, over-corrected the top levels; see BENCHMARKS.md).
 
 Pure: frames in, frames out.
 """
