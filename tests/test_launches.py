@@ -72,6 +72,16 @@ def test_without_a_scale_the_level_comes_from_the_first_months():
     assert out.loc[out["unique_id"] == "new", "forecast"].tolist() == [240.0] * 6
 
 
+def test_an_item_without_sales_since_its_launch_inside_the_history_is_levelled_at_zero():
+    """No rows since its launch (all-zero months are not a series of their own): it sold
+    nothing in its first months, so its level is 0, not an error that stops the run."""
+    history = _history({"like": np.full(36, 100.0)})  # 2023-01 .. 2025-12
+    forecast = _forecast({"like": np.full(6, 120.0)})
+    out, report = launch_forecast(forecast, _launch(launch_month="2025-10"), history)
+    assert report.iloc[0]["scale"] == 0.0 and report.iloc[0]["how"] == "first 3 months"
+    assert out.loc[out["unique_id"] == "new", "forecast"].eq(0.0).all()
+
+
 def test_the_like_items_launch_curve_at_the_new_items_age():
     # the like item was launched inside the history: 20%, 50%, then full (100) from its third month
     ramp = np.r_[np.zeros(6), 20.0, 50.0, np.full(40, 100.0)]

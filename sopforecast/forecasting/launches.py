@@ -144,7 +144,7 @@ def launch_forecast(
             f"launches: like item(s) {format_examples(unknown_like)} are not forecast; name series "
             "of the forecast (their unique_id)."
         )
-    start = history["ds"].min()
+    start, end = history["ds"].min(), history["ds"].max()
     # a new item's key columns (hierarchies) travel with it: the plan places it by them
     keys = [
         k for k in (hierarchy.keys if hierarchy is not None and not hierarchy.flat else []) if k in launches
@@ -153,8 +153,12 @@ def launch_forecast(
     for launch in launches.itertuples(index=False):
         like = forecast[forecast["unique_id"] == launch.like_item].sort_values("ds")
         curve = launch_curve(history, launch.like_item, start)
-        own = history[(history["unique_id"] == launch.new_item) & (history["ds"] >= launch.launch_month)]
-        own = own.sort_values("ds").head(max(int(first_months), 1))
+        # the new item's first months inside the history; a month it has no row for sold
+        # nothing (an item without sales since its launch may not be a series of its own)
+        months = pd.date_range(launch.launch_month, periods=max(int(first_months), 1), freq="MS")
+        months = months[months <= end]
+        sold = history[history["unique_id"] == launch.new_item].set_index("ds")["y"]
+        own = pd.DataFrame({"ds": months, "y": sold.reindex(months).fillna(0.0).to_numpy(dtype=float)})
         scale, how = launch.scale, "scale"
         if not np.isfinite(scale):
             like_past = history[history["unique_id"] == launch.like_item].set_index("ds")["y"]
