@@ -82,6 +82,16 @@ def test_an_item_without_sales_since_its_launch_inside_the_history_is_levelled_a
     assert out.loc[out["unique_id"] == "new", "forecast"].eq(0.0).all()
 
 
+def test_an_intermittent_like_item_without_sales_in_the_first_months_lends_its_mean_month():
+    like = np.tile([60.0, 0.0, 0.0, 0.0], 9)  # 2023-01 .. 2025-12: nothing in Oct-Dec 2025
+    history = pd.concat([_history({"like": like}), _history({"new": [30.0, 0.0, 0.0]}, start="2025-10-01")])
+    out, report = launch_forecast(
+        _forecast({"like": np.full(6, 15.0)}), _launch(launch_month="2025-10"), history
+    )
+    assert report.iloc[0]["scale"] == pytest.approx(30.0 / 45.0)  # 3 months of its mean month, 15
+    assert out.loc[out["unique_id"] == "new", "forecast"].tolist() == pytest.approx([10.0] * 6)
+
+
 def test_the_like_items_launch_curve_at_the_new_items_age():
     # the like item was launched inside the history: 20%, 50%, then full (100) from its third month
     ramp = np.r_[np.zeros(6), 20.0, 50.0, np.full(40, 100.0)]

@@ -162,10 +162,12 @@ def launch_forecast(
         scale, how = launch.scale, "scale"
         if not np.isfinite(scale):
             like_past = history[history["unique_id"] == launch.like_item].set_index("ds")["y"]
-            profile = like_past.reindex(own["ds"]).to_numpy(dtype=float) * _curve_at(
-                curve, _age(own["ds"], launch.launch_month)
-            )
-            if own.empty or np.nansum(profile) <= 0:
+            at_age = _curve_at(curve, _age(own["ds"], launch.launch_month))
+            profile = like_past.reindex(own["ds"]).to_numpy(dtype=float) * at_age
+            if not np.nansum(profile) > 0:  # an intermittent like item sold nothing then:
+                # its mean month of the last year instead
+                profile = np.full(len(own), like_past.sort_index().tail(12).mean()) * at_age
+            if own.empty or not np.nansum(profile) > 0:
                 raise DataError(
                     f"launches: {launch.new_item} has no scale and no demand of its own since "
                     f"{launch.launch_month:%Y-%m} to take its level from; give it a scale (1 sells "
