@@ -160,7 +160,7 @@ def test_a_bad_launch_file_says_what_to_fix():
             ),
             _history({"like": np.ones(24)}),
         )
-    with pytest.raises(DataError, match="no scale and no demand of its own"):
+    with pytest.raises(DataError, match="has no scale, and no months since 2026-01"):
         launch_forecast(forecast, _launch(launch_month="2026-01"), _history({"like": np.ones(24)}))
 
 

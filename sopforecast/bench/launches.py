@@ -4,7 +4,7 @@ The demo hierarchy (500 bottom series, 60 months) per seed. 10% of the bottom se
 sell from the first month, and have a like item (another SKU of the same family in the same
 region and channel), are made launches: their history before month ``launch`` (36) is
 dropped, as if they had been launched then. The 12 months from the launch are held out.
-Each launch's like item is its sibling SKU with the most demand before the launch.
+Each launch's like item is its sibling SKU with the most demand in the year before the launch.
 
 Two origins:
 
@@ -53,7 +53,10 @@ def pick_launches(raw: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
     start, end = frame["ds"].min(), frame["ds"].max()
     span = frame.groupby("unique_id")["ds"].agg(["min", "max"])
     full = span[(span["min"] == start) & (span["max"] == end)].index
-    before = frame[frame["ds"] < start + pd.DateOffset(months=LAUNCH)]
+    launch = start + pd.DateOffset(months=LAUNCH)
+    # the like item: the sibling that sold most in the year before the launch (a planner's
+    # pick of a current item, not one that has gone quiet)
+    before = frame[(frame["ds"] < launch) & (frame["ds"] >= launch - pd.DateOffset(months=12))]
     volume = before.groupby("unique_id")["y"].sum()
     keys = frame.drop_duplicates("unique_id").set_index("unique_id")[KEYS]
     keys = keys.loc[full]

@@ -169,9 +169,10 @@ def launch_forecast(
                 profile = np.full(len(own), like_past.sort_index().tail(12).mean()) * at_age
             if own.empty or not np.nansum(profile) > 0:
                 raise DataError(
-                    f"launches: {launch.new_item} has no scale and no demand of its own since "
-                    f"{launch.launch_month:%Y-%m} to take its level from; give it a scale (1 sells "
-                    f"like {launch.like_item})."
+                    f"launches: {launch.new_item} has no scale, and no months since "
+                    f"{launch.launch_month:%Y-%m} in which it and its like item {launch.like_item} "
+                    f"could be compared (it launches after the history, or the like item sold "
+                    f"nothing in the last year); give it a scale (1 sells like {launch.like_item})."
                 )
             scale, how = float(own["y"].sum() / np.nansum(profile)), f"first {len(own)} months"
         factor = scale * _curve_at(curve, _age(like["ds"], launch.launch_month))
