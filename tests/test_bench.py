@@ -96,7 +96,7 @@ def test_m3_reference_times_each_model_and_scores_their_mean():
     assert rows[-1]["seconds"] == pytest.approx(sum(r["seconds"] for r in rows[:-1]))
 
 
-@pytest.mark.integration  # a whole benchmark run
+@pytest.mark.slow  # a whole benchmark run: CI keeps to 20 minutes
 def test_pbs_holdout_reconciles_every_level_coherently(pbs_path):
     history = pbs._history(str(pbs_path))
     result = pbs.holdout_accuracy(history, models="snaive,naive", windows=1, n_jobs=1)
@@ -206,7 +206,7 @@ def test_drivers_benchmark_scores_promotion_months_the_month_after_and_others_pe
     assert table.loc["Total", "bias"] == pytest.approx(-4 / 100)
 
 
-@pytest.mark.integration  # a whole benchmark run
+@pytest.mark.slow  # a whole benchmark run: CI keeps to 20 minutes
 def test_model_cost_times_every_candidate_of_a_class():
     from sopforecast.bench.model_cost import model_cost
 
