@@ -176,6 +176,7 @@ def test_missing_excel_sheet_lists_the_sheets(tmp_path, capsys):
     assert main([*args, "--sheet", "0"]) == 0
 
 
+@pytest.mark.slow  # a full demo for one message (22 s): CI keeps to 20 minutes
 def test_first_run_on_a_fresh_store_says_nothing_about_existing_models(tmp_path):
     """MLflow's "Registered model ... already exists" came from mlflow.register_model after
     the registry had created the model; the store is created once, through the client."""

@@ -133,6 +133,9 @@ def test_without_dask_the_error_says_what_to_install(monkeypatch):
     assert info.value.setting == "engine"
 
 
+# a whole pipeline on a LocalCluster (30 s); the engine's forecasts and backtest are checked
+# against the local engine above: CI keeps to 20 minutes
+@pytest.mark.slow
 def test_a_pipeline_run_with_engine_dask_is_tracked_and_registered(tmp_path, caplog, capfd):
     """The demo pipeline on 6 series (a hierarchy of ~25) with drivers and LightGBM: its own
     cluster, started and closed; params, metrics and the registered model as for any run."""

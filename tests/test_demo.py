@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from mlflow import MlflowClient
 from sopforecast.cli import main
@@ -76,6 +77,9 @@ def test_demo_uses_sopforecast_home(tmp_path, monkeypatch):
     assert (tmp_path / "home" / "mlflow" / "mlflow.db").exists()
 
 
+# a second full demo (20 s); test_pipeline checks that a challenger's outputs go aside: CI
+# keeps to 20 minutes
+@pytest.mark.slow
 def test_a_challenger_demo_leaves_the_champions_reports_alone(tmp_path):
     workdir = tmp_path / "work"
     assert main(["--quiet", "demo", "--workdir", str(workdir), "--series", "12", *CHEAP, *UNMONITORED]) == 0

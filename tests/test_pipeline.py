@@ -500,6 +500,7 @@ def test_demo_pipeline_logs_levels_and_plots(tmp_path):
     assert set(result.evaluation.forecast["level"]) >= {"Total", "category", "region/channel"}
 
 
+@pytest.mark.slow  # a full demo pipeline for the summary text (17 s): CI keeps to 20 minutes
 def test_run_summary_states_each_levels_reconciled_accuracy_against_targets(tmp_path, capsys):
     workdir = tmp_path / "work"
     settings = ["data.demo.series=16", "forecast.models=[snaive,naive]", "forecast.horizon=6"]
