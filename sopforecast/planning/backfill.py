@@ -75,7 +75,7 @@ def backfill(
         start = pd.Timestamp(start)
         known = history[history["ds"] < start]
         if config is not None:
-            forecaster, forecast = _live_cycle(forecaster, config, history, start, hierarchy, months)
+            forecaster, forecast = _live_cycle(forecaster, config, history, known, start, hierarchy, months)
         else:
             fast = ForecastConfig(
                 horizon=months,
@@ -104,12 +104,20 @@ def backfill(
     return done
 
 
-def _live_cycle(forecaster, config: ForecastConfig, history: pd.DataFrame, start, hierarchy, months: int):
-    """The cycle starting at ``start`` with the live settings: the first cycle fits (with
-    its backtest), the later ones re-estimate; returns the forecaster and its forecast."""
+def _live_cycle(
+    forecaster,
+    config: ForecastConfig,
+    history: pd.DataFrame,
+    known: pd.DataFrame,
+    start,
+    hierarchy,
+    months: int,
+):
+    """The cycle starting at ``start`` with the live settings, ``known`` the history before
+    it: the first cycle fits (with its backtest), the later ones re-estimate; returns the
+    forecaster and its forecast."""
     from ..forecasting.forecaster import Forecaster
 
-    known = history[history["ds"] < start]
     if forecaster is None:
         settings = config.model_copy(
             update={"hierarchy": list(hierarchy), "horizon": max(config.horizon, months)}
