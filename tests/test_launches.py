@@ -72,6 +72,43 @@ def test_without_a_scale_the_level_comes_from_the_first_months():
     assert out.loc[out["unique_id"] == "new", "forecast"].tolist() == [240.0] * 6
 
 
+def test_the_level_is_set_against_the_like_items_forecast_for_the_same_months_a_year_on():
+    """The like item's past months were a promotion spike (300 in Oct-Dec 2025): set against
+    them, the new item would look a third of its size. Its forecast for Oct-Dec 2026 (100, its
+    level without the spike) is what the new item is set against when the forecast reaches them."""
+    months = pd.date_range("2026-01-01", periods=12, freq="MS")
+    history = pd.concat(
+        [
+            _history({"like": np.r_[np.full(33, 100.0), 300.0, 300.0, 300.0]}),
+            _history({"new": [50.0, 40.0, 60.0]}, start="2025-10-01"),
+        ]
+    )
+    like = np.r_[np.full(9, 120.0), 100.0, 100.0, 100.0]  # Jan-Sep 120, Oct-Dec 100
+    forecast = pd.concat(
+        [
+            pd.DataFrame({"unique_id": uid, "ds": months, "forecast": values})
+            for uid, values in (("like", like), ("new", np.full(12, 50.0)))
+        ],
+        ignore_index=True,
+    )
+    out, report = launch_forecast(forecast, _launch(launch_month="2025-10"), history)
+    assert report.iloc[0]["scale"] == pytest.approx(0.5)  # 150 sold against 300 forecast, not 900 sold
+    assert out.loc[out["unique_id"] == "new", "forecast"].tolist() == pytest.approx(list(like * 0.5))
+
+
+def test_a_like_item_forecast_to_sell_nothing_leaves_the_new_item_its_own_forecast():
+    history = pd.concat(
+        [
+            _history({"like": np.r_[np.full(30, 10.0), np.zeros(6)]}),
+            _history({"new": [30.0] * 3}, start="2025-10-01"),
+        ]
+    )
+    forecast = _forecast({"like": np.zeros(6), "new": np.full(6, 30.0)})
+    out, report = launch_forecast(forecast, _launch(launch_month="2025-10"), history)
+    pd.testing.assert_frame_equal(out, forecast)
+    assert report.iloc[0]["how"] == "own forecast (like forecasts none)" and np.isnan(report.iloc[0]["scale"])
+
+
 def test_an_item_without_sales_since_its_launch_inside_the_history_is_levelled_at_zero():
     """No rows since its launch (all-zero months are not a series of their own): it sold
     nothing in its first months, so its level is 0, not an error that stops the run."""
@@ -175,6 +212,11 @@ def test_the_forecaster_launches_new_items_coherently():
     picked = pick_launches(raw, 0.1, 2)
     assert len(picked) == 2 and (picked["unique_id"] != picked["like_item"]).all()
     ids = raw[KEYS].astype(str).agg("/".join, axis=1)
+    # the typical sibling sold at most what the best seller sold in the year before the launch
+    year = raw[(raw["ds"] >= "2023-01-01") & (raw["ds"] < "2024-01-01")]
+    sold = year.groupby(ids.loc[year.index])["y"].sum()
+    typical, best = sold.reindex(picked["like_item"]), sold.reindex(picked["best_seller"])
+    assert (typical.to_numpy() <= best.to_numpy()).all()
     gone, short = picked["unique_id"].iloc[0], picked["unique_id"].iloc[1]
     raw = raw[(ids != gone) & ((ids != short) | (raw["ds"] >= "2023-12-01"))]
     hierarchy = ["category/family/sku", "region/channel"]

@@ -102,6 +102,32 @@ def _curve_at(curve: np.ndarray, age: np.ndarray) -> np.ndarray:
     return np.where(age < 0, 0.0, curve[np.clip(age, 0, CURVE_MONTHS - 1)] if len(curve) else 1.0)
 
 
+def _like_profile(like: pd.DataFrame, history: pd.DataFrame, item: str, months: pd.Series) -> np.ndarray:
+    """What the like item stands for in ``months`` (the new item's first months): its own
+    forecast for the same calendar months a year or more on, so that the new item is set
+    against the like item's level and season the way its forecast carries them, not against
+    the noise, promotions or breaks of its past months. Where the forecast does not reach
+    those months, the like item's demand in them (its mean month of the last year when it
+    sold nothing then)."""
+    if len(months) == 0:
+        return np.zeros(0)
+    fc = like.set_index("ds")["forecast"]
+    first, last = fc.index.min(), fc.index.max()
+    ahead = pd.DatetimeIndex(months)
+    behind = (first.year - ahead.min().year) * 12 + first.month - ahead.min().month  # months
+    years = max(0, int(np.ceil(behind / 12)))
+    ahead = ahead + pd.DateOffset(years=years)
+    if len(fc) and ahead.min() >= first and ahead.max() <= last:
+        profile = fc.reindex(ahead).to_numpy(dtype=float)
+        if np.nansum(profile) > 0:
+            return profile
+    past = history[history["unique_id"] == item].set_index("ds")["y"]
+    profile = past.reindex(pd.DatetimeIndex(months)).to_numpy(dtype=float)
+    if not np.nansum(profile) > 0:  # an intermittent like item sold nothing then
+        profile = np.full(len(months), past.sort_index().tail(12).mean())
+    return profile
+
+
 def launch_forecast(
     forecast: pd.DataFrame,
     launches: pd.DataFrame,
@@ -152,6 +178,12 @@ def launch_forecast(
     rows, report = [], []
     for launch in launches.itertuples(index=False):
         like = forecast[forecast["unique_id"] == launch.like_item].sort_values("ds")
+        if not like["forecast"].sum() > 0 and launch.new_item in known:
+            # a like item forecast to sell nothing (gone quiet, discontinued) lends no profile:
+            # the new item keeps the forecast of its own months
+            how = f"own forecast ({launch.like_item} forecasts none)"
+            report.append(_reported(launch, np.nan, how, keys))
+            continue
         curve = launch_curve(history, launch.like_item, start)
         # the new item's first months inside the history; a month it has no row for sold
         # nothing (an item without sales since its launch may not be a series of its own)
@@ -161,12 +193,8 @@ def launch_forecast(
         own = pd.DataFrame({"ds": months, "y": sold.reindex(months).fillna(0.0).to_numpy(dtype=float)})
         scale, how = launch.scale, "scale"
         if not np.isfinite(scale):
-            like_past = history[history["unique_id"] == launch.like_item].set_index("ds")["y"]
             at_age = _curve_at(curve, _age(own["ds"], launch.launch_month))
-            profile = like_past.reindex(own["ds"]).to_numpy(dtype=float) * at_age
-            if not np.nansum(profile) > 0:  # an intermittent like item sold nothing then:
-                # its mean month of the last year instead
-                profile = np.full(len(own), like_past.sort_index().tail(12).mean()) * at_age
+            profile = _like_profile(like, history, launch.like_item, own["ds"]) * at_age
             if own.empty or not np.nansum(profile) > 0:
                 raise DataError(
                     f"launches: {launch.new_item} has no scale, and no months since "
@@ -179,21 +207,24 @@ def launch_forecast(
         new = like[["ds", *values]].copy()
         new[values] = new[values].to_numpy(dtype=float) * factor[:, None]
         rows.append(new.assign(unique_id=launch.new_item))
-        report.append(
-            {
-                "new_item": launch.new_item,
-                "like_item": launch.like_item,
-                "launch_month": launch.launch_month,
-                "scale": scale,
-                "how": how,
-                **{k: getattr(launch, k) for k in keys},
-            }
-        )
+        report.append(_reported(launch, scale, how, keys))
     if not rows:
-        return forecast, pd.DataFrame(columns=["new_item", "like_item", "launch_month", "scale", "how"])
+        columns = ["new_item", "like_item", "launch_month", "scale", "how"]
+        return forecast, pd.DataFrame(report, columns=columns if not report else None)
     new = pd.concat(rows, ignore_index=True)
     out = _moved(forecast, new, launches, values, hierarchy, hierarchy_spec)
     return out, pd.DataFrame(report)
+
+
+def _reported(launch, scale: float, how: str, keys: list[str]) -> dict:
+    return {
+        "new_item": launch.new_item,
+        "like_item": launch.like_item,
+        "launch_month": launch.launch_month,
+        "scale": scale,
+        "how": how,
+        **{k: getattr(launch, k) for k in keys},
+    }
 
 
 def _moved(forecast, new, launches, values, hierarchy, spec) -> pd.DataFrame:
