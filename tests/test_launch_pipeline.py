@@ -162,3 +162,23 @@ def test_like_item_column_rules():
     assert like_item_launches(raw_mature, history, data, "sales.csv").empty
     with pytest.raises(DataError, match=r"more than one like item for \[.N.\]"):
         like_item_launches(pd.DataFrame({"sku": ["N", "N"], "like_item": ["A", "B"]}), history, data, "s.csv")
+
+
+def test_a_delisting_file_ends_an_items_forecast_after_its_last_month(tmp_path):
+    _history().to_csv(tmp_path / "sales.csv", index=False)
+    pd.DataFrame({"region": ["EU"], "sku": ["201"], "last_month": ["2024-07"]}).to_csv(
+        tmp_path / "delistings.csv", index=False
+    )
+    workdir = _pipeline(tmp_path, ", delistings: delistings.csv")
+    result = run_pipeline(load_pipeline(tmp_path / "p.yaml"), workdir)
+    forecast = pd.read_csv(result.outputs["forecast"], dtype={"unique_id": str}, parse_dates=["ds"])
+    gone = forecast[forecast["unique_id"] == "EU/201"].set_index("ds")["forecast"]
+    assert gone.loc["2024-07-01"] > 0 and (gone.loc["2024-08-01":] == 0).all()
+    region = forecast[forecast["unique_id"] == "EU"].set_index("ds")["forecast"]
+    assert (region.loc["2024-08-01":] == 0).all()  # its only item
+    total = forecast[forecast["unique_id"] == "Total"].set_index("ds")["forecast"]
+    assert total.to_numpy() == pytest.approx(_sum_over(forecast, ["NA/101", "NA/102", "EU/201"]).to_numpy())
+    client = resolve_store(workdir).client()
+    assert client.get_run(result.run_id).data.metrics["delisted_items"] == 1.0
+    logged = pd.read_csv(client.download_artifacts(result.run_id, "results/delistings.csv", str(tmp_path)))
+    assert logged["item"].tolist() == ["EU/201"]

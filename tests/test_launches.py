@@ -11,7 +11,14 @@ import pytest
 
 from sopforecast.data.hierarchy import Hierarchy
 from sopforecast.errors import DataError
-from sopforecast.forecasting.launches import CURVE_MONTHS, launch_curve, launch_forecast, read_launches
+from sopforecast.forecasting.launches import (
+    CURVE_MONTHS,
+    delist_forecast,
+    launch_curve,
+    launch_forecast,
+    read_delistings,
+    read_launches,
+)
 
 MONTHS = pd.date_range("2026-01-01", periods=6, freq="MS")
 
@@ -240,3 +247,42 @@ def test_the_forecaster_launches_new_items_coherently():
         - plain[plain["unique_id"] == short].set_index("ds")["forecast"],
     )
     assert set(fitted.launched_["how"]) == {"scale", "first 3 months"}
+
+
+def test_a_delisted_item_sells_nothing_after_its_last_month_and_its_aggregates_lose_it():
+    bottom = pd.DataFrame(
+        {"category": ["A", "A", "B"], "sku": ["a1", "a2", "b1"], "unique_id": ["A/a1", "A/a2", "B/b1"]}
+    )
+    hierarchy = Hierarchy.from_bottom(bottom, ["category/sku"])
+    values = {"A/a1": np.full(6, 10.0), "A/a2": np.full(6, 20.0), "B/b1": np.full(6, 5.0)}
+    values.update({"A": values["A/a1"] + values["A/a2"], "B": values["B/b1"]})
+    values["Total"] = values["A"] + values["B"]
+    forecast = _forecast(values)
+    out = delist_forecast(
+        forecast,
+        read_delistings(pd.DataFrame({"item": ["A/a2"], "last_month": ["2026-03"]})),
+        hierarchy=hierarchy,
+    )
+    series = out.set_index(["unique_id", "ds"])
+    assert series.loc["A/a2", "forecast"].tolist() == [20.0, 20.0, 20.0, 0.0, 0.0, 0.0]
+    assert series.loc["A/a2", "forecast-hi-80"].tolist()[3:] == [0.0, 0.0, 0.0]
+    assert series.loc["A", "forecast"].tolist() == [30.0, 30.0, 30.0, 10.0, 10.0, 10.0]
+    assert series.loc["Total", "forecast"].tolist() == [35.0, 35.0, 35.0, 15.0, 15.0, 15.0]
+    # an aggregate's interval moves with its point, never below zero, and still holds it
+    hi, lo = series.loc["Total", "forecast-hi-80"], series.loc["Total", "forecast-lo-80"]
+    assert hi.tolist() == pytest.approx([45.5, 45.5, 45.5, 25.5, 25.5, 25.5])
+    assert (lo <= series.loc["Total", "forecast"]).all() and (lo >= 0).all()
+    assert series.loc["B/b1", "forecast"].tolist() == [5.0] * 6  # the others keep theirs
+    # by key columns, and a typo is an error rather than a dead item kept in the plan
+    by_keys = read_delistings(
+        pd.DataFrame({"category": ["A"], "sku": ["a2"], "last_month": ["2026-03"]}), keys=["category", "sku"]
+    )
+    pd.testing.assert_frame_equal(delist_forecast(forecast, by_keys, hierarchy=hierarchy), out)
+    with pytest.raises(DataError, match="A/a9"):
+        delist_forecast(
+            forecast,
+            read_delistings(pd.DataFrame({"item": ["A/a9"], "last_month": ["2026-03"]})),
+            hierarchy=hierarchy,
+        )
+    with pytest.raises(DataError, match="last_month"):
+        read_delistings(pd.DataFrame({"item": ["A/a2"], "last_month": ["March"]}))

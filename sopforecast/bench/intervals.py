@@ -37,6 +37,7 @@ Run ``python -m sopforecast.bench.intervals [--case pbs|demo|all] [--origins 24,
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import time
@@ -61,6 +62,7 @@ __all__ = [
     "hindsight_coverage",
     "peer_forecast",
     "ours",
+    "calendar_delistings",
     "run_case",
     "main",
 ]
@@ -166,9 +168,24 @@ def peer_forecast(
     return out
 
 
-def ours(train: pd.DataFrame, config: ForecastConfig, future: pd.DataFrame | None = None) -> pd.DataFrame:
+def ours(
+    train: pd.DataFrame,
+    config: ForecastConfig,
+    future: pd.DataFrame | None = None,
+    delistings: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """sopforecast's delivered forecast."""
-    return Forecaster(config).fit(train).predict(future=future).forecast
+    fitted = Forecaster(config).fit(train)
+    if delistings is None or "delistings" not in inspect.signature(fitted.predict).parameters:
+        return fitted.predict(future=future).forecast  # (an older checkout knows no delistings)
+    return fitted.predict(future=future, delistings=delistings).forecast
+
+
+def calendar_delistings(future: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The items whose promotion calendar stops before its last month, delisted after their
+    last calendar month (the sales team lists only what it still sells): ``keys, last_month``."""
+    last = future.groupby(keys, sort=False)["ds"].max().rename("last_month").reset_index()
+    return last[last["last_month"] < future["ds"].max()].reset_index(drop=True)
 
 
 def _pbs_case(origin: int | None = None) -> dict:
@@ -211,6 +228,7 @@ def _demo_case(seed: int = 0, n_series: int = 500) -> dict:
         "horizon": 18,
         "drivers": ["price", "promo"],
         "settings": {"future_fill": "zero"},  # as the demo pipeline: discontinued items have no calendar
+        "delistings": calendar_delistings(plan.future, ["category", "family", "sku", "region", "channel"]),
     }
 
 
@@ -252,10 +270,19 @@ def run_case(
     levels, scale = level_of(tags), seasonal_naive_mae(insample)
     results, seconds = {}, {}
     start = time.perf_counter()
-    results["sopforecast"] = ours(train, config, case["future"])
+    results["sopforecast"] = ours(train, config, case["future"], case.get("delistings"))
     seconds["sopforecast"] = time.perf_counter() - start
     start = time.perf_counter()
     results["peer"] = peer_forecast(insample, S, tags, case["horizon"], n_jobs, peer_intervals)
+    if (
+        case.get("delistings") is not None
+        and "delistings" in inspect.signature(Forecaster.predict).parameters
+    ):
+        # the peer's hand-written pipeline would drop delisted items as well
+        from ..forecasting.launches import delist_forecast, read_delistings
+
+        delisted = read_delistings(case["delistings"], keys=keys)
+        results["peer"] = delist_forecast(results["peer"], delisted, hierarchy=S)
     seconds["peer"] = time.perf_counter() - start
     tables = []
     for who, fcst in results.items():
@@ -382,15 +409,22 @@ def main(argv: list[str] | None = None) -> int:
         default="normality",
         help="the peer's probabilistic reconciliation (hierarchicalforecast intervals_method)",
     )
+    parser.add_argument(
+        "--bias-correction",
+        choices=["on", "off"],
+        default=None,
+        help="forecast.bias_correction (default: as configured)",
+    )
     args = parser.parse_args(argv)
     out = output_folder(args.output)
+    args.overrides = {"bias_correction": args.bias_correction == "on"} if args.bias_correction else {}
     if args.origins or args.seeds:
         name, by = ("pbs", "origin") if args.origins else ("demo", "seed")
         if args.case != name or (args.origins and args.seeds):
             parser.error("--origins goes with --case pbs, --seeds with --case demo")
         return _repeats(args, out, name, by, [int(v) for v in (args.origins or args.seeds).split(",")])
     for name in CASES if args.case == "all" else [args.case]:
-        result = run_case(name, n_jobs=args.n_jobs, peer_intervals=args.peer_intervals)
+        result = run_case(name, n_jobs=args.n_jobs, peer_intervals=args.peer_intervals, **args.overrides)
         result["table"].to_csv(out / f"{name}_levels.csv", index=False)
         ratios = ratio_table(result["table"])
         ratios.to_csv(out / f"{name}_ratios.csv", index=False)
@@ -410,7 +444,9 @@ def main(argv: list[str] | None = None) -> int:
 def _repeats(args, out, name: str, by: str, values: list[int]) -> int:
     parts, widths = [], []
     for value in values:
-        result = run_case(name, n_jobs=args.n_jobs, repeat=value, peer_intervals=args.peer_intervals)
+        result = run_case(
+            name, n_jobs=args.n_jobs, repeat=value, peer_intervals=args.peer_intervals, **args.overrides
+        )
         result["table"].assign(**{by: value}).to_csv(out / f"{name}_levels_{by}{value}.csv", index=False)
         parts.append(ratio_table(result["table"]).assign(**{by: value}))
         widths.append(result["width_ratios"].assign(**{by: value}))

@@ -49,7 +49,7 @@ from .hierarchical import (
     score_levels,
 )
 from .intervals import error_profile
-from .launches import launch_forecast, read_launches
+from .launches import delist_forecast, launch_forecast, read_delistings, read_launches
 from .ml import last_flags, ml_fit_effect, ml_predict
 from .models import CATALOGUE
 from .stats import stats_forecast
@@ -364,6 +364,7 @@ class Forecaster:
         *,
         fill: str | None = None,
         launches: pd.DataFrame | None = None,
+        delistings: pd.DataFrame | None = None,
     ) -> ForecastRun:
         """Forecast ``h`` periods (default the configured horizon) without re-fitting.
 
@@ -381,6 +382,10 @@ class Forecaster:
             New items and the like items they will sell like (``new_item, like_item,
             launch_month[, scale]``, :mod:`.launches`): each new item gets its like item's
             forecast at its own level, and the levels above it follow.
+        delistings : pandas.DataFrame, optional
+            Items that stop selling (``item, last_month``, or the key columns for ``item``):
+            nothing is forecast for them after their last month, and the levels above them
+            lose what they were forecast to sell.
         """
         if not hasattr(self, "panel_"):
             raise NotFittedError("this Forecaster is not fitted yet; call fit(history) first.")
@@ -412,7 +417,7 @@ class Forecaster:
             out = from_rate(out, [c for c in out.columns if c.startswith("forecast")])
             wide = from_rate(wide, [c for c in wide.columns if c not in ("unique_id", "ds")])
             series = from_rate(series, ["y"])
-        self.launched_ = None
+        self.launched_, self.delisted_ = None, None
         if launches is not None and len(launches):
             out, launched = launch_forecast(
                 out,
@@ -431,6 +436,11 @@ class Forecaster:
                     row.scale,
                     row.how,
                 )
+        if delistings is not None and len(delistings):
+            delisted = read_delistings(delistings, keys=hierarchy_keys(config))
+            out = delist_forecast(out, delisted, hierarchy=self.panel_.hierarchy)
+            self.delisted_ = delisted
+            logger.info("%d delisted items: nothing forecast after their last month", len(delisted))
         out = with_quantiles(out, config)
         timings = {**self.timings_, **stage.seconds}
         return ForecastRun(

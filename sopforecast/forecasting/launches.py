@@ -12,7 +12,11 @@ months. The intervals are the like item's, scaled the same way: the like item's 
 new item's level.
 
 Every aggregate above a new item moves by the new item's change (added, or its short-history
-forecast replaced), so the forecast stays coherent. Pure: frames in, frames out.
+forecast replaced), so the forecast stays coherent.
+
+The other end of an item's life: a delisting (``item, last_month``, or the key columns for
+the item) ends its forecast after its last month, its bounds with it, and the aggregates
+above it lose what it was forecast to sell. Pure: frames in, frames out.
 """
 
 from __future__ import annotations
@@ -24,7 +28,15 @@ from ..data.hierarchy import Hierarchy
 from ..errors import DataError, format_examples
 from .drivers import series_ids
 
-__all__ = ["read_launches", "launch_forecast", "launch_curve", "LAUNCH_COLUMNS", "CURVE_MONTHS"]
+__all__ = [
+    "read_launches",
+    "launch_forecast",
+    "launch_curve",
+    "read_delistings",
+    "delist_forecast",
+    "LAUNCH_COLUMNS",
+    "CURVE_MONTHS",
+]
 
 LAUNCH_COLUMNS = ("new_item", "like_item", "launch_month", "scale")
 CURVE_MONTHS = 12
@@ -216,6 +228,67 @@ def launch_forecast(
     return out, pd.DataFrame(report)
 
 
+def read_delistings(
+    frame: pd.DataFrame, *, keys: list[str] | None = None, where: str = "delistings"
+) -> pd.DataFrame:
+    """Delistings checked: ``item, last_month`` (the last month the item sells; ``item`` may
+    be given by the hierarchy's ``keys`` instead)."""
+    data = frame.copy()
+    if "item" not in data.columns and keys and all(k in data.columns for k in keys):
+        data["item"] = series_ids(data, keys, where)
+    missing = [c for c in ("item", "last_month") if c not in data.columns]
+    if missing:
+        raise DataError(
+            f"{where}: column(s) {missing} missing (columns: {list(frame.columns)}); a delisting "
+            f"needs item (or the key columns {keys or []}) and last_month, the last month it sells."
+        )
+    data["item"] = data["item"].astype(str).str.strip()
+    empty = data["item"].isin(["", "nan", "None"])
+    if empty.any():
+        raise DataError(f"{where}: item is empty in row(s) {format_examples(data.index[empty])}.")
+    month = pd.to_datetime(data["last_month"].astype(str), errors="coerce")
+    if month.isna().any():
+        bad = data.loc[month.isna(), "last_month"]
+        raise DataError(f"{where}: last_month {format_examples(bad)} is not a month (write 2026-03).")
+    data["last_month"] = month.dt.to_period("M").dt.to_timestamp()
+    twice = data["item"].duplicated()
+    if twice.any():
+        raise DataError(f"{where}: {format_examples(data.loc[twice, 'item'])} delisted twice.")
+    return data[["item", "last_month"]].reset_index(drop=True)
+
+
+def delist_forecast(
+    forecast: pd.DataFrame, delistings: pd.DataFrame, *, hierarchy: Hierarchy | None = None
+) -> pd.DataFrame:
+    """The forecast with every delisted item's rows after its ``last_month`` at zero, bounds
+    included, and every aggregate above it lowered by what it lost. Items that are not bottom
+    series of the forecast are an error (a typo would otherwise keep a dead item planned)."""
+    bounds = [c for c in forecast.columns if c.startswith("forecast-")]
+    bottom = set(hierarchy.bottom_ids) if hierarchy is not None else set(forecast["unique_id"].astype(str))
+    unknown = sorted(set(delistings["item"]) - bottom)
+    if unknown:
+        raise DataError(
+            f"delistings: item(s) {format_examples(unknown)} are not bottom series of the forecast; "
+            "name them by their unique_id or key columns."
+        )
+    last = forecast["unique_id"].map(delistings.set_index("item")["last_month"])
+    gone = forecast[forecast["ds"] > last]
+    if gone.empty:
+        return forecast
+    new = gone[["unique_id", "ds"]].assign(forecast=0.0)
+    items = delistings.rename(columns={"item": "new_item"})
+    out = _moved(forecast, new, items, ["forecast"], hierarchy, None, relabel=False)
+    # an aggregate's interval moves with its point (its width keeps the item's share of the
+    # uncertainty: on the safe side); the delisted months' own intervals are zero
+    ordered = forecast.sort_values(["unique_id", "ds"], kind="stable").reset_index(drop=True)
+    shift = out["forecast"].to_numpy() - ordered["forecast"].to_numpy()
+    for col in bounds:
+        out[col] = np.maximum(ordered[col].to_numpy() + shift, 0.0)
+    dead = out.set_index(["unique_id", "ds"]).index.isin(gone.set_index(["unique_id", "ds"]).index)
+    out.loc[dead, bounds] = 0.0
+    return out
+
+
 def _reported(launch, scale: float, how: str, keys: list[str]) -> dict:
     return {
         "new_item": launch.new_item,
@@ -227,7 +300,7 @@ def _reported(launch, scale: float, how: str, keys: list[str]) -> dict:
     }
 
 
-def _moved(forecast, new, launches, values, hierarchy, spec) -> pd.DataFrame:
+def _moved(forecast, new, launches, values, hierarchy, spec, relabel: bool = True) -> pd.DataFrame:
     """``forecast`` with the new items' rows set to ``new`` and every aggregate above them
     moved by the change."""
     old = forecast.set_index(["unique_id", "ds"])[values]
@@ -241,7 +314,7 @@ def _moved(forecast, new, launches, values, hierarchy, spec) -> pd.DataFrame:
     delta = delta.groupby(["unique_id", "ds"])[values].sum()
     merged = out[values].add(delta, fill_value=0.0)
     out = merged.join(out[extra], how="left")
-    if "model" in out.columns:
+    if relabel and "model" in out.columns:
         launched = set(new["unique_id"])
         out.loc[out.index.get_level_values(0).isin(launched), "model"] = "like item"
     if "level" in out.columns and level_of is not None:

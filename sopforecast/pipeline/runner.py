@@ -201,7 +201,14 @@ def _run(
         client.log_inputs(run_id, datasets=[_dataset_input(data, spec.name, fp)])
         show.step(1)
 
-        ev = steps.evaluate(data.frame, spec.forecast, data.future, progress=progress, launches=data.launches)
+        ev = steps.evaluate(
+            data.frame,
+            spec.forecast,
+            data.future,
+            progress=progress,
+            launches=data.launches,
+            delistings=data.delistings,
+        )
         seconds.update(ev.timings)
         show.step(2)
 

@@ -31,6 +31,7 @@ class History:
     test: pd.DataFrame | None = None
     future: pd.DataFrame | None = None  # the drivers' planned values (promotion calendar)
     launches: pd.DataFrame | None = None  # new items and their like items
+    delistings: pd.DataFrame | None = None  # items that stop selling, and their last month
 
 
 def fingerprint(frame: pd.DataFrame) -> str:
@@ -77,6 +78,13 @@ def load_history(data: PipelineData, workdir: Workdir) -> History:
         if data.drivers and not data.future:
             calendar = write_frame(plan.future, workdir.data / "demo_promotion_calendar.csv")
             data = data.model_copy(update={"future": str(calendar)})
+        if not data.delistings:  # the demo's sales team lists what it stops selling
+            keys = ["category", "family", "sku", "region", "channel"]
+            last = plan.future.groupby(keys, sort=False)["ds"].max().rename("last_month").reset_index()
+            gone = last[last["last_month"] < plan.future["ds"].max()]
+            gone = gone.assign(last_month=gone["last_month"].dt.strftime("%Y-%m"))
+            delisted = write_frame(gone, workdir.data / "demo_delistings.csv")
+            data = data.model_copy(update={"delistings": str(delisted)})
         raw, source = read_source(path), str(path)
     elif data.dataset == "pbs":
         from ..data.pbs import default_pbs_path, load_pbs
@@ -101,7 +109,10 @@ def load_history(data: PipelineData, workdir: Workdir) -> History:
         launches = read_source(data.launches, text_columns=[*data.series_columns, "new_item", "like_item"])
     keys = key_columns(list(data.hierarchy)) if data.hierarchy else []
     launches = _with_like_items(launches, like_item_launches(raw, validated.frame, config, source), keys)
-    return History(validated.frame, validated.report, source, test, future, launches)
+    delistings = None
+    if data.delistings:
+        delistings = read_source(data.delistings, text_columns=[*data.series_columns, "item"])
+    return History(validated.frame, validated.report, source, test, future, launches, delistings)
 
 
 LIKE_ITEM = "like_item"

@@ -88,6 +88,11 @@ class PipelineData(DataConfig):
         description="New items: a file with new_item (or the key columns), like_item, launch_month "
         "and optionally scale; each new item is forecast from its like item (forecasting/launches.py).",
     )
+    delistings: str | None = Field(
+        None,
+        description="Items that stop selling: a file with item (or the key columns) and last_month; "
+        "nothing is forecast for them after it. The demo makes its own from its calendar.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> PipelineData:
@@ -456,8 +461,10 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
         spec.data.path = str((path.parent / data_path).resolve())
     if spec.data.future and not Path(spec.data.future).is_absolute():
         spec.data.future = str((path.parent / spec.data.future).resolve())
-    if spec.data.launches and not Path(spec.data.launches).is_absolute():
-        spec.data.launches = str((path.parent / spec.data.launches).resolve())
+    for what in ("launches", "delistings"):
+        given = getattr(spec.data, what)
+        if given and not Path(given).is_absolute():
+            setattr(spec.data, what, str((path.parent / given).resolve()))
     prices = spec.plan.prices
     if prices.file and not Path(prices.file).is_absolute():
         prices.file = str((path.parent / prices.file).resolve())
@@ -473,11 +480,13 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
             f"{path}: data.future {spec.data.future} does not exist; fix the path or use --set.",
             setting="data.future",
         )
-    if spec.data.launches and not Path(spec.data.launches).is_file():
-        raise ConfigError(
-            f"{path}: data.launches {spec.data.launches} does not exist; fix the path or use --set.",
-            setting="data.launches",
-        )
+    for what in ("launches", "delistings"):
+        given = getattr(spec.data, what)
+        if given and not Path(given).is_file():
+            raise ConfigError(
+                f"{path}: data.{what} {given} does not exist; fix the path or use --set.",
+                setting=f"data.{what}",
+            )
     if spec.data.path and "://" not in spec.data.path and not Path(spec.data.path).exists():
         raise ConfigError(
             f"{path}: data.path {spec.data.path} does not exist; fix the path or use --set.",

@@ -88,6 +88,7 @@ def evaluate(
     future: pd.DataFrame | None = None,
     progress=None,
     launches: pd.DataFrame | None = None,
+    delistings: pd.DataFrame | None = None,
 ) -> Evaluation:
     """Backtest, fit and forecast ``frame`` with ``config``.
 
@@ -101,6 +102,8 @@ def evaluate(
         The drivers' planned values (promotion calendar).
     launches : pandas.DataFrame, optional
         New items and their like items (:mod:`sopforecast.forecasting.launches`).
+    delistings : pandas.DataFrame, optional
+        Items that stop selling and their last month (same module).
     progress : rich.progress.Progress, optional
         Shows the forecasting stages.
 
@@ -115,7 +118,7 @@ def evaluate(
     forecaster = Forecaster(config)
     forecaster.check_future(frame, future)  # a bad promotion calendar fails before the fit
     forecaster.fit(frame, backtest=True, progress=progress)
-    run = forecaster.predict(future=future, launches=launches)
+    run = forecaster.predict(future=future, launches=launches, delistings=delistings)
     if run.accuracy is not None:
         method = "base" if config.reconcile == "none" else config.reconcile
         acc = run.accuracy
@@ -175,6 +178,8 @@ def run_metrics(ev: Evaluation, data: History) -> dict[str, float]:
     metrics["promotion_cleansed_periods"] = float(getattr(forecaster, "cleansed_", 0))
     launched = getattr(forecaster, "launched_", None)
     metrics["launched_items"] = float(len(launched)) if launched is not None else 0.0
+    delisted = getattr(forecaster, "delisted_", None)
+    metrics["delisted_items"] = float(len(delisted)) if delisted is not None else 0.0
     if data.test is not None:
         metrics.update(_test_scores(ev.forecast, data.test))
     if ev.accuracy is not None:
@@ -301,6 +306,9 @@ def result_tables(ev: Evaluation, data: History, spec: PipelineSpec, folder: Pat
     launched = getattr(ev.forecaster, "launched_", None)
     if launched is not None and len(launched):  # new items: like item, scale and how
         put("launches.csv", lambda p: launched.to_csv(p, index=False))
+    delisted = getattr(ev.forecaster, "delisted_", None)
+    if delisted is not None and len(delisted):  # items forecast to sell nothing after a month
+        put("delistings.csv", lambda p: delisted.to_csv(p, index=False))
     checks = level_checks(spec, ev)
     put("level_targets.csv", lambda p: checks.to_csv(p, index=False))
     report = json.dumps(data.report.to_dict(), indent=2, default=str)
