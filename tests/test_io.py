@@ -95,6 +95,9 @@ def test_empty_and_header_only_files(tmp_path):
     with pytest.raises(DataError, match="header.csv: the source has a header but no rows") as info:
         read_source(tmp_path / "header.csv")
     assert "the data path" in str(info.value) and info.value.setting == "path"
+    # a list that may be empty this month (launches, delistings): no rows, its columns kept
+    listed = read_source(tmp_path / "header.csv", empty_ok=True)
+    assert listed.empty and list(listed.columns) == ["sku", "ds", "y"]
 
 
 def test_unreadable_files(tmp_path):

@@ -74,6 +74,7 @@ def read_source(
     sheet: str | int | None = None,
     text_columns: Iterable[str] = (),
     as_text: bool = False,
+    empty_ok: bool = False,
 ) -> pd.DataFrame:
     """Read demand history (or any table a person filled in) from a CSV, Parquet or Excel
     file or a SQL database.
@@ -96,6 +97,9 @@ def read_source(
     as_text : bool, default False
         Every CSV or Excel cell as the text written there (an empty cell is ``""``), for a
         reader that checks each cell itself (overrides, prices, budgets).
+    empty_ok : bool, default False
+        A header without rows is an empty frame, not an error: a list that may be empty this
+        month (launches, delistings).
 
     Returns
     -------
@@ -118,7 +122,7 @@ def read_source(
         where = str(path)
     # a query (SELECT a.y, b.y) or a Parquet file; text files were checked on their header
     _refuse_repeated_names([str(c) for c in frame.columns], where, what="the source's columns name")
-    if frame.shape[0] == 0:
+    if frame.shape[0] == 0 and not empty_ok:
         raise DataError(
             f"{where}: the source has a header but no rows. "
             "Export the demand history again, or point the data path at the right file.",

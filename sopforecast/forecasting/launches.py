@@ -1,4 +1,4 @@
-"""New products from like items.
+"""New products from like items, and items delisted.
 
 A launch names a new item, the established item it will sell like, its launch month and,
 optionally, a scale (``new_item, like_item, launch_month, scale``; for a hierarchy the new
@@ -8,8 +8,10 @@ same calendar months, the level times the scale, and, when the like item itself 
 inside the history, its launch curve at the new item's age (the like item's first 12 months
 relative to its next 12). Without a scale the level comes from the new item's own first months
 (``first_months``, up to 12): their demand over what the like item's profile says for those
-months. The intervals are the like item's, scaled the same way: the like item's errors at the
-new item's level.
+months, the profile being the like item's own forecast for the same calendar months a year
+or more on (its past months where the forecast does not reach). A like item forecast to
+sell nothing lends no profile: a new item with a forecast of its own keeps it. The intervals
+are the like item's, scaled the same way: the like item's errors at the new item's level.
 
 Every aggregate above a new item moves by the new item's change (added, or its short-history
 forecast replaced), so the forecast stays coherent.
@@ -129,7 +131,7 @@ def _like_profile(like: pd.DataFrame, history: pd.DataFrame, item: str, months: 
     behind = (first.year - ahead.min().year) * 12 + first.month - ahead.min().month  # months
     years = max(0, int(np.ceil(behind / 12)))
     ahead = ahead + pd.DateOffset(years=years)
-    if len(fc) and ahead.min() >= first and ahead.max() <= last:
+    if ahead.min() >= first and ahead.max() <= last:
         profile = fc.reindex(ahead).to_numpy(dtype=float)
         if np.nansum(profile) > 0:
             return profile

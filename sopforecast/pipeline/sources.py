@@ -106,12 +106,14 @@ def load_history(data: PipelineData, workdir: Workdir) -> History:
         future = future.rename(columns={data.time_col: "ds", data.id_col: "unique_id"})
     launches = None
     if data.launches:
-        launches = read_source(data.launches, text_columns=[*data.series_columns, "new_item", "like_item"])
+        launches = read_source(
+            data.launches, text_columns=[*data.series_columns, "new_item", "like_item"], empty_ok=True
+        )
     keys = key_columns(list(data.hierarchy)) if data.hierarchy else []
     launches = _with_like_items(launches, like_item_launches(raw, validated.frame, config, source), keys)
     delistings = None
     if data.delistings:
-        delistings = read_source(data.delistings, text_columns=[*data.series_columns, "item"])
+        delistings = read_source(data.delistings, text_columns=[*data.series_columns, "item"], empty_ok=True)
     return History(validated.frame, validated.report, source, test, future, launches, delistings)
 
 
