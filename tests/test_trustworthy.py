@@ -136,6 +136,26 @@ def test_intervals_cover_new_errors_at_their_nominal_rate():
         assert abs(covered - lv / 100) < 0.06, (lv, covered)
 
 
+def test_series_that_end_at_different_dates_are_calibrated_on_their_own_windows():
+    """Competition data (M3) and delisted items: every series has backtest windows of its
+    own dates. Cross-fitting counts each series' windows, so no score is lost; with one
+    window per series the scores are in-sample, not missing (no interval at all before)."""
+    sigmas = {f"s{i}": float(s) for i, s in enumerate(np.linspace(5, 50, 60))}
+    levels = pd.Series("bottom", index=list(sigmas))
+    for windows in (1, 2):
+        backtest = _backtest(sigmas, levels, windows=windows, seed=3)
+        # shift each series' calendar: no two series share a cutoff
+        shift = backtest["unique_id"].str[1:].astype(int).map(lambda i: pd.DateOffset(months=i))
+        backtest["cutoff"] = [c + o for c, o in zip(backtest["cutoff"], shift, strict=True)]
+        profile = error_profile(backtest, "forecast", levels, [80, 95])
+        assert profile.windows == windows
+        assert np.isfinite(profile.quantile.to_numpy()).all()
+        aligned = error_profile(
+            _backtest(sigmas, levels, windows=windows, seed=3), "forecast", levels, [80, 95]
+        )
+        pd.testing.assert_frame_equal(profile.quantile, aligned.quantile)
+
+
 def test_a_level_of_few_series_takes_the_interpolated_conformal_quantile_not_its_largest_score():
     # 4 series x 2 windows = 8 series-windows, one step each: the cross-fitted scores are each
     # window's error over the other window's, r and 1/r per series

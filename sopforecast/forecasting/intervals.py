@@ -185,18 +185,23 @@ def error_profile(
     growth = _growth(frame, steps, pairs)
     g = growth.stack().rename("g")
     frame = frame.join(g, on=["level", "step"])
-    cutoffs = frame["cutoff"].unique()
-    if len(cutoffs) > 1:
-        # each window's errors over the scale the other windows give
+    # a series' backtest windows, counted per series: series that end at different dates
+    # (competition data, items delisted) have cutoffs of their own
+    window = frame.groupby("unique_id")["cutoff"].rank(method="dense").astype(int)
+    per_series = window.groupby(frame["unique_id"]).max()
+    windows = int(per_series.max()) if len(per_series) else 0
+    u = frame["z"] / frame["g"]  # in-sample: series with a single window
+    if windows > 1:
+        # each window's errors over the scale the series' other windows give
         parts = []
-        for cutoff in cutoffs:
-            other = frame[frame["cutoff"] != cutoff].groupby("unique_id")["a"].mean()
-            part = frame[frame["cutoff"] == cutoff]
+        for w in range(1, windows + 1):
+            other = frame[window != w].groupby("unique_id")["a"].mean()
+            part = frame[window == w]
             s = part["unique_id"].map(other[other > 0])
             parts.append(part["a"] / (s * part["g"]))
-        u = pd.concat(parts)
-    else:
-        u = frame["z"] / frame["g"]
+        crossed = pd.concat(parts).reindex(frame.index)
+        several = frame["unique_id"].map(per_series).to_numpy() > 1
+        u = u.where(~several, crossed)
     u = u.replace([np.inf, -np.inf], np.nan)
     scores = u.groupby(frame["level"])
     quantile = pd.DataFrame(
@@ -221,7 +226,7 @@ def error_profile(
     ratio = (scale / mean_demand.reindex(scale.index)).replace([np.inf, -np.inf], np.nan)
     level_of = scale.index.map(levels) if levels is not None else pd.Index([ALL] * len(scale))
     demand_ratio = ratio.groupby(level_of).median()
-    return ErrorProfile(scale, growth, quantile, demand_ratio, len(cutoffs))
+    return ErrorProfile(scale, growth, quantile, demand_ratio, windows)
 
 
 def interval_bounds(
