@@ -188,20 +188,19 @@ def error_profile(
     # a series' backtest windows, counted per series: series that end at different dates
     # (competition data, items delisted) have cutoffs of their own
     window = frame.groupby("unique_id")["cutoff"].rank(method="dense").astype(int)
-    per_series = window.groupby(frame["unique_id"]).max()
-    windows = int(per_series.max()) if len(per_series) else 0
-    u = frame["z"] / frame["g"]  # in-sample: series with a single window
+    windows = int(window.max()) if len(window) else 0
     if windows > 1:
-        # each window's errors over the scale the series' other windows give
+        # each window's errors over the scale the series' other windows give (a series with
+        # one window, a young one, has no such score and is left out)
         parts = []
         for w in range(1, windows + 1):
             other = frame[window != w].groupby("unique_id")["a"].mean()
             part = frame[window == w]
             s = part["unique_id"].map(other[other > 0])
             parts.append(part["a"] / (s * part["g"]))
-        crossed = pd.concat(parts).reindex(frame.index)
-        several = frame["unique_id"].map(per_series).to_numpy() > 1
-        u = u.where(~several, crossed)
+        u = pd.concat(parts).reindex(frame.index)
+    else:
+        u = frame["z"] / frame["g"]  # one window per series: in-sample
     u = u.replace([np.inf, -np.inf], np.nan)
     scores = u.groupby(frame["level"])
     quantile = pd.DataFrame(
